@@ -1,0 +1,219 @@
+//! Where requests go and what every request carries: base URL, API, model, headers, body fields.
+
+use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
+use http::HeaderMap;
+use serde_json::{Map, Value};
+use std::net::SocketAddr;
+use strobe_core::{Api, Prompt, RequestSpec};
+
+/// A problem with the target settings, found before any request is sent.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("invalid URL `{url}`: {reason}; expected something like http://127.0.0.1:8000")]
+    BadUrl { url: String, reason: String },
+    #[error("cannot resolve host of `{url}`: {source}")]
+    Resolve { url: String, source: std::io::Error },
+    #[error("invalid header `{header}`: {reason}; expected `Name: value`")]
+    BadHeader { header: String, reason: String },
+    #[error("the API key holds characters not allowed in an HTTP header")]
+    BadApiKey,
+}
+
+/// The parsed base URL.
+#[derive(Clone, Debug)]
+pub struct BaseUrl {
+    /// As the user gave it, minus any trailing `/v1` and `/`.
+    pub display: String,
+    pub host_header: String,
+    /// Path prefix before `/v1` (usually empty).
+    pub prefix: String,
+    pub host: String,
+    pub port: u16,
+}
+
+impl BaseUrl {
+    /// Parses `http://host[:port][/prefix][/v1]`. A trailing `/v1` is accepted and dropped, since
+    /// users copy either form from their server's docs.
+    pub fn parse(url: &str) -> Result<BaseUrl, TargetError> {
+        let bad = |reason: &str| TargetError::BadUrl {
+            url: url.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| bad(&e.to_string()))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") => return Err(bad("https is not supported yet; put a plain-HTTP endpoint (or a local TLS-terminating proxy) in front")),
+            _ => return Err(bad("the scheme must be http://")),
+        }
+        let host = uri
+            .host()
+            .ok_or_else(|| bad("no host"))?
+            .trim_matches(['[', ']'])
+            .to_owned();
+        let port = uri.port_u16().unwrap_or(80);
+        let mut prefix = uri.path().trim_end_matches('/').to_owned();
+        if let Some(p) = prefix.strip_suffix("/v1") {
+            prefix = p.to_owned();
+        }
+        let authority = uri
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .unwrap_or_default();
+        Ok(BaseUrl {
+            display: format!("http://{authority}{prefix}"),
+            host_header: authority,
+            prefix,
+            host,
+            port,
+        })
+    }
+
+    pub async fn resolve(&self) -> Result<SocketAddr, TargetError> {
+        let mut addrs = tokio::net::lookup_host((self.host.as_str(), self.port))
+            .await
+            .map_err(|source| TargetError::Resolve {
+                url: self.display.clone(),
+                source,
+            })?;
+        addrs.next().ok_or_else(|| TargetError::Resolve {
+            url: self.display.clone(),
+            source: std::io::Error::other("no address found"),
+        })
+    }
+
+    /// Full URL of a path, for messages.
+    pub fn url_of(&self, path: &str) -> String {
+        format!("{}{}", self.display, path)
+    }
+}
+
+/// Everything constant across the requests of a run.
+#[derive(Debug)]
+pub struct Target {
+    pub base: BaseUrl,
+    pub addr: SocketAddr,
+    pub api: Api,
+    pub model: String,
+    pub stream: bool,
+    /// Headers sent with every request (auth included; never printed).
+    pub headers: HeaderMap,
+    /// Extra top-level JSON body fields; they override strobe's own fields of the same name.
+    pub extra_body: Map<String, Value>,
+    pub request_timeout: std::time::Duration,
+}
+
+/// Builds the shared header map: host, content type, auth and the user's extra headers.
+pub fn build_headers(
+    base: &BaseUrl,
+    api_key: Option<&str>,
+    extra: &[String],
+) -> Result<HeaderMap, TargetError> {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        HOST,
+        HeaderValue::from_str(&base.host_header).map_err(|_| TargetError::BadUrl {
+            url: base.display.clone(),
+            reason: "host is not a valid header value".into(),
+        })?,
+    );
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Some(key) = api_key {
+        let mut v =
+            HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| TargetError::BadApiKey)?;
+        v.set_sensitive(true);
+        headers.insert(AUTHORIZATION, v);
+    }
+    for h in extra {
+        let bad = |reason: &str| TargetError::BadHeader {
+            header: h.clone(),
+            reason: reason.into(),
+        };
+        let (name, value) = h.split_once(':').ok_or_else(|| bad("no `:`"))?;
+        let name =
+            HeaderName::from_bytes(name.trim().as_bytes()).map_err(|e| bad(&e.to_string()))?;
+        let value = HeaderValue::from_str(value.trim()).map_err(|e| bad(&e.to_string()))?;
+        headers.append(name, value);
+    }
+    Ok(headers)
+}
+
+impl Target {
+    /// The JSON body for one request.
+    pub fn body(&self, spec: &RequestSpec) -> Vec<u8> {
+        let mut body = Map::with_capacity(8 + self.extra_body.len());
+        body.insert("model".into(), Value::String(self.model.clone()));
+        match (self.api, &spec.prompt) {
+            (Api::Completions, Prompt::Text(t)) => {
+                body.insert("prompt".into(), Value::String(t.clone()));
+            }
+            (Api::Completions, Prompt::Messages(m)) => {
+                // A conversation sent to completions: its turns joined as plain text.
+                let text = m
+                    .iter()
+                    .map(|m| m.content.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                body.insert("prompt".into(), Value::String(text));
+            }
+            (Api::Chat, Prompt::Text(t)) => {
+                body.insert(
+                    "messages".into(),
+                    serde_json::json!([{ "role": "user", "content": t }]),
+                );
+            }
+            (Api::Chat, Prompt::Messages(m)) => {
+                body.insert(
+                    "messages".into(),
+                    serde_json::to_value(m).unwrap_or_default(),
+                );
+            }
+        }
+        body.insert("max_tokens".into(), Value::from(spec.max_tokens));
+        body.insert("stream".into(), Value::Bool(self.stream));
+        if self.stream {
+            body.insert(
+                "stream_options".into(),
+                serde_json::json!({ "include_usage": true }),
+            );
+        }
+        for (k, v) in &self.extra_body {
+            body.insert(k.clone(), v.clone());
+        }
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_url_forms() {
+        let b = BaseUrl::parse("http://127.0.0.1:8000/v1/").unwrap();
+        assert_eq!(
+            (b.host.as_str(), b.port, b.prefix.as_str()),
+            ("127.0.0.1", 8000, "")
+        );
+        assert_eq!(b.url_of("/v1/models"), "http://127.0.0.1:8000/v1/models");
+        let b = BaseUrl::parse("http://localhost/gw").unwrap();
+        assert_eq!((b.port, b.prefix.as_str()), (80, "/gw"));
+        let e = BaseUrl::parse("https://x").unwrap_err().to_string();
+        assert!(e.contains("https is not supported"), "{e}");
+        assert!(BaseUrl::parse("ftp://x").is_err());
+        assert!(BaseUrl::parse("not a url").is_err());
+    }
+
+    #[test]
+    fn headers_are_validated_and_auth_is_sensitive() {
+        let b = BaseUrl::parse("http://h:1").unwrap();
+        let h = build_headers(&b, Some("sk-secret"), &["X-A: 1".into()]).unwrap();
+        assert!(h[AUTHORIZATION].is_sensitive());
+        assert_eq!(h["x-a"], "1");
+        let e = build_headers(&b, None, &["nocolon".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nocolon"), "{e}");
+    }
+}

@@ -1,0 +1,282 @@
+//! What happened: one [`RequestRecord`] per request, the contract every statistic derives from.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+
+use crate::{ClassId, OffsetNs};
+
+/// Where a token count came from, best first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenSource {
+    /// The server's `usage` object.
+    Usage,
+    /// One tokenizer pass over the whole text.
+    Tokenizer,
+    /// The number of content chunks (one token per chunk assumed).
+    Chunks,
+    /// The workload's own count (input side only).
+    Workload,
+}
+
+/// Why a request failed. A failure is a data point, never a reason to abort a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ErrorKind {
+    /// TCP connect failed or the connection broke before response headers.
+    Connect,
+    /// The server answered with a non-2xx status.
+    HttpStatus(u16),
+    /// The stream ended (or the connection dropped) before it was complete.
+    StreamCut,
+    /// The stream carried something that is not valid SSE or JSON.
+    Malformed,
+    /// The server sent an `error` object inside the stream or body.
+    ServerError,
+    /// No answer within the request timeout (includes a stalled stream).
+    Timeout,
+    /// The response completed but held no generated content.
+    EmptyResponse,
+}
+
+impl ErrorKind {
+    /// Stable label used as a key in reports: `connect`, `http_503`, `stream_cut`, ...
+    pub fn label(&self) -> String {
+        match self {
+            ErrorKind::Connect => "connect".into(),
+            ErrorKind::HttpStatus(code) => format!("http_{code}"),
+            ErrorKind::StreamCut => "stream_cut".into(),
+            ErrorKind::Malformed => "malformed".into(),
+            ErrorKind::ServerError => "server_error".into(),
+            ErrorKind::Timeout => "timeout".into(),
+            ErrorKind::EmptyResponse => "empty_response".into(),
+        }
+    }
+
+    /// Inverse of [`ErrorKind::label`].
+    pub fn from_label(label: &str) -> Option<ErrorKind> {
+        Some(match label {
+            "connect" => ErrorKind::Connect,
+            "stream_cut" => ErrorKind::StreamCut,
+            "malformed" => ErrorKind::Malformed,
+            "server_error" => ErrorKind::ServerError,
+            "timeout" => ErrorKind::Timeout,
+            "empty_response" => ErrorKind::EmptyResponse,
+            other => ErrorKind::HttpStatus(other.strip_prefix("http_")?.parse().ok()?),
+        })
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.label())
+    }
+}
+
+impl Serialize for ErrorKind {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.label())
+    }
+}
+
+impl<'de> Deserialize<'de> for ErrorKind {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let label = String::deserialize(d)?;
+        ErrorKind::from_label(&label)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown error kind `{label}`")))
+    }
+}
+
+/// How a request ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Outcome {
+    Success,
+    Failed {
+        kind: ErrorKind,
+        message: String,
+    },
+    /// Stopped by strobe itself (Ctrl-C past the drain bound); not a server failure.
+    Cancelled,
+}
+
+impl Outcome {
+    pub fn is_success(&self) -> bool {
+        matches!(self, Outcome::Success)
+    }
+}
+
+/// One request as it happened on the wire. All instants are offsets in nanoseconds from the run
+/// start, taken from one monotonic clock.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    pub index: u64,
+    pub class: ClassId,
+    pub warmup: bool,
+    /// When the schedule wanted the request sent.
+    pub intended_ns: OffsetNs,
+    /// When the request started going onto an open connection.
+    pub sent_ns: OffsetNs,
+    /// Arrival of the first chunk carrying non-empty generated text (or reasoning).
+    pub first_token_ns: Option<OffsetNs>,
+    /// When the response was complete (or the request ended in failure).
+    pub end_ns: OffsetNs,
+    /// Arrival of every content chunk, the first one included. Serialised compactly as
+    /// `chunk_gaps_ns`: the first element is the offset from `sent_ns`, the rest are the gaps
+    /// between consecutive chunks.
+    #[serde(
+        rename = "chunk_gaps_ns",
+        serialize_with = "ser_chunk_gaps",
+        deserialize_with = "de_chunk_gaps",
+        default
+    )]
+    pub chunk_arrivals_ns: ChunkArrivals,
+    pub input_tokens: Option<u32>,
+    pub input_tokens_source: Option<TokenSource>,
+    pub output_tokens: Option<u32>,
+    pub output_tokens_source: Option<TokenSource>,
+    pub outcome: Outcome,
+}
+
+/// Absolute arrival offsets of content chunks. A newtype so that (de)serialisation can refer to
+/// `sent_ns`, which the field-level helpers cannot see; see [`RequestRecord::chunk_arrivals_ns`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChunkArrivals {
+    /// Offsets relative to `sent_ns` (kept relative so the newtype is self-contained).
+    pub since_sent_ns: Vec<u64>,
+}
+
+fn ser_chunk_gaps<S: Serializer>(c: &ChunkArrivals, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    let mut seq = s.serialize_seq(Some(c.since_sent_ns.len()))?;
+    let mut prev = 0;
+    for &t in &c.since_sent_ns {
+        seq.serialize_element(&(t.saturating_sub(prev)))?;
+        prev = t;
+    }
+    seq.end()
+}
+
+fn de_chunk_gaps<'de, D: Deserializer<'de>>(d: D) -> Result<ChunkArrivals, D::Error> {
+    let gaps = Vec::<u64>::deserialize(d)?;
+    let mut acc = 0u64;
+    let since_sent_ns = gaps
+        .into_iter()
+        .map(|g| {
+            acc += g;
+            acc
+        })
+        .collect();
+    Ok(ChunkArrivals { since_sent_ns })
+}
+
+impl RequestRecord {
+    /// Time to first token in ns (`first_token − sent`).
+    pub fn ttft_ns(&self) -> Option<u64> {
+        self.first_token_ns.map(|f| f.saturating_sub(self.sent_ns))
+    }
+
+    /// End-to-end latency in ns (`end − sent`).
+    pub fn e2e_ns(&self) -> u64 {
+        self.end_ns.saturating_sub(self.sent_ns)
+    }
+
+    /// Client-side lateness in ns (`sent − intended`).
+    pub fn queue_delay_ns(&self) -> u64 {
+        self.sent_ns.saturating_sub(self.intended_ns)
+    }
+
+    /// Time per output token excluding the first, in ns: `(E2E − TTFT) / (output_tokens − 1)`,
+    /// defined for requests with at least two output tokens.
+    pub fn tpot_ns(&self) -> Option<f64> {
+        let ttft = self.ttft_ns()?;
+        let n = self.output_tokens?;
+        if n < 2 {
+            return None;
+        }
+        Some((self.e2e_ns() - ttft) as f64 / (n - 1) as f64)
+    }
+
+    /// Gaps between consecutive content chunks, in ns.
+    pub fn inter_chunk_gaps_ns(&self) -> impl Iterator<Item = u64> + '_ {
+        self.chunk_arrivals_ns
+            .since_sent_ns
+            .windows(2)
+            .map(|w| w[1].saturating_sub(w[0]))
+    }
+
+    /// Number of content chunks received.
+    pub fn content_chunks(&self) -> usize {
+        self.chunk_arrivals_ns.since_sent_ns.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> RequestRecord {
+        RequestRecord {
+            index: 3,
+            class: ClassId(0),
+            warmup: false,
+            intended_ns: 1_000,
+            sent_ns: 2_000,
+            first_token_ns: Some(52_000),
+            end_ns: 92_000,
+            chunk_arrivals_ns: ChunkArrivals {
+                since_sent_ns: vec![50_000, 60_000, 70_000, 80_000, 90_000],
+            },
+            input_tokens: Some(10),
+            input_tokens_source: Some(TokenSource::Usage),
+            output_tokens: Some(5),
+            output_tokens_source: Some(TokenSource::Usage),
+            outcome: Outcome::Success,
+        }
+    }
+
+    #[test]
+    fn formulas_follow_the_definitions() {
+        let r = record();
+        assert_eq!(r.ttft_ns(), Some(50_000));
+        assert_eq!(r.e2e_ns(), 90_000);
+        assert_eq!(r.queue_delay_ns(), 1_000);
+        // (90_000 - 50_000) / (5 - 1)
+        assert_eq!(r.tpot_ns(), Some(10_000.0));
+        assert_eq!(r.inter_chunk_gaps_ns().collect::<Vec<_>>(), vec![10_000; 4]);
+    }
+
+    #[test]
+    fn tpot_needs_two_tokens() {
+        let mut r = record();
+        r.output_tokens = Some(1);
+        assert_eq!(r.tpot_ns(), None);
+    }
+
+    #[test]
+    fn record_round_trips_through_json_with_compact_chunks() {
+        let r = record();
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(
+            json.contains(r#""chunk_gaps_ns":[50000,10000,10000,10000,10000]"#),
+            "{json}"
+        );
+        let back: RequestRecord = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, r);
+    }
+
+    #[test]
+    fn error_kind_labels_round_trip() {
+        for k in [
+            ErrorKind::Connect,
+            ErrorKind::HttpStatus(503),
+            ErrorKind::StreamCut,
+            ErrorKind::Malformed,
+            ErrorKind::ServerError,
+            ErrorKind::Timeout,
+            ErrorKind::EmptyResponse,
+        ] {
+            assert_eq!(ErrorKind::from_label(&k.label()), Some(k));
+        }
+        assert_eq!(ErrorKind::from_label("http_x"), None);
+    }
+}

@@ -1,0 +1,245 @@
+//! One metric's distribution: histogram for percentiles, exact sums for the moments.
+
+use base64::Engine;
+use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+/// Significant decimal digits kept by the histograms (percentiles within 0.1%).
+const SIGNIFICANT_DIGITS: u8 = 3;
+
+/// A distribution of non-negative integer values (nanoseconds, or milli-units for ratios).
+#[derive(Clone, Debug)]
+pub struct Distribution {
+    hist: Histogram<u64>,
+    count: u64,
+    sum: u128,
+    sum_sq: u128,
+    min: u64,
+    max: u64,
+}
+
+impl Default for Distribution {
+    fn default() -> Self {
+        Distribution {
+            hist: Histogram::new(SIGNIFICANT_DIGITS).expect("valid precision"),
+            count: 0,
+            sum: 0,
+            sum_sq: 0,
+            min: u64::MAX,
+            max: 0,
+        }
+    }
+}
+
+/// The standard summary every distribution reports, in the unit chosen by the caller.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub count: u64,
+    pub mean: f64,
+    pub std: f64,
+    pub min: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub p99_9: f64,
+    pub max: f64,
+}
+
+/// Lossless serialised form of a [`Distribution`] (histogram as base64 HdrHistogram V2+deflate;
+/// the 128-bit sums as decimal strings, since JSON numbers cannot carry them).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DistributionState {
+    pub count: u64,
+    pub sum: String,
+    pub sum_sq: String,
+    pub min: u64,
+    pub max: u64,
+    pub hdr: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("histogram state is not valid base64: {0}")]
+    Base64(#[from] base64::DecodeError),
+    #[error("histogram state does not decode: {0:?}")]
+    Hdr(String),
+    #[error("sum `{0}` is not an integer")]
+    Sum(String),
+}
+
+impl Distribution {
+    #[inline]
+    pub fn record(&mut self, value: u64) {
+        if self.hist.record(value).is_err() {
+            self.hist.saturating_record(value);
+        }
+        self.count += 1;
+        self.sum += value as u128;
+        self.sum_sq += (value as u128) * (value as u128);
+        self.min = self.min.min(value);
+        self.max = self.max.max(value);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    pub fn sum(&self) -> u128 {
+        self.sum
+    }
+
+    /// Adds another distribution; the result equals recording both value streams into one.
+    pub fn merge(&mut self, other: &Distribution) {
+        if other.count == 0 {
+            return;
+        }
+        // Auto-resizing histograms of equal precision always add.
+        let _ = self.hist.add(&other.hist);
+        self.count += other.count;
+        self.sum += other.sum;
+        self.sum_sq += other.sum_sq;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+    }
+
+    /// Summary with every value multiplied by `scale` (e.g. 1e-6 for ns → ms).
+    pub fn summary(&self, scale: f64) -> Summary {
+        if self.count == 0 {
+            return Summary::default();
+        }
+        let n = self.count as f64;
+        let mean = self.sum as f64 / n;
+        // Exact integer variance numerator: n·Σx² − (Σx)², then one division.
+        let var =
+            (self.count as u128 * self.sum_sq).saturating_sub(self.sum * self.sum) as f64 / (n * n);
+        let q = |p: f64| {
+            // Clamp the histogram's bucket value into the exact range.
+            (self.hist.value_at_quantile(p).clamp(self.min, self.max)) as f64 * scale
+        };
+        Summary {
+            count: self.count,
+            mean: mean * scale,
+            std: var.sqrt() * scale,
+            min: self.min as f64 * scale,
+            p50: q(0.50),
+            p90: q(0.90),
+            p95: q(0.95),
+            p99: q(0.99),
+            p99_9: q(0.999),
+            max: self.max as f64 * scale,
+        }
+    }
+
+    pub fn state(&self) -> DistributionState {
+        let mut bytes = Vec::new();
+        let _ = V2DeflateSerializer::new().serialize(&self.hist, &mut bytes);
+        DistributionState {
+            count: self.count,
+            sum: self.sum.to_string(),
+            sum_sq: self.sum_sq.to_string(),
+            min: if self.count == 0 { 0 } else { self.min },
+            max: self.max,
+            hdr: base64::engine::general_purpose::STANDARD.encode(bytes),
+        }
+    }
+
+    pub fn from_state(state: &DistributionState) -> Result<Distribution, StateError> {
+        let bytes = base64::engine::general_purpose::STANDARD.decode(&state.hdr)?;
+        let mut hist: Histogram<u64> = Deserializer::new()
+            .deserialize(&mut bytes.as_slice())
+            .map_err(|e| StateError::Hdr(format!("{e:?}")))?;
+        hist.auto(true);
+        Ok(Distribution {
+            hist,
+            count: state.count,
+            sum: state
+                .sum
+                .parse()
+                .map_err(|_| StateError::Sum(state.sum.clone()))?,
+            sum_sq: state
+                .sum_sq
+                .parse()
+                .map_err(|_| StateError::Sum(state.sum_sq.clone()))?,
+            min: if state.count == 0 {
+                u64::MAX
+            } else {
+                state.min
+            },
+            max: state.max,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn moments_are_exact() {
+        let mut d = Distribution::default();
+        for v in [10, 20, 30, 40] {
+            d.record(v);
+        }
+        let s = d.summary(1.0);
+        assert_eq!((s.count, s.mean, s.min, s.max), (4, 25.0, 10.0, 40.0));
+        assert!(
+            (s.std - 125f64.sqrt()).abs() < 1e-9,
+            "population std, got {}",
+            s.std
+        );
+        assert_eq!(s.p50, 20.0);
+    }
+
+    #[test]
+    fn percentiles_within_a_tenth_of_a_percent() {
+        let mut d = Distribution::default();
+        for v in 1..=100_000u64 {
+            d.record(v * 1_000);
+        }
+        let s = d.summary(1e-3);
+        for (got, want) in [
+            (s.p50, 50_000.0),
+            (s.p90, 90_000.0),
+            (s.p99, 99_000.0),
+            (s.p99_9, 99_900.0),
+        ] {
+            assert!((got - want).abs() / want < 1e-3, "{got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn merge_of_states_equals_one_process() {
+        let (mut a, mut b, mut all) = (
+            Distribution::default(),
+            Distribution::default(),
+            Distribution::default(),
+        );
+        for v in 0..5_000u64 {
+            let x = v * v % 9_973 * 1_000 + 17;
+            if v % 3 == 0 {
+                a.record(x)
+            } else {
+                b.record(x)
+            }
+            all.record(x);
+        }
+        let a = Distribution::from_state(
+            &serde_json::from_str(&serde_json::to_string(&a.state()).unwrap()).unwrap(),
+        )
+        .unwrap();
+        let mut merged = Distribution::from_state(&b.state()).unwrap();
+        merged.merge(&a);
+        assert_eq!(merged.summary(1.0), all.summary(1.0));
+        assert_eq!(merged.state(), all.state());
+    }
+
+    #[test]
+    fn empty_distribution_summarises_to_zeroes_and_round_trips() {
+        let d = Distribution::default();
+        assert_eq!(d.summary(1.0), Summary::default());
+        let back = Distribution::from_state(&d.state()).unwrap();
+        assert_eq!(back.count(), 0);
+    }
+}

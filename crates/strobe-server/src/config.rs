@@ -1,0 +1,108 @@
+//! Settings of the built-in target.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A fault the target can inject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer with this HTTP status and an OpenAI-style error body.
+    Http(u16),
+    /// Drop the connection half-way through the stream.
+    Cut,
+    /// Send an event that is not JSON half-way through the stream.
+    Malformed,
+    /// Send an `{"error": ...}` event half-way through the stream, then `[DONE]`.
+    ErrorEvent,
+    /// Stop sending half-way through the stream and never finish.
+    Stall,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "unknown fault `{0}`: expected http-CODE (e.g. http-500), cut, malformed, error-event or stall"
+)]
+pub struct FaultParseError(pub String);
+
+impl FromStr for Fault {
+    type Err = FaultParseError;
+    fn from_str(s: &str) -> Result<Fault, FaultParseError> {
+        Ok(match s.trim() {
+            "cut" => Fault::Cut,
+            "malformed" => Fault::Malformed,
+            "error-event" => Fault::ErrorEvent,
+            "stall" => Fault::Stall,
+            other => match other
+                .strip_prefix("http-")
+                .and_then(|c| c.parse::<u16>().ok())
+            {
+                Some(code) if (400..600).contains(&code) => Fault::Http(code),
+                _ => return Err(FaultParseError(s.to_owned())),
+            },
+        })
+    }
+}
+
+/// How the target behaves.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Model name served (and listed by `/v1/models`).
+    pub model: String,
+    /// Time from receiving a request to its first token.
+    pub ttft: Duration,
+    /// Time between consecutive tokens.
+    pub itl: Duration,
+    /// Each delay is moved by a uniform amount in `[-jitter, +jitter]` (never below zero).
+    pub jitter: Duration,
+    /// Output length for every request; `None` follows the request's `max_tokens`.
+    pub output_len: Option<u32>,
+    /// Output length when a request names none.
+    pub default_max_tokens: u32,
+    /// Faults to inject at random, each with its probability.
+    pub faults: Vec<(Fault, f64)>,
+    /// Seed for jitter and fault draws.
+    pub seed: u64,
+    /// When set, requests must carry `Authorization: Bearer <key>`.
+    pub api_key: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            model: "strobe-sim".into(),
+            ttft: Duration::from_millis(50),
+            itl: Duration::from_millis(10),
+            jitter: Duration::ZERO,
+            output_len: None,
+            default_max_tokens: 16,
+            faults: vec![],
+            seed: 0,
+            api_key: None,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// True when responses can be written at once, pre-rendered.
+    pub fn is_instant(&self) -> bool {
+        self.ttft.is_zero() && self.itl.is_zero() && self.jitter.is_zero()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_parse() {
+        assert_eq!("http-503".parse::<Fault>().unwrap(), Fault::Http(503));
+        assert_eq!("cut".parse::<Fault>().unwrap(), Fault::Cut);
+        assert_eq!("stall".parse::<Fault>().unwrap(), Fault::Stall);
+        assert!("http-200".parse::<Fault>().is_err());
+        assert!("boom"
+            .parse::<Fault>()
+            .unwrap_err()
+            .to_string()
+            .contains("expected http-CODE"));
+    }
+}

@@ -1,0 +1,22 @@
+//! The built-in target: an OpenAI-compatible server whose timing is known exactly.
+//!
+//! `strobe serve` answers `/v1/completions` and `/v1/chat/completions` (streaming and not, with the
+//! usage chunk), `/v1/models` and `/health`, with a configured time to first token, time between
+//! tokens, jitter and output length. It records when it actually handed each request's first and
+//! last token to the connection ("the truth", `GET /strobe/truth`), so a client's measurements can
+//! be checked against it, and it can inject faults (HTTP errors, a cut stream, malformed SSE, an
+//! error event, a stalled stream).
+//!
+//! With zero delays it answers each request with one pre-rendered write, so that it is cheap enough
+//! not to be the bottleneck of a client capacity test.
+//!
+//! It depends on no client crate: it is the other side of the wire.
+
+mod body;
+mod config;
+mod service;
+mod truth;
+
+pub use config::{Fault, FaultParseError, ServerConfig};
+pub use service::{serve, ServerHandle};
+pub use truth::{Truth, TruthSummary};

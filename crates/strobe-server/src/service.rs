@@ -1,0 +1,373 @@
+//! Routing, request parsing and the accept loop.
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use rand::{Rng, SeedableRng};
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::body::{Delays, Plan, TokenStream};
+use crate::config::{Fault, ServerConfig};
+use crate::truth::Truth;
+
+/// A response body: either whole or a timed stream.
+pub enum SimBody {
+    Whole(Full<Bytes>),
+    Stream(Box<TokenStream>),
+}
+
+impl Body for SimBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            SimBody::Whole(b) => Pin::new(b).poll_frame(cx).map_err(|never| match never {}),
+            SimBody::Stream(s) => Pin::new(s.as_mut()).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            SimBody::Whole(b) => b.is_end_stream(),
+            SimBody::Stream(s) => s.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            SimBody::Whole(b) => b.size_hint(),
+            SimBody::Stream(s) => s.size_hint(),
+        }
+    }
+}
+
+struct State {
+    config: ServerConfig,
+    model_json: Arc<str>,
+    truth: Arc<Truth>,
+    counter: AtomicU64,
+    /// Pre-rendered zero-delay bodies by (chat, stream, tokens, prompt_tokens, usage).
+    rendered: Mutex<HashMap<(bool, bool, u32, u32, bool), Bytes>>,
+}
+
+/// A running target: its address, its truth and a way to stop it.
+pub struct ServerHandle {
+    pub addr: SocketAddr,
+    pub truth: Arc<Truth>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ServerHandle {
+    /// Stops accepting and closes connections.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Serves `config` on `listener` in a background task.
+pub fn serve(listener: TcpListener, config: ServerConfig) -> std::io::Result<ServerHandle> {
+    let addr = listener.local_addr()?;
+    let truth = Arc::new(Truth::default());
+    let state = Arc::new(State {
+        model_json: serde_json::to_string(&config.model)
+            .unwrap_or_default()
+            .into(),
+        config,
+        truth: Arc::clone(&truth),
+        counter: AtomicU64::new(0),
+        rendered: Mutex::new(HashMap::new()),
+    });
+    let (stop, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(accept_loop(listener, state, stop_rx));
+    Ok(ServerHandle {
+        addr,
+        truth,
+        stop,
+        task,
+    })
+}
+
+async fn accept_loop(listener: TcpListener, state: Arc<State>, mut stop: watch::Receiver<bool>) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let _ = stream.set_nodelay(true);
+                let state = Arc::clone(&state);
+                let mut stop = stop.clone();
+                connections.spawn(async move {
+                    let service = service_fn(move |req| handle(Arc::clone(&state), req));
+                    let conn = hyper::server::conn::http1::Builder::new()
+                        .keep_alive(true)
+                        .serve_connection(TokioIo::new(stream), service);
+                    tokio::pin!(conn);
+                    tokio::select! {
+                        _ = conn.as_mut() => {}
+                        _ = stop.changed() => {}
+                    }
+                });
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    connections.shutdown().await;
+}
+
+fn json_response(status: StatusCode, body: String) -> Response<SimBody> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(SimBody::Whole(Full::new(Bytes::from(body))))
+        .expect("static response parts are valid")
+}
+
+fn error_response(status: StatusCode, message: &str) -> Response<SimBody> {
+    let body = serde_json::json!({
+        "object": "error",
+        "message": message,
+        "type": status.canonical_reason().unwrap_or("error"),
+        "code": status.as_u16(),
+    });
+    json_response(status, body.to_string())
+}
+
+#[derive(Deserialize)]
+struct CompletionRequest {
+    model: Option<String>,
+    prompt: Option<Value>,
+    messages: Option<Vec<Message>>,
+    max_tokens: Option<u32>,
+    max_completion_tokens: Option<u32>,
+    #[serde(default)]
+    stream: bool,
+    stream_options: Option<StreamOptions>,
+}
+
+#[derive(Deserialize)]
+struct Message {
+    content: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: bool,
+}
+
+/// Counts whitespace-separated words of the text parts: the target's stand-in for prompt tokens.
+fn count_words(v: &Value) -> u32 {
+    match v {
+        Value::String(s) => s.split_whitespace().count() as u32,
+        Value::Array(items) => items.iter().map(count_words).sum(),
+        Value::Object(o) => o.get("text").map(count_words).unwrap_or(0),
+        _ => 0,
+    }
+}
+
+async fn handle(
+    state: Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<SimBody>, std::convert::Infallible> {
+    let received = tokio::time::Instant::now();
+    let path = req.uri().path().to_owned();
+    if let Some(key) = &state.config.api_key {
+        let ok = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.strip_prefix("Bearer ").is_some_and(|k| k == key));
+        if !ok && path.starts_with("/v1/") {
+            return Ok(error_response(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong API key",
+            ));
+        }
+    }
+    let forced_fault = req
+        .headers()
+        .get("x-strobe-fault")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.parse::<Fault>());
+    let method = req.method().clone();
+    Ok(match (method, path.as_str()) {
+        (Method::GET, "/health") => json_response(StatusCode::OK, "{}".into()),
+        (Method::GET, "/v1/models") => json_response(
+            StatusCode::OK,
+            format!(
+                "{{\"object\":\"list\",\"data\":[{{\"id\":{},\"object\":\"model\",\"created\":0,\"owned_by\":\"strobe\",\"max_model_len\":1000000}}]}}",
+                state.model_json
+            ),
+        ),
+        (Method::GET, "/strobe/truth") => {
+            json_response(StatusCode::OK, serde_json::to_string(&state.truth.summary()).unwrap_or_default())
+        }
+        (Method::DELETE, "/strobe/truth") => {
+            state.truth.reset();
+            json_response(StatusCode::OK, "{}".into())
+        }
+        (Method::POST, "/v1/completions") | (Method::POST, "/v1/chat/completions") => {
+            let chat = path == "/v1/chat/completions";
+            let bytes = match req.into_body().collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(_) => return Ok(error_response(StatusCode::BAD_REQUEST, "could not read the request body")),
+            };
+            let fault = match forced_fault {
+                Some(Ok(f)) => Some(f),
+                Some(Err(e)) => return Ok(error_response(StatusCode::BAD_REQUEST, &e.to_string())),
+                None => None,
+            };
+            completion(&state, chat, &bytes, fault, received).await
+        }
+        (_, "/v1/completions" | "/v1/chat/completions" | "/v1/models" | "/health") => {
+            error_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+        }
+        _ => error_response(StatusCode::NOT_FOUND, &format!("no route for {path}")),
+    })
+}
+
+async fn completion(
+    state: &State,
+    chat: bool,
+    bytes: &[u8],
+    forced_fault: Option<Fault>,
+    received: tokio::time::Instant,
+) -> Response<SimBody> {
+    let request: CompletionRequest = match serde_json::from_slice(bytes) {
+        Ok(r) => r,
+        Err(e) => {
+            return error_response(StatusCode::BAD_REQUEST, &format!("invalid JSON body: {e}"))
+        }
+    };
+    let config = &state.config;
+    match request.model.as_deref() {
+        Some(m) if m == config.model => {}
+        Some(m) => {
+            return error_response(
+                StatusCode::NOT_FOUND,
+                &format!("The model `{m}` does not exist."),
+            )
+        }
+        None => return error_response(StatusCode::BAD_REQUEST, "`model` is required"),
+    }
+    let prompt_tokens = if chat {
+        match &request.messages {
+            Some(ms) if !ms.is_empty() => ms
+                .iter()
+                .filter_map(|m| m.content.as_ref())
+                .map(count_words)
+                .sum(),
+            _ => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    "`messages` is required and must not be empty",
+                )
+            }
+        }
+    } else {
+        match &request.prompt {
+            Some(p) => count_words(p),
+            None => return error_response(StatusCode::BAD_REQUEST, "`prompt` is required"),
+        }
+    };
+    let n = state.counter.fetch_add(1, Ordering::Relaxed);
+    let mut rng =
+        rand::rngs::SmallRng::seed_from_u64(config.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let fault = forced_fault.or_else(|| {
+        config
+            .faults
+            .iter()
+            .find_map(|&(f, p)| rng.random_bool(p.clamp(0.0, 1.0)).then_some(f))
+    });
+    if let Some(Fault::Http(code)) = fault {
+        let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return error_response(status, "injected fault");
+    }
+    let tokens = config
+        .output_len
+        .or(request.max_completion_tokens)
+        .or(request.max_tokens)
+        .unwrap_or(config.default_max_tokens)
+        .max(1);
+    let include_usage = request
+        .stream_options
+        .as_ref()
+        .is_some_and(|o| o.include_usage);
+    let plan = Plan {
+        chat,
+        model_json: Arc::clone(&state.model_json),
+        tokens,
+        prompt_tokens,
+        include_usage,
+        fault,
+    };
+
+    if !request.stream {
+        // The whole answer once the last token would have been generated.
+        let body = plan.render_whole();
+        let delay = config.ttft + config.itl * (tokens - 1);
+        if !delay.is_zero() {
+            tokio::time::sleep_until(received + delay).await;
+        }
+        return json_response(StatusCode::OK, String::from_utf8_lossy(&body).into_owned());
+    }
+
+    let builder = Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "text/event-stream")
+        .header("cache-control", "no-cache");
+    if config.is_instant() && fault.is_none() {
+        let key = (chat, true, tokens, prompt_tokens, include_usage);
+        let cached = state
+            .rendered
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&key).cloned());
+        let body = cached.unwrap_or_else(|| {
+            let b = plan.render_stream();
+            if let Ok(mut m) = state.rendered.lock() {
+                if m.len() < 4096 {
+                    m.insert(key, b.clone());
+                }
+            }
+            b
+        });
+        return builder
+            .body(SimBody::Whole(Full::new(body)))
+            .expect("valid response");
+    }
+    let delays = Delays {
+        ttft: config.ttft,
+        itl: config.itl,
+        jitter: config.jitter,
+        rng,
+    };
+    builder
+        .body(SimBody::Stream(Box::new(TokenStream::new(
+            plan,
+            delays,
+            received,
+            Arc::clone(&state.truth),
+        ))))
+        .expect("valid response")
+}

@@ -1,0 +1,185 @@
+//! Command-line definitions (raw values). Validation and defaults that depend on several flags
+//! happen in [`crate::settings`].
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::units::{parse_count, parse_count_u32, parse_duration};
+
+/// Benchmark LLM inference servers (vLLM and any OpenAI-compatible server), precisely.
+#[derive(Debug, Parser)]
+#[command(name = "strobe", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Benchmark a server (the built-in target when no --url is given).
+    Run(Box<RunArgs>),
+    /// Serve the built-in OpenAI-compatible target with exact, configurable timing.
+    Serve(ServeArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ApiArg {
+    /// POST /v1/completions
+    Completions,
+    /// POST /v1/chat/completions
+    Chat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ArrivalArg {
+    /// Exponential gaps: independent users.
+    Poisson,
+    /// Equal gaps.
+    Constant,
+    /// Gamma gaps with shape --burstiness.
+    Gamma,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    // --- target ---
+    /// Base URL of the server, e.g. http://127.0.0.1:8000 (a trailing /v1 is fine). Without it,
+    /// strobe starts its built-in target in-process and benchmarks that.
+    #[arg(long, env = "STROBE_URL", help_heading = "Target")]
+    pub url: Option<String>,
+    /// Model name to request (default: the first model the server lists at /v1/models).
+    #[arg(long, help_heading = "Target")]
+    pub model: Option<String>,
+    /// Which endpoint to benchmark.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "completions",
+        help_heading = "Target"
+    )]
+    pub api: ApiArg,
+    /// Ask for whole responses instead of streams (TTFT, TPOT and ITL are then unavailable).
+    #[arg(long, help_heading = "Target")]
+    pub no_stream: bool,
+    /// Environment variable holding the API key (sent as a Bearer token; never printed or saved).
+    #[arg(
+        long,
+        default_value = "OPENAI_API_KEY",
+        value_name = "NAME",
+        help_heading = "Target"
+    )]
+    pub api_key_env: String,
+    /// File holding the API key (takes precedence over --api-key-env).
+    #[arg(long, value_name = "PATH", help_heading = "Target")]
+    pub api_key_file: Option<PathBuf>,
+    /// Extra HTTP header for every request, `Name: value` (repeatable).
+    #[arg(
+        short = 'H',
+        long = "header",
+        value_name = "NAME: VALUE",
+        help_heading = "Target"
+    )]
+    pub headers: Vec<String>,
+    /// Extra JSON body fields for every request, as one JSON object, e.g.
+    /// '{"temperature":0,"min_tokens":64}'. They override strobe's own fields of the same name.
+    #[arg(long, value_name = "JSON", help_heading = "Target")]
+    pub body: Option<String>,
+    /// Do not send `ignore_eos: true` (sent by default so that outputs have exactly --output-len
+    /// tokens; some servers reject unknown fields).
+    #[arg(long, help_heading = "Target")]
+    pub no_ignore_eos: bool,
+    /// Per-request timeout (a stalled stream fails as `timeout` after it).
+    #[arg(long, default_value = "10m", value_parser = parse_duration, help_heading = "Target")]
+    pub timeout: Duration,
+
+    // --- load ---
+    /// Closed loop: keep this many requests in flight (default 10 when no --rate is given).
+    #[arg(short = 'c', long, value_parser = parse_count_u32, help_heading = "Load")]
+    pub concurrency: Option<u32>,
+    /// Open loop: send this many requests per second, whatever the server does.
+    #[arg(short = 'r', long, help_heading = "Load")]
+    pub rate: Option<f64>,
+    /// Arrival process for --rate.
+    #[arg(long, value_enum, default_value = "poisson", help_heading = "Load")]
+    pub arrival: ArrivalArg,
+    /// Gamma shape for --arrival gamma (implies it): <1 burstier than Poisson, >1 more regular.
+    #[arg(long, help_heading = "Load")]
+    pub burstiness: Option<f64>,
+    /// With --rate: at most this many requests in flight; the rest wait, and their wait is reported
+    /// as queue delay.
+    #[arg(long, value_parser = parse_count_u32, help_heading = "Load")]
+    pub max_concurrency: Option<u32>,
+    /// Stop after this many measured requests (default 100 when no --duration is given).
+    #[arg(short = 'n', long, value_parser = parse_count, help_heading = "Load")]
+    pub requests: Option<u64>,
+    /// Stop sending this long after the first measured request, e.g. 30s, 5m.
+    #[arg(short = 'd', long, value_parser = parse_duration, help_heading = "Load")]
+    pub duration: Option<Duration>,
+    /// Warm-up: the first N requests are sent but excluded from the statistics.
+    #[arg(long, default_value = "0", value_parser = parse_count, help_heading = "Load")]
+    pub warmup_requests: u64,
+    /// Warm-up: requests intended within this time from the start are excluded.
+    #[arg(long = "warmup", default_value = "0s", value_parser = parse_duration, help_heading = "Load")]
+    pub warmup_duration: Duration,
+    /// Seed for arrivals and prompts: the same seed gives the same request stream.
+    #[arg(long, default_value = "0", help_heading = "Load")]
+    pub seed: u64,
+    /// On Ctrl-C, how long in-flight requests may finish before they are cancelled.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, help_heading = "Load")]
+    pub drain_timeout: Duration,
+
+    // --- workload ---
+    /// Input length of the random prompts, in words (about one token each).
+    #[arg(long, default_value = "128", value_parser = parse_count_u32, help_heading = "Workload")]
+    pub input_len: u32,
+    /// Output tokens per request (`max_tokens`; exact with ignore_eos).
+    #[arg(long, default_value = "128", value_parser = parse_count_u32, help_heading = "Workload")]
+    pub output_len: u32,
+
+    // --- output ---
+    /// Write the JSON report here (schema: strobe.report.v1).
+    #[arg(short = 'o', long, value_name = "FILE.json", help_heading = "Output")]
+    pub output: Option<PathBuf>,
+    /// Append one JSON line per request here, as requests finish.
+    #[arg(long, value_name = "FILE.jsonl", help_heading = "Output")]
+    pub records: Option<PathBuf>,
+    /// No live progress and no summary on the terminal (errors still go to stderr).
+    #[arg(short, long, help_heading = "Output")]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0 picks a free one; the chosen port is printed).
+    #[arg(long, default_value = "8000")]
+    pub port: u16,
+    /// Model name to serve.
+    #[arg(long, default_value = "strobe-sim")]
+    pub model: String,
+    /// Time to first token.
+    #[arg(long, default_value = "50ms", value_parser = parse_duration)]
+    pub ttft: Duration,
+    /// Time between tokens.
+    #[arg(long, default_value = "10ms", value_parser = parse_duration)]
+    pub itl: Duration,
+    /// Uniform jitter added to each delay, ±this.
+    #[arg(long, default_value = "0ms", value_parser = parse_duration)]
+    pub jitter: Duration,
+    /// Output tokens of every response (default: the request's max_tokens).
+    #[arg(long, value_parser = parse_count_u32)]
+    pub output_len: Option<u32>,
+    /// Inject a fault at random: KIND:PROBABILITY, KIND one of http-CODE, cut, malformed,
+    /// error-event, stall (repeatable). A request header `x-strobe-fault: KIND` forces one.
+    #[arg(long = "fault", value_name = "KIND:P")]
+    pub faults: Vec<String>,
+    /// Seed for jitter and fault draws.
+    #[arg(long, default_value = "0")]
+    pub seed: u64,
+    /// Require this API key (read from the named environment variable) as a Bearer token.
+    #[arg(long, value_name = "NAME")]
+    pub api_key_env: Option<String>,
+}

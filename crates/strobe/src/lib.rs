@@ -1,0 +1,32 @@
+//! The strobe binary's library half: command-line definitions, settings validation, the glue that
+//! wires workload → load → records → metrics → report, progress display and exit codes. Everything
+//! of substance lives in the `strobe-*` crates; this crate only connects them, so that tests can
+//! drive whole runs in-process.
+
+pub mod cli;
+pub mod exit;
+mod progress;
+mod run_cmd;
+mod serve_cmd;
+pub mod settings;
+pub mod units;
+
+pub use run_cmd::{execute_run, RunOutcome};
+
+/// Runs a parsed command line and returns the process exit code.
+pub fn run(cli: cli::Cli) -> anyhow::Result<i32> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        cli::Command::Run(args) => {
+            let settings = settings::RunSettings::from_args(*args)?;
+            runtime.block_on(async {
+                let outcome =
+                    run_cmd::execute_run(settings, run_cmd::Interactivity::from_env()).await?;
+                Ok(outcome.exit_code)
+            })
+        }
+        cli::Command::Serve(args) => runtime.block_on(serve_cmd::serve(args)),
+    }
+}

@@ -1,0 +1,354 @@
+//! `strobe run`: wires settings → preflight → load → records → metrics → report → outputs.
+
+use anyhow::Context;
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+use strobe_client::{build_headers, preflight, BaseUrl, Target};
+use strobe_core::{Api, Outcome, RequestRecord, RunClock};
+use strobe_load::{process_cpu_seconds, Arrival, LoadMode, Progress, Stopper};
+use strobe_metrics::MetricSet;
+use strobe_report::{LoadInfo, Report, ReportInputs, TargetInfo};
+use strobe_server::{ServerConfig, ServerHandle};
+use strobe_workload::{RandomWorkload, Workload};
+use tokio::sync::mpsc;
+
+use crate::exit;
+use crate::progress;
+use crate::settings::RunSettings;
+
+/// What the terminal side of a run does.
+#[derive(Clone, Copy, Debug)]
+pub struct Interactivity {
+    /// Live progress line on stderr.
+    pub progress: bool,
+    /// Print the summary to stdout at the end.
+    pub print_summary: bool,
+    /// Install the Ctrl-C handler.
+    pub handle_ctrl_c: bool,
+}
+
+impl Interactivity {
+    /// Progress only on a terminal; summary unless --quiet (applied by the caller).
+    pub fn from_env() -> Interactivity {
+        Interactivity {
+            progress: std::io::stderr().is_terminal(),
+            print_summary: true,
+            handle_ctrl_c: true,
+        }
+    }
+
+    /// Silent and without signal handling: for tests that drive runs in-process.
+    pub fn silent() -> Interactivity {
+        Interactivity {
+            progress: false,
+            print_summary: false,
+            handle_ctrl_c: false,
+        }
+    }
+}
+
+/// The result of a run.
+pub struct RunOutcome {
+    pub exit_code: i32,
+    pub report: Report,
+}
+
+/// Aggregates records as they arrive and appends them to the records file.
+struct Collector {
+    metrics: MetricSet,
+    error_examples: BTreeMap<String, String>,
+    records_error: Option<String>,
+}
+
+fn collect(
+    mut rx: mpsc::UnboundedReceiver<RequestRecord>,
+    mut file: Option<std::io::BufWriter<std::fs::File>>,
+) -> Collector {
+    let mut c = Collector {
+        metrics: MetricSet::default(),
+        error_examples: BTreeMap::new(),
+        records_error: None,
+    };
+    let write = |file: &mut Option<std::io::BufWriter<std::fs::File>>,
+                 r: &RequestRecord,
+                 err: &mut Option<String>| {
+        if let Some(f) = file.as_mut() {
+            if let Err(e) = f.write_all(&strobe_report::records::line(r)) {
+                *err = Some(e.to_string());
+                *file = None;
+            }
+        }
+    };
+    while let Some(record) = rx.blocking_recv() {
+        let mut next = Some(record);
+        while let Some(r) = next {
+            c.metrics.add(&r);
+            if let Outcome::Failed { kind, message } = &r.outcome {
+                c.error_examples
+                    .entry(kind.label())
+                    .or_insert_with(|| message.clone());
+            }
+            write(&mut file, &r, &mut c.records_error);
+            next = rx.try_recv().ok();
+        }
+        // Nothing waiting: put what we have on disk, so records survive a crash.
+        if let Some(f) = file.as_mut() {
+            if let Err(e) = f.flush() {
+                c.records_error = Some(e.to_string());
+                file = None;
+            }
+        }
+    }
+    c
+}
+
+async fn start_built_in() -> anyhow::Result<(ServerHandle, ServerConfig)> {
+    let config = ServerConfig::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("cannot start the built-in target on 127.0.0.1")?;
+    let handle = strobe_server::serve(listener, config.clone())
+        .context("cannot start the built-in target")?;
+    Ok((handle, config))
+}
+
+pub async fn execute_run(settings: RunSettings, ui: Interactivity) -> anyhow::Result<RunOutcome> {
+    let quiet = settings.quiet;
+    let (built_in, url) = match &settings.url {
+        Some(u) => (None, u.clone()),
+        None => {
+            let (handle, config) = start_built_in().await?;
+            let url = format!("http://{}", handle.addr);
+            if !quiet {
+                eprintln!(
+                    "no --url given: benchmarking the built-in target (strobe serve) at {url}: TTFT {:?}, {:?} between tokens",
+                    config.ttft, config.itl
+                );
+            }
+            (Some(handle), url)
+        }
+    };
+    let result = run_against(&settings, &url, built_in.is_some(), ui).await;
+    if let Some(h) = built_in {
+        h.shutdown().await;
+    }
+    result
+}
+
+async fn run_against(
+    settings: &RunSettings,
+    url: &str,
+    built_in: bool,
+    ui: Interactivity,
+) -> anyhow::Result<RunOutcome> {
+    let quiet = settings.quiet;
+    let base = BaseUrl::parse(url).with_context(|| "--url")?;
+    let addr = base.resolve().await?;
+    let headers = build_headers(
+        &base,
+        settings.api_key.as_ref().map(|s| s.0.as_str()),
+        &settings.headers,
+    )?;
+    let info = preflight(&base, addr, &headers, settings.model.as_deref()).await?;
+    if let (Some(w), false) = (&info.warning, quiet) {
+        eprintln!("warning: {w}");
+    }
+
+    let records_file = match &settings.records {
+        Some(p) => Some(std::io::BufWriter::with_capacity(
+            256 * 1024,
+            std::fs::File::create(p)
+                .with_context(|| format!("--records {}: cannot create the file", p.display()))?,
+        )),
+        None => None,
+    };
+    let output_path = settings.output.clone();
+    if let Some(p) = &output_path {
+        // Create it now so that a bad path fails before the run, not after it.
+        std::fs::File::create(p)
+            .with_context(|| format!("--output {}: cannot create the file", p.display()))?;
+    }
+
+    let target = Arc::new(Target {
+        base: base.clone(),
+        addr,
+        api: settings.api,
+        model: info.model.clone(),
+        stream: settings.stream,
+        headers,
+        extra_body: settings.extra_body.clone(),
+        request_timeout: settings.request_timeout,
+    });
+    let workload = RandomWorkload {
+        input_words: settings.input_len,
+        output_tokens: settings.output_len,
+        seed: settings.plan.seed,
+    };
+    let workload_description = workload.describe();
+    let workload: Arc<dyn Workload> = Arc::new(workload);
+
+    let (tx, rx) = mpsc::unbounded_channel();
+    let collector = std::thread::Builder::new()
+        .name("strobe-records".into())
+        .spawn(move || collect(rx, records_file))
+        .context("cannot start the records thread")?;
+
+    let progress = Arc::new(Progress::default());
+    let (stopper, stop_signal) = Stopper::new();
+    let ctrl_c = ui.handle_ctrl_c.then(|| {
+        let stopper = stopper.clone();
+        let drain = settings.plan.drain_timeout;
+        tokio::spawn(async move {
+            let mut presses = 0;
+            while tokio::signal::ctrl_c().await.is_ok() {
+                presses += 1;
+                if presses == 1 {
+                    eprintln!("\nstopping: no new requests; in-flight ones get {drain:?} to finish (Ctrl-C again cancels them)");
+                } else {
+                    eprintln!("\ncancelling in-flight requests");
+                }
+                stopper.request_stop();
+            }
+        })
+    });
+    let clock = RunClock::starting_now();
+    let progress_task =
+        (ui.progress && !quiet).then(|| progress::spawn(Arc::clone(&progress), clock));
+    let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+
+    let cpu_before = process_cpu_seconds();
+    let wall_before = Instant::now();
+    let result = strobe_load::run(
+        settings.plan.clone(),
+        target,
+        workload,
+        clock,
+        tx,
+        Arc::clone(&progress),
+        stop_signal,
+    )
+    .await?;
+    let wall_seconds = wall_before.elapsed().as_secs_f64();
+    let cpu_seconds = process_cpu_seconds() - cpu_before;
+
+    if let Some(t) = ctrl_c {
+        t.abort();
+    }
+    if let Some(t) = progress_task {
+        t.abort();
+        progress::clear();
+    }
+    let collected = tokio::task::spawn_blocking(move || collector.join())
+        .await
+        .context("records thread")?
+        .map_err(|_| anyhow::anyhow!("the records thread panicked"))?;
+
+    let plan = &settings.plan;
+    let load = match plan.mode {
+        LoadMode::Concurrency(c) => LoadInfo {
+            mode: "concurrency".into(),
+            concurrency: Some(c),
+            rate_per_s: None,
+            arrival: None,
+            burstiness: None,
+            max_concurrency: None,
+            requests: plan.requests,
+            duration_s: plan.duration.map(|d| d.as_secs_f64()),
+            warmup_requests: plan.warmup_requests,
+            warmup_duration_s: plan.warmup_duration.as_secs_f64(),
+            seed: plan.seed,
+            request_timeout_s: settings.request_timeout.as_secs_f64(),
+        },
+        LoadMode::Rate {
+            rate,
+            arrival,
+            max_concurrency,
+        } => LoadInfo {
+            mode: "rate".into(),
+            concurrency: None,
+            rate_per_s: Some(rate),
+            arrival: Some(
+                match arrival {
+                    Arrival::Poisson => "poisson",
+                    Arrival::Constant => "constant",
+                    Arrival::Gamma { .. } => "gamma",
+                }
+                .into(),
+            ),
+            burstiness: match arrival {
+                Arrival::Gamma { shape } => Some(shape),
+                _ => None,
+            },
+            max_concurrency,
+            requests: plan.requests,
+            duration_s: plan.duration.map(|d| d.as_secs_f64()),
+            warmup_requests: plan.warmup_requests,
+            warmup_duration_s: plan.warmup_duration.as_secs_f64(),
+            seed: plan.seed,
+            request_timeout_s: settings.request_timeout.as_secs_f64(),
+        },
+    };
+    let inputs = ReportInputs {
+        started_at,
+        target: TargetInfo {
+            base_url: base.display.clone(),
+            api: match settings.api {
+                Api::Completions => "completions",
+                Api::Chat => "chat",
+            }
+            .into(),
+            endpoint: base.url_of(settings.api.path()),
+            model: info.model.clone(),
+            streaming: settings.stream,
+            built_in,
+            extra_header_names: settings
+                .headers
+                .iter()
+                .filter_map(|h| h.split_once(':').map(|(n, _)| n.trim().to_owned()))
+                .collect(),
+            extra_body: settings.extra_body.clone(),
+        },
+        workload: workload_description,
+        load,
+        stop_reason: result.stop_reason.clone(),
+        interrupted: result.interrupted,
+        aborted: result.aborted,
+        peak_in_flight: progress.peak_in_flight.load(Ordering::Relaxed),
+        error_examples: collected.error_examples,
+        cpu_seconds,
+        wall_seconds,
+        cpu_cores_available: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+        connections: result.workers as u64,
+        includes_built_in_target: built_in,
+    };
+    let mut report = Report::build(&collected.metrics, inputs);
+    if let Some(e) = collected.records_error {
+        report
+            .client
+            .warnings
+            .push(format!("writing --records stopped: {e}"));
+    }
+
+    if ui.print_summary && !quiet {
+        print!("{}", strobe_report::console::render(&report));
+    }
+    if let Some(p) = &output_path {
+        std::fs::write(p, strobe_report::json::render(&report))
+            .with_context(|| format!("--output {}: cannot write the report", p.display()))?;
+        if !quiet {
+            eprintln!("report written to {}", p.display());
+        }
+    }
+    let exit_code = if result.interrupted {
+        exit::INTERRUPTED
+    } else if result.aborted {
+        eprintln!("error: {}; see the errors above", result.stop_reason);
+        exit::ERROR
+    } else {
+        exit::OK
+    };
+    Ok(RunOutcome { exit_code, report })
+}

@@ -1,0 +1,67 @@
+//! `strobe serve`: the built-in target as a standalone server, until Ctrl-C.
+
+use anyhow::{bail, Context};
+use strobe_server::{Fault, ServerConfig};
+
+use crate::cli::ServeArgs;
+use crate::exit;
+
+fn parse_fault(spec: &str) -> anyhow::Result<(Fault, f64)> {
+    let (kind, p) = spec.rsplit_once(':').with_context(|| {
+        format!("--fault {spec}: expected KIND:PROBABILITY, e.g. http-500:0.01")
+    })?;
+    let fault: Fault = kind.parse().with_context(|| format!("--fault {spec}"))?;
+    let p: f64 = p
+        .parse()
+        .ok()
+        .filter(|p: &f64| (0.0..=1.0).contains(p))
+        .with_context(|| format!("--fault {spec}: the probability must be a number from 0 to 1"))?;
+    Ok((fault, p))
+}
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
+    let faults = args
+        .faults
+        .iter()
+        .map(|f| parse_fault(f))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let api_key = match &args.api_key_env {
+        Some(name) => match std::env::var(name) {
+            Ok(k) if !k.is_empty() => Some(k),
+            _ => bail!("--api-key-env {name}: that environment variable is not set"),
+        },
+        None => None,
+    };
+    let config = ServerConfig {
+        model: args.model,
+        ttft: args.ttft,
+        itl: args.itl,
+        jitter: args.jitter,
+        output_len: args.output_len,
+        faults,
+        seed: args.seed,
+        api_key,
+        ..ServerConfig::default()
+    };
+    let addr = format!("{}:{}", args.host, args.port);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let handle = strobe_server::serve(listener, config.clone())?;
+    println!(
+        "strobe serve: listening on http://{} (model {}, TTFT {:?}, {:?} between tokens, jitter ±{:?}{})",
+        handle.addr,
+        config.model,
+        config.ttft,
+        config.itl,
+        config.jitter,
+        if config.faults.is_empty() { String::new() } else { format!(", faults {:?}", config.faults) }
+    );
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot wait for Ctrl-C")?;
+    handle.shutdown().await;
+    Ok(exit::OK)
+}
