@@ -8,11 +8,12 @@
 //! It does not decide *when* requests are sent (that is `strobe-load`) and computes no statistics.
 
 pub mod chunk;
+pub mod http1;
 mod preflight;
 mod request;
 pub mod sse;
 mod target;
 
 pub use preflight::{preflight, PreflightError, ServerInfo};
-pub use request::{open, Connection};
+pub use request::Connection;
 pub use target::{build_headers, BaseUrl, Target, TargetError};

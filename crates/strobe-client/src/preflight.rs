@@ -1,10 +1,13 @@
 //! The check before the first measured request: is the server there, does it accept our key, and
 //! does it serve the model?
 
-use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
-use http_body_util::{BodyExt, Full};
 use serde::Deserialize;
+use std::ops::ControlFlow;
+use strobe_core::RunClock;
+
+use crate::http1::Http1;
+use crate::target::Target;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -56,37 +59,28 @@ struct ModelEntry {
 }
 
 async fn get(
+    base: &BaseUrl,
     addr: SocketAddr,
     path: &str,
     headers: &HeaderMap,
-) -> Result<(StatusCode, Bytes), String> {
-    let stream = tokio::net::TcpStream::connect(addr)
+) -> Result<(u16, Vec<u8>), String> {
+    let clock = RunClock::starting_now();
+    let mut wire = Http1::connect(addr).await.map_err(|e| e.to_string())?;
+    wire.write_all(&Target::get_bytes(base, headers, path))
         .await
         .map_err(|e| e.to_string())?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let mut req = http::Request::get(path);
-    if let Some(h) = req.headers_mut() {
-        h.clone_from(headers);
-        h.remove(http::header::CONTENT_TYPE);
-    }
-    let req = req
-        .body(Full::new(Bytes::new()))
-        .map_err(|e| e.to_string())?;
-    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-    let status = resp.status();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    Ok((status, body))
+    let head = wire.read_head(&clock).await.map_err(|e| e.to_string())?;
+    let mut body = Vec::new();
+    wire.read_body(head.body, &clock, |d, _| {
+        body.extend_from_slice(d);
+        if body.len() > 16 * 1024 * 1024 {
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok((head.status, body))
 }
 
 /// Asks `GET /v1/models` (10 s bound) and checks the answer against `model`.
@@ -96,18 +90,20 @@ pub async fn preflight(
     headers: &HeaderMap,
     model: Option<&str>,
 ) -> Result<ServerInfo, PreflightError> {
-    let path = format!("{}/v1/models", base.prefix);
+    let path = "/v1/models";
     let url = base.url_of("/v1/models");
-    let (status, body) = tokio::time::timeout(Duration::from_secs(10), get(addr, &path, headers))
-        .await
-        .map_err(|_| PreflightError::Unreachable {
-            url: url.clone(),
-            reason: "no answer within 10 s".into(),
-        })?
-        .map_err(|reason| PreflightError::Unreachable {
-            url: url.clone(),
-            reason,
-        })?;
+    let (status, body) =
+        tokio::time::timeout(Duration::from_secs(10), get(base, addr, path, headers))
+            .await
+            .map_err(|_| PreflightError::Unreachable {
+                url: url.clone(),
+                reason: "no answer within 10 s".into(),
+            })?
+            .map_err(|reason| PreflightError::Unreachable {
+                url: url.clone(),
+                reason,
+            })?;
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
         return Err(PreflightError::Auth {
             url,

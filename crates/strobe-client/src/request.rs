@@ -1,15 +1,11 @@
 //! Sending one request and turning what comes back into a [`RequestRecord`].
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use strobe_core::{ErrorKind, Outcome, RequestRecord, RequestSpec, RunClock, TokenSource};
-use tokio::net::TcpStream;
 
 use crate::chunk::{parse_chunk, Usage};
+use crate::http1::{BodyEnd, Http1, WireError};
 use crate::sse::SseDecoder;
 use crate::target::Target;
 
@@ -18,43 +14,38 @@ const ERROR_BODY_LIMIT: usize = 2048;
 /// How long to wait for the end of the body once `[DONE]` has arrived.
 const DRAIN_AFTER_DONE: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// One keep-alive HTTP/1.1 connection, owned by one worker (no sharing, no locks).
+/// One keep-alive connection, owned by one worker (no sharing, no locks).
 pub struct Connection {
     target: Arc<Target>,
-    sender: Option<SendRequest<Full<Bytes>>>,
-}
-
-/// Opens a TCP connection with Nagle off and hands it to hyper.
-pub async fn open(target: &Target) -> std::io::Result<SendRequest<Full<Bytes>>> {
-    let stream = TcpStream::connect(target.addr).await?;
-    stream.set_nodelay(true)?;
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(std::io::Error::other)?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(sender)
+    wire: Option<Http1>,
+    /// Whole-body buffer for non-streamed responses, reused.
+    whole: Vec<u8>,
 }
 
 impl Connection {
     pub fn new(target: Arc<Target>) -> Connection {
         Connection {
             target,
-            sender: None,
+            wire: None,
+            whole: Vec::new(),
         }
     }
 
     /// Opens the connection ahead of the first request (so connect time stays out of the run).
     pub async fn warm(&mut self) -> std::io::Result<()> {
-        if self.sender.is_none() {
-            self.sender = Some(open(&self.target).await?);
+        if self.wire.is_none() {
+            self.wire = Some(Http1::connect(self.target.addr).await?);
         }
         Ok(())
     }
 
     pub fn target(&self) -> &Target {
         &self.target
+    }
+
+    /// Drops the connection (after a cancelled request its state is unknown).
+    pub fn reset(&mut self) {
+        self.wire = None;
     }
 
     /// Sends `spec` and fills `record` as the response arrives. `record` is updated in place so that
@@ -66,16 +57,9 @@ impl Connection {
         record: &mut RequestRecord,
     ) {
         let timeout = self.target.request_timeout;
-        match tokio::time::timeout(timeout, self.execute_inner(spec, clock, record)).await {
-            Ok(outcome) => {
-                if !outcome.is_success() {
-                    // A failed response may leave the connection mid-message: start afresh.
-                    self.sender = None;
-                }
-                record.outcome = outcome;
-            }
+        match tokio::time::timeout(timeout, self.exchange(spec, clock, record)).await {
+            Ok(outcome) => record.outcome = outcome,
             Err(_) => {
-                self.sender = None;
                 record.outcome = Outcome::Failed {
                     kind: ErrorKind::Timeout,
                     message: format!("no complete response within {timeout:?}"),
@@ -85,12 +69,11 @@ impl Connection {
         if record.end_ns == 0 {
             record.end_ns = clock.now_ns();
         }
+        if !self.wire.as_ref().is_some_and(|w| w.reusable) || !record.outcome.is_success() {
+            // Unknown state after a failure or timeout: start the next request on a fresh connection.
+            self.wire = None;
+        }
         self.finish_counts(spec, record);
-    }
-
-    /// Drops the connection (after a cancelled request its state is unknown).
-    pub fn reset(&mut self) {
-        self.sender = None;
     }
 
     fn finish_counts(&self, spec: &RequestSpec, record: &mut RequestRecord) {
@@ -106,193 +89,214 @@ impl Connection {
         }
     }
 
-    async fn execute_inner(
+    /// Sends the request (retrying once when a reused keep-alive connection turns out closed) and
+    /// returns the connection with the response head read.
+    async fn send(
+        &mut self,
+        request: &[u8],
+        clock: &RunClock,
+        record: &mut RequestRecord,
+    ) -> Result<(&mut Http1, crate::http1::Head), Outcome> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let reused = self.wire.as_ref().is_some_and(|w| w.served > 0);
+            if self.wire.is_none() {
+                match Http1::connect(self.target.addr).await {
+                    Ok(w) => self.wire = Some(w),
+                    Err(e) => {
+                        record.sent_ns = clock.now_ns();
+                        return Err(failed(
+                            ErrorKind::Connect,
+                            format!("cannot connect to {}: {e}", self.target.base.display),
+                        ));
+                    }
+                }
+            }
+            let wire = self.wire.as_mut().expect("connected above");
+            record.sent_ns = clock.now_ns();
+            let result = match wire.write_all(request).await {
+                Ok(()) => wire.read_head(clock).await,
+                Err(e) => Err(WireError::Io(e)),
+            };
+            match result {
+                Ok(head) => {
+                    let wire = self.wire.as_mut().expect("connected above");
+                    return Ok((wire, head));
+                }
+                Err(WireError::Malformed(m)) => {
+                    return Err(failed(ErrorKind::Malformed, m));
+                }
+                Err(e) => {
+                    self.wire = None;
+                    // A keep-alive connection the server closed while idle: not the server failing
+                    // this request, so try once more on a fresh connection.
+                    if reused && attempt == 1 {
+                        continue;
+                    }
+                    return Err(failed(
+                        ErrorKind::Connect,
+                        format!("no response from {}: {e}", self.target.base.display),
+                    ));
+                }
+            }
+        }
+    }
+
+    async fn exchange(
         &mut self,
         spec: &RequestSpec,
         clock: &RunClock,
         record: &mut RequestRecord,
     ) -> Outcome {
-        let target = Arc::clone(&self.target);
-        let body = Bytes::from(target.body(spec));
-        let path = format!("{}{}", self.target.base.prefix, self.target.api.path());
-        // One retry when a reused keep-alive connection turns out closed before any response.
-        let mut attempts = 0;
-        let response = loop {
-            attempts += 1;
-            let reused = self.sender.is_some();
-            let sender = match self.ready_sender().await {
-                Ok(s) => s,
-                Err(e) => {
-                    record.sent_ns = clock.now_ns();
-                    return failed(
-                        ErrorKind::Connect,
-                        format!("cannot connect to {}: {e}", target.base.display),
-                    );
-                }
-            };
-            let mut req = http::Request::builder()
-                .method(http::Method::POST)
-                .uri(path.as_str());
-            if let Some(h) = req.headers_mut() {
-                h.clone_from(&target.headers);
-            }
-            let req = match req.body(Full::new(body.clone())) {
-                Ok(r) => r,
-                Err(e) => return failed(ErrorKind::Connect, format!("cannot build request: {e}")),
-            };
-            record.sent_ns = clock.now_ns();
-            match sender.send_request(req).await {
-                Ok(resp) => break resp,
-                Err(e) if reused && attempts == 1 && (e.is_canceled() || e.is_closed()) => {
-                    self.sender = None;
-                    continue;
-                }
-                Err(e) => {
-                    self.sender = None;
-                    return failed(
-                        ErrorKind::Connect,
-                        format!("request failed before a response: {e}"),
-                    );
+        let request = self.target.request_bytes(spec);
+        let stream = self.target.stream;
+        let mut whole = std::mem::take(&mut self.whole);
+        whole.clear();
+        let outcome = match self.send(&request, clock, record).await {
+            Err(outcome) => outcome,
+            Ok((wire, head)) => {
+                if !(200..300).contains(&head.status) {
+                    let end = wire
+                        .read_body(head.body, clock, |d, _| {
+                            let room = ERROR_BODY_LIMIT.saturating_sub(whole.len());
+                            whole.extend_from_slice(&d[..d.len().min(room)]);
+                            ControlFlow::Continue(())
+                        })
+                        .await;
+                    if end.is_err() {
+                        wire.reusable = false;
+                    }
+                    failed(
+                        ErrorKind::HttpStatus(head.status),
+                        format!(
+                            "HTTP {}: {}",
+                            head.status,
+                            String::from_utf8_lossy(&whole).trim()
+                        ),
+                    )
+                } else if stream {
+                    read_stream(wire, head.body, clock, record).await
+                } else {
+                    read_whole(wire, head.body, clock, record, &mut whole).await
                 }
             }
         };
+        self.whole = whole;
+        outcome
+    }
+}
 
-        let status = response.status();
-        let mut body = response.into_body();
-        if !status.is_success() {
-            let mut text = Vec::new();
-            while let Some(Ok(frame)) = body.frame().await {
-                if let Some(d) = frame.data_ref() {
-                    text.extend_from_slice(
-                        &d[..d
-                            .len()
-                            .min(ERROR_BODY_LIMIT - text.len().min(ERROR_BODY_LIMIT))],
-                    );
-                }
+async fn read_stream(
+    wire: &mut Http1,
+    kind: crate::http1::BodyKind,
+    clock: &RunClock,
+    record: &mut RequestRecord,
+) -> Outcome {
+    let mut decoder = SseDecoder::new();
+    let mut state = StreamState::default();
+    let sent = record.sent_ns;
+    let end = wire
+        .read_body(kind, clock, |data, now| {
+            decoder.feed(data, |event| state.on_event(event, now - sent, record))
+        })
+        .await;
+    match end {
+        Err(e) => {
+            record.end_ns = clock.now_ns();
+            if let Some(outcome) = state.failure.take() {
+                return outcome;
             }
-            return failed(
-                ErrorKind::HttpStatus(status.as_u16()),
-                format!("HTTP {status}: {}", String::from_utf8_lossy(&text).trim()),
-            );
-        }
-
-        if !self.target.stream {
-            return self.read_whole(body, clock, record).await;
-        }
-
-        let mut decoder = SseDecoder::new();
-        let mut state = StreamState::default();
-        let sent = record.sent_ns;
-        loop {
-            match body.frame().await {
-                Some(Ok(frame)) => {
-                    let Some(data) = frame.data_ref() else {
-                        continue;
-                    };
-                    let now = clock.now_ns();
-                    let flow =
-                        decoder.feed(data, |event| state.on_event(event, now - sent, record));
-                    if flow.is_break() {
-                        break;
-                    }
-                }
-                Some(Err(e)) => {
-                    return failed(
-                        ErrorKind::StreamCut,
-                        format!(
-                            "stream broke after {} content chunks: {e}",
-                            record.content_chunks()
-                        ),
-                    );
-                }
-                None => {
-                    let now = clock.now_ns();
-                    let _ = decoder.finish(|event| state.on_event(event, now - sent, record));
-                    break;
-                }
+            if state.done {
+                // [DONE] arrived, then the connection broke: the answer is complete.
+                wire.reusable = false;
+                return Outcome::Success;
             }
-        }
-        record.end_ns = clock.now_ns();
-        if let Some(outcome) = state.failure.take() {
-            return outcome;
-        }
-        if state.done {
-            // Read the rest (the chunked terminator) so the connection stays reusable; a server
-            // that keeps the body open after [DONE] costs a reconnect, not a failure.
-            let drained = tokio::time::timeout(DRAIN_AFTER_DONE, async {
-                while let Some(frame) = body.frame().await {
-                    if frame.is_err() {
-                        return false;
-                    }
-                }
-                true
-            })
-            .await;
-            if !matches!(drained, Ok(true)) {
-                self.sender = None;
-            }
-        }
-        if !state.done {
             return failed(
                 ErrorKind::StreamCut,
                 format!(
-                    "stream ended without [DONE] after {} content chunks",
+                    "stream broke after {} content chunks: {e}",
                     record.content_chunks()
                 ),
             );
         }
-        if record.first_token_ns.is_none() {
-            return failed(
-                ErrorKind::EmptyResponse,
-                "the stream held no generated text".into(),
-            );
+        Ok(BodyEnd::Complete) => {
+            let _ = decoder.finish(|event| state.on_event(event, clock.now_ns() - sent, record));
+            record.end_ns = state.done_ns.map_or_else(|| clock.now_ns(), |d| sent + d);
         }
-        Outcome::Success
-    }
-
-    async fn ready_sender(&mut self) -> std::io::Result<&mut SendRequest<Full<Bytes>>> {
-        if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
-            self.sender = Some(open(&self.target).await?);
-        }
-        let sender = self.sender.as_mut().expect("set above");
-        if sender.ready().await.is_err() {
-            self.sender = Some(open(&self.target).await?);
-            let fresh = self.sender.as_mut().expect("set above");
-            fresh.ready().await.map_err(std::io::Error::other)?;
-            return Ok(fresh);
-        }
-        Ok(self.sender.as_mut().expect("set above"))
-    }
-
-    async fn read_whole(
-        &mut self,
-        body: hyper::body::Incoming,
-        clock: &RunClock,
-        record: &mut RequestRecord,
-    ) -> Outcome {
-        let bytes = match body.collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(e) => return failed(ErrorKind::StreamCut, format!("response body broke: {e}")),
-        };
-        record.end_ns = clock.now_ns();
-        match parse_chunk(&bytes) {
-            Err(e) => failed(
-                ErrorKind::Malformed,
-                format!("response is not the expected JSON: {e}"),
-            ),
-            Ok(info) => {
-                if let Some(err) = info.error {
-                    return failed(ErrorKind::ServerError, err);
+        Ok(BodyEnd::Stopped) => {
+            record.end_ns = state.done_ns.map_or_else(|| clock.now_ns(), |d| sent + d);
+            if state.done && state.failure.is_none() {
+                // Read the rest (the chunked terminator) so the connection stays reusable; a server
+                // that holds the body open after [DONE] costs a reconnect, not a failure.
+                let drained = tokio::time::timeout(
+                    DRAIN_AFTER_DONE,
+                    wire.read_body(kind, clock, |_, _| ControlFlow::Continue(())),
+                )
+                .await;
+                if !matches!(drained, Ok(Ok(BodyEnd::Complete))) {
+                    wire.reusable = false;
                 }
-                apply_usage(info.usage, record);
-                if !info.has_content {
-                    return failed(
-                        ErrorKind::EmptyResponse,
-                        "the response held no generated text".into(),
-                    );
-                }
-                Outcome::Success
+            } else {
+                wire.reusable = false;
             }
+        }
+    }
+    if let Some(outcome) = state.failure.take() {
+        return outcome;
+    }
+    if !state.done {
+        return failed(
+            ErrorKind::StreamCut,
+            format!(
+                "stream ended without [DONE] after {} content chunks",
+                record.content_chunks()
+            ),
+        );
+    }
+    if record.first_token_ns.is_none() {
+        return failed(
+            ErrorKind::EmptyResponse,
+            "the stream held no generated text".into(),
+        );
+    }
+    Outcome::Success
+}
+
+async fn read_whole(
+    wire: &mut Http1,
+    kind: crate::http1::BodyKind,
+    clock: &RunClock,
+    record: &mut RequestRecord,
+    whole: &mut Vec<u8>,
+) -> Outcome {
+    let end = wire
+        .read_body(kind, clock, |d, _| {
+            whole.extend_from_slice(d);
+            ControlFlow::Continue(())
+        })
+        .await;
+    record.end_ns = clock.now_ns();
+    if let Err(e) = end {
+        return failed(ErrorKind::StreamCut, format!("response body broke: {e}"));
+    }
+    match parse_chunk(whole) {
+        Err(e) => failed(
+            ErrorKind::Malformed,
+            format!("response is not the expected JSON: {e}"),
+        ),
+        Ok(info) => {
+            if let Some(err) = info.error {
+                return failed(ErrorKind::ServerError, err);
+            }
+            apply_usage(info.usage, record);
+            if !info.has_content {
+                return failed(
+                    ErrorKind::EmptyResponse,
+                    "the response held no generated text".into(),
+                );
+            }
+            Outcome::Success
         }
     }
 }
@@ -316,6 +320,8 @@ fn apply_usage(usage: Option<Usage>, record: &mut RequestRecord) {
 #[derive(Default)]
 struct StreamState {
     done: bool,
+    /// Offset from `sent` at which `[DONE]` arrived.
+    done_ns: Option<u64>,
     failure: Option<Outcome>,
 }
 
@@ -329,6 +335,7 @@ impl StreamState {
     ) -> ControlFlow<()> {
         if data == b"[DONE]" {
             self.done = true;
+            self.done_ns = Some(since_sent_ns);
             return ControlFlow::Break(());
         }
         match parse_chunk(data) {

@@ -140,6 +140,41 @@ pub fn build_headers(
 }
 
 impl Target {
+    /// The whole HTTP/1.1 request for `spec`: request line, headers, body.
+    pub fn request_bytes(&self, spec: &RequestSpec) -> Vec<u8> {
+        let body = self.body(spec);
+        let mut out = Vec::with_capacity(body.len() + 512);
+        out.extend_from_slice(b"POST ");
+        out.extend_from_slice(self.base.prefix.as_bytes());
+        out.extend_from_slice(self.api.path().as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        for (name, value) in &self.headers {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(format!("content-length: {}\r\n\r\n", body.len()).as_bytes());
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// A bodiless GET request for `path` (below the base URL's prefix).
+    pub fn get_bytes(base: &BaseUrl, headers: &HeaderMap, path: &str) -> Vec<u8> {
+        let mut out = format!("GET {}{} HTTP/1.1\r\n", base.prefix, path).into_bytes();
+        for (name, value) in headers {
+            if name == CONTENT_TYPE {
+                continue;
+            }
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        out
+    }
+
     /// The JSON body for one request.
     pub fn body(&self, spec: &RequestSpec) -> Vec<u8> {
         let mut body = Map::with_capacity(8 + self.extra_body.len());

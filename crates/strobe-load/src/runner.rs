@@ -247,12 +247,28 @@ pub async fn run(
         tasks: JoinSet::new(),
     };
 
+    // Workers known to be idle before the idle channel is consulted (the closed loop's start).
+    let mut ready: Vec<usize> = Vec::new();
     let (mut arrivals, cap) = match plan.mode {
         LoadMode::Concurrency(n) => {
-            for _ in 0..n.max(1) {
+            let n = n.max(1) as usize;
+            for _ in 0..n {
                 pool.spawn(true);
             }
-            (None, n.max(1) as usize)
+            // Start only once every connection is open, so that a connection storm does not
+            // overlap the first measured requests.
+            while ready.len() < n {
+                tokio::select! {
+                    biased;
+                    _ = stop.0.changed() => break,
+                    id = idle_rx.recv() => match id {
+                        Some(id) => ready.push(id),
+                        None => break,
+                    },
+                }
+            }
+            ready.reverse();
+            (None, n)
         }
         LoadMode::Rate {
             rate,
@@ -311,13 +327,13 @@ pub async fn run(
         };
 
         // Who sends it?
-        let worker = loop {
-            if let Ok(id) = idle_rx.try_recv() {
-                break id;
-            }
-            if pool.senders.len() < cap && arrivals.is_some() {
-                break pool.spawn(false);
-            }
+        let worker = if let Some(id) = ready.pop() {
+            id
+        } else if let Ok(id) = idle_rx.try_recv() {
+            id
+        } else if pool.senders.len() < cap && arrivals.is_some() {
+            pool.spawn(false)
+        } else {
             tokio::select! {
                 biased;
                 _ = stop.0.changed() => continue 'dispatch,
@@ -326,7 +342,7 @@ pub async fn run(
                     break 'dispatch;
                 }
                 id = idle_rx.recv() => match id {
-                    Some(id) => break id,
+                    Some(id) => id,
                     None => break 'dispatch,
                 },
             }

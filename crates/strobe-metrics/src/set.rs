@@ -139,9 +139,8 @@ impl MetricSet {
         if let Some(out) = r.output_tokens {
             self.output_tokens.record(out as u64);
             self.output_tokens_total += out as u64;
-            if chunks > 0 {
-                self.tokens_per_chunk_milli
-                    .record(out as u64 * 1000 / chunks);
+            if let Some(per_chunk) = (out as u64 * 1000).checked_div(chunks) {
+                self.tokens_per_chunk_milli.record(per_chunk);
             }
         }
         if let Some(src) = r.output_tokens_source {

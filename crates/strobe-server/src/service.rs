@@ -58,13 +58,16 @@ impl Body for SimBody {
     }
 }
 
+/// What a pre-rendered zero-delay stream depends on: (chat, tokens, prompt tokens, usage).
+type RenderKey = (bool, u32, u32, bool);
+
 struct State {
     config: ServerConfig,
     model_json: Arc<str>,
     truth: Arc<Truth>,
     counter: AtomicU64,
-    /// Pre-rendered zero-delay bodies by (chat, stream, tokens, prompt_tokens, usage).
-    rendered: Mutex<HashMap<(bool, bool, u32, u32, bool), Bytes>>,
+    /// Pre-rendered zero-delay streams.
+    rendered: Mutex<HashMap<RenderKey, Bytes>>,
 }
 
 /// A running target: its address, its truth and a way to stop it.
@@ -337,7 +340,7 @@ async fn completion(
         .header("content-type", "text/event-stream")
         .header("cache-control", "no-cache");
     if config.is_instant() && fault.is_none() {
-        let key = (chat, true, tokens, prompt_tokens, include_usage);
+        let key = (chat, tokens, prompt_tokens, include_usage);
         let cached = state
             .rendered
             .lock()

@@ -11,7 +11,7 @@ mod serve_cmd;
 pub mod settings;
 pub mod units;
 
-pub use run_cmd::{execute_run, RunOutcome};
+pub use run_cmd::{execute_run, Interactivity, RunOutcome};
 
 /// Runs a parsed command line and returns the process exit code.
 pub fn run(cli: cli::Cli) -> anyhow::Result<i32> {

@@ -1,0 +1,477 @@
+//! A minimal HTTP/1.1 client connection, written for measurement.
+//!
+//! Why not a general client: a general client drives the socket in a task of its own and hands
+//! body frames over a channel, so a frame's arrival is only seen after a task switch, and bursts of
+//! frames from many streams queue behind each other. Here the worker that owns the request reads
+//! the socket itself and stamps the time right after each `read` returns, then decodes in place:
+//! one task, one buffer, no channel, no allocation per frame.
+//!
+//! It speaks just what OpenAI-compatible servers need: one request at a time per connection,
+//! keep-alive, `Content-Length`, chunked and read-until-close bodies.
+
+use std::ops::ControlFlow;
+use strobe_core::RunClock;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const INITIAL_BUFFER: usize = 64 * 1024;
+const MAX_HEAD: usize = 1024 * 1024;
+const MAX_HEADERS: usize = 64;
+
+/// What went wrong on the wire.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("the connection closed {0}")]
+    Closed(&'static str),
+    #[error("malformed HTTP response: {0}")]
+    Malformed(String),
+}
+
+/// How the body of a response is delimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyKind {
+    Chunked,
+    Length(u64),
+    UntilClose,
+}
+
+/// Status line and the headers that matter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Head {
+    pub status: u16,
+    pub body: BodyKind,
+    /// The server will close the connection after this response.
+    pub close: bool,
+}
+
+/// How reading a body ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyEnd {
+    /// The whole body was read.
+    Complete,
+    /// The callback asked to stop before the end.
+    Stopped,
+}
+
+/// One connection, used for one request at a time.
+pub struct Http1 {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// Offset (run clock) of the last successful read.
+    last_read_ns: u64,
+    /// False once the connection's state is unknown or the server said close.
+    pub reusable: bool,
+    /// Responses completed on this connection.
+    pub served: u64,
+    /// Body state of the current response, kept so that reading can resume after a stop.
+    chunked: ChunkedDecoder,
+    remaining: u64,
+}
+
+impl Http1 {
+    pub async fn connect(addr: std::net::SocketAddr) -> std::io::Result<Http1> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Http1 {
+            stream,
+            buf: vec![0; INITIAL_BUFFER],
+            start: 0,
+            end: 0,
+            last_read_ns: 0,
+            reusable: true,
+            served: 0,
+            chunked: ChunkedDecoder::default(),
+            remaining: 0,
+        })
+    }
+
+    pub async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes).await
+    }
+
+    /// Reads more bytes into the buffer; 0 means end of stream.
+    async fn fill(&mut self, clock: &RunClock) -> std::io::Result<usize> {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        } else if self.end == self.buf.len() {
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            } else {
+                let len = self.buf.len();
+                self.buf.resize(len * 2, 0);
+            }
+        }
+        let n = self.stream.read(&mut self.buf[self.end..]).await?;
+        self.last_read_ns = clock.now_ns();
+        self.end += n;
+        Ok(n)
+    }
+
+    /// Reads the response head (skipping `1xx` interim responses).
+    pub async fn read_head(&mut self, clock: &RunClock) -> Result<Head, WireError> {
+        loop {
+            let parsed = {
+                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                let mut resp = httparse::Response::new(&mut headers);
+                match resp.parse(&self.buf[self.start..self.end]) {
+                    Ok(httparse::Status::Complete(len)) => Some((len, head_of(&resp)?)),
+                    Ok(httparse::Status::Partial) => None,
+                    Err(e) => return Err(WireError::Malformed(e.to_string())),
+                }
+            };
+            match parsed {
+                Some((len, head)) => {
+                    self.start += len;
+                    if (100..200).contains(&head.status) {
+                        continue;
+                    }
+                    if head.close {
+                        self.reusable = false;
+                    }
+                    self.chunked = ChunkedDecoder::default();
+                    self.remaining = match head.body {
+                        BodyKind::Length(n) => n,
+                        _ => u64::MAX,
+                    };
+                    return Ok(head);
+                }
+                None => {
+                    if self.end - self.start > MAX_HEAD {
+                        return Err(WireError::Malformed(
+                            "response head larger than 1 MiB".into(),
+                        ));
+                    }
+                    if self.fill(clock).await? == 0 {
+                        self.reusable = false;
+                        return Err(WireError::Closed(if self.end == self.start {
+                            "before any response"
+                        } else {
+                            "in the middle of the response head"
+                        }));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads the body, calling `on_data` with each piece of body data and the run-clock offset of
+    /// the read that brought it. Pieces already buffered with the head carry that read's time.
+    /// After [`BodyEnd::Stopped`], calling it again resumes where it stopped.
+    pub async fn read_body(
+        &mut self,
+        kind: BodyKind,
+        clock: &RunClock,
+        mut on_data: impl FnMut(&[u8], u64) -> ControlFlow<()>,
+    ) -> Result<BodyEnd, WireError> {
+        loop {
+            if self.remaining == 0 {
+                self.served += 1;
+                return Ok(BodyEnd::Complete);
+            }
+            if self.start == self.end && self.fill(clock).await? == 0 {
+                self.reusable = false;
+                return match kind {
+                    BodyKind::UntilClose => {
+                        self.served += 1;
+                        Ok(BodyEnd::Complete)
+                    }
+                    _ => Err(WireError::Closed("before the end of the body")),
+                };
+            }
+            let now = self.last_read_ns;
+            let input = &self.buf[self.start..self.end];
+            let mut flow = ControlFlow::Continue(());
+            let (consumed, done) = match kind {
+                BodyKind::Chunked => self.chunked.decode(input, |d| {
+                    if flow.is_continue() {
+                        flow = on_data(d, now);
+                    }
+                })?,
+                BodyKind::Length(_) => {
+                    let take = (input.len() as u64).min(self.remaining) as usize;
+                    flow = on_data(&input[..take], now);
+                    self.remaining -= take as u64;
+                    (take, self.remaining == 0)
+                }
+                BodyKind::UntilClose => {
+                    flow = on_data(input, now);
+                    (input.len(), false)
+                }
+            };
+            self.start += consumed;
+            if done {
+                self.served += 1;
+                return Ok(BodyEnd::Complete);
+            }
+            if flow.is_break() {
+                return Ok(BodyEnd::Stopped);
+            }
+        }
+    }
+}
+
+fn head_of(resp: &httparse::Response) -> Result<Head, WireError> {
+    let status = resp
+        .code
+        .ok_or_else(|| WireError::Malformed("no status code".into()))?;
+    let mut body = BodyKind::UntilClose;
+    let mut close = resp.version == Some(0);
+    for h in resp.headers.iter() {
+        if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            if h.value
+                .windows(7)
+                .any(|w| w.eq_ignore_ascii_case(b"chunked"))
+            {
+                body = BodyKind::Chunked;
+            }
+        } else if h.name.eq_ignore_ascii_case("content-length") && body != BodyKind::Chunked {
+            let v = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse().ok());
+            body = BodyKind::Length(
+                v.ok_or_else(|| WireError::Malformed("bad Content-Length".into()))?,
+            );
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            if h.value.eq_ignore_ascii_case(b"close") {
+                close = true;
+            } else if h.value.eq_ignore_ascii_case(b"keep-alive") {
+                close = false;
+            }
+        }
+    }
+    if status == 204 || status == 304 {
+        body = BodyKind::Length(0);
+    }
+    if body == BodyKind::UntilClose {
+        close = true;
+    }
+    Ok(Head {
+        status,
+        body,
+        close,
+    })
+}
+
+/// Incremental `Transfer-Encoding: chunked` decoder.
+#[derive(Debug, Default)]
+struct ChunkedDecoder {
+    state: ChunkState,
+    size: u64,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    #[default]
+    Size,
+    /// Skipping a chunk extension up to the line end.
+    Extension,
+    SizeLf,
+    Data,
+    DataCr,
+    DataLf,
+    /// After the last chunk: trailer lines until an empty one.
+    TrailerStart,
+    TrailerLine,
+    TrailerLf,
+    EndLf,
+}
+
+impl ChunkedDecoder {
+    /// Decodes as much of `input` as possible; returns (bytes consumed, body finished).
+    fn decode<'a>(
+        &mut self,
+        input: &'a [u8],
+        mut out: impl FnMut(&'a [u8]),
+    ) -> Result<(usize, bool), WireError> {
+        use ChunkState::*;
+        let bad = |what: &str| WireError::Malformed(format!("chunked encoding: {what}"));
+        let mut i = 0;
+        while i < input.len() {
+            let b = input[i];
+            match self.state {
+                Size => match b {
+                    b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' => {
+                        let digit = (b as char).to_digit(16).unwrap_or(0) as u64;
+                        self.size = self
+                            .size
+                            .checked_mul(16)
+                            .ok_or_else(|| bad("chunk size overflows"))?
+                            + digit;
+                        i += 1;
+                    }
+                    b';' | b' ' | b'\t' => {
+                        self.state = Extension;
+                        i += 1;
+                    }
+                    b'\r' => {
+                        self.state = SizeLf;
+                        i += 1;
+                    }
+                    b'\n' => {
+                        i += 1;
+                        self.after_size();
+                    }
+                    _ => return Err(bad("invalid chunk size")),
+                },
+                Extension => {
+                    if b == b'\n' {
+                        self.after_size();
+                    } else if b == b'\r' {
+                        self.state = SizeLf;
+                    }
+                    i += 1;
+                }
+                SizeLf => {
+                    if b != b'\n' {
+                        return Err(bad("expected LF after chunk size"));
+                    }
+                    i += 1;
+                    self.after_size();
+                }
+                Data => {
+                    let take = ((input.len() - i) as u64).min(self.size) as usize;
+                    out(&input[i..i + take]);
+                    i += take;
+                    self.size -= take as u64;
+                    if self.size == 0 {
+                        self.state = DataCr;
+                    }
+                }
+                DataCr => {
+                    self.state = match b {
+                        b'\r' => DataLf,
+                        b'\n' => Size,
+                        _ => return Err(bad("expected CRLF after chunk data")),
+                    };
+                    i += 1;
+                }
+                DataLf => {
+                    if b != b'\n' {
+                        return Err(bad("expected LF after chunk data"));
+                    }
+                    self.state = Size;
+                    i += 1;
+                }
+                TrailerStart => {
+                    i += 1;
+                    match b {
+                        b'\r' => self.state = EndLf,
+                        b'\n' => {
+                            return Ok((i, true));
+                        }
+                        _ => self.state = TrailerLine,
+                    }
+                }
+                TrailerLine => {
+                    i += 1;
+                    if b == b'\r' {
+                        self.state = TrailerLf;
+                    } else if b == b'\n' {
+                        self.state = TrailerStart;
+                    }
+                }
+                TrailerLf => {
+                    i += 1;
+                    self.state = TrailerStart;
+                }
+                EndLf => {
+                    i += 1;
+                    return Ok((i, true));
+                }
+            }
+        }
+        Ok((i, false))
+    }
+
+    fn after_size(&mut self) {
+        self.state = if self.size == 0 {
+            ChunkState::TrailerStart
+        } else {
+            ChunkState::Data
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(input: &[u8], piece: usize) -> Result<(Vec<u8>, bool), WireError> {
+        let mut d = ChunkedDecoder::default();
+        let mut out = Vec::new();
+        let mut pending: Vec<u8> = Vec::new();
+        for p in input.chunks(piece) {
+            pending.extend_from_slice(p);
+            let (used, done) = d.decode(&pending, |x| out.extend_from_slice(x))?;
+            pending.drain(..used);
+            if done {
+                return Ok((out, true));
+            }
+        }
+        Ok((out, false))
+    }
+
+    #[test]
+    fn chunked_bodies_decode_whatever_the_split() {
+        let body = b"5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\nX-Trailer: 1\r\n\r\n";
+        for piece in 1..=body.len() {
+            let (out, done) = decode_all(body, piece).unwrap();
+            assert_eq!(out, b"hello, world", "piece {piece}");
+            assert!(done, "piece {piece}");
+        }
+        let (out, done) = decode_all(b"3\r\nabc\r\n0\r\n\r\n", 100).unwrap();
+        assert_eq!((out.as_slice(), done), (&b"abc"[..], true));
+    }
+
+    #[test]
+    fn cut_and_bad_chunked_bodies() {
+        let (out, done) = decode_all(b"a\r\nhello", 3).unwrap();
+        assert_eq!((out.as_slice(), done), (&b"hello"[..], false));
+        assert!(decode_all(b"zz\r\n", 4).is_err());
+        assert!(decode_all(b"3\r\nabcX", 8).is_err());
+    }
+
+    #[test]
+    fn heads_are_classified() {
+        let parse = |raw: &[u8]| {
+            let mut headers = [httparse::EMPTY_HEADER; 16];
+            let mut r = httparse::Response::new(&mut headers);
+            r.parse(raw).unwrap();
+            head_of(&r).unwrap()
+        };
+        let h = parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert_eq!(
+            h,
+            Head {
+                status: 200,
+                body: BodyKind::Chunked,
+                close: false
+            }
+        );
+        let h = parse(b"HTTP/1.1 404 Not Found\r\ncontent-length: 12\r\nconnection: close\r\n\r\n");
+        assert_eq!(
+            h,
+            Head {
+                status: 404,
+                body: BodyKind::Length(12),
+                close: true
+            }
+        );
+        let h = parse(b"HTTP/1.0 200 OK\r\n\r\n");
+        assert_eq!(
+            h,
+            Head {
+                status: 200,
+                body: BodyKind::UntilClose,
+                close: true
+            }
+        );
+    }
+}
