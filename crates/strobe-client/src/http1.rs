@@ -10,8 +10,9 @@
 //! keep-alive, `Content-Length`, chunked and read-until-close bodies.
 
 use std::ops::ControlFlow;
+use std::os::fd::AsRawFd;
 use strobe_core::RunClock;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
 const INITIAL_BUFFER: usize = 64 * 1024;
@@ -61,8 +62,10 @@ pub struct Http1 {
     buf: Vec<u8>,
     start: usize,
     end: usize,
-    /// Offset (run clock) of the last successful read.
+    /// Offset (run clock) at which the data of the last read reached this machine.
     last_read_ns: u64,
+    /// The kernel stamps received data (see `strobe-sockstamp`).
+    pub kernel_stamps: bool,
     /// False once the connection's state is unknown or the server said close.
     pub reusable: bool,
     /// Responses completed on this connection.
@@ -73,11 +76,18 @@ pub struct Http1 {
 }
 
 impl Http1 {
-    pub async fn connect(addr: std::net::SocketAddr) -> std::io::Result<Http1> {
+    /// Connects; with `kernel_stamps`, asks the kernel to stamp received data (falls back to
+    /// user-space stamps where it cannot).
+    pub async fn connect(
+        addr: std::net::SocketAddr,
+        kernel_stamps: bool,
+    ) -> std::io::Result<Http1> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
+        let kernel_stamps = kernel_stamps && strobe_sockstamp::enable(stream.as_raw_fd());
         Ok(Http1 {
             stream,
+            kernel_stamps,
             buf: vec![0; INITIAL_BUFFER],
             start: 0,
             end: 0,
@@ -108,8 +118,26 @@ impl Http1 {
                 self.buf.resize(len * 2, 0);
             }
         }
-        let n = self.stream.read(&mut self.buf[self.end..]).await?;
-        self.last_read_ns = clock.now_ns();
+        let fd = self.stream.as_raw_fd();
+        let (n, age) = loop {
+            self.stream.readable().await?;
+            let buf = &mut self.buf[self.end..];
+            match self
+                .stream
+                .try_io(Interest::READABLE, || strobe_sockstamp::recv(fd, buf))
+            {
+                Ok(read) => break read,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        // When the kernel stamped the data, date it to its arrival rather than to when this task
+        // got round to reading it.
+        let now = clock.now_ns();
+        self.last_read_ns = match (self.kernel_stamps, age) {
+            (true, Some(age)) => now.saturating_sub(age.as_nanos() as u64),
+            _ => now,
+        };
         self.end += n;
         Ok(n)
     }

@@ -46,6 +46,8 @@ pub struct ServerInfo {
     pub models: Vec<String>,
     /// A note for the user (e.g. the model list was unavailable).
     pub warning: Option<String>,
+    /// The kernel agreed to stamp received data on this machine's sockets.
+    pub kernel_timestamps: bool,
 }
 
 #[derive(Deserialize)]
@@ -63,9 +65,11 @@ async fn get(
     addr: SocketAddr,
     path: &str,
     headers: &HeaderMap,
-) -> Result<(u16, Vec<u8>), String> {
+) -> Result<(u16, Vec<u8>, bool), String> {
     let clock = RunClock::starting_now();
-    let mut wire = Http1::connect(addr).await.map_err(|e| e.to_string())?;
+    let mut wire = Http1::connect(addr, true)
+        .await
+        .map_err(|e| e.to_string())?;
     wire.write_all(&Target::get_bytes(base, headers, path))
         .await
         .map_err(|e| e.to_string())?;
@@ -80,7 +84,7 @@ async fn get(
     })
     .await
     .map_err(|e| e.to_string())?;
-    Ok((head.status, body))
+    Ok((head.status, body, wire.kernel_stamps))
 }
 
 /// Asks `GET /v1/models` (10 s bound) and checks the answer against `model`.
@@ -92,7 +96,7 @@ pub async fn preflight(
 ) -> Result<ServerInfo, PreflightError> {
     let path = "/v1/models";
     let url = base.url_of("/v1/models");
-    let (status, body) =
+    let (status, body, kernel_timestamps) =
         tokio::time::timeout(Duration::from_secs(10), get(base, addr, path, headers))
             .await
             .map_err(|_| PreflightError::Unreachable {
@@ -119,6 +123,7 @@ pub async fn preflight(
                     warning: Some(format!(
                         "{url} answered 404; going on with --model {m} unchecked"
                     )),
+                    kernel_timestamps,
                 });
             }
         }
@@ -142,6 +147,7 @@ pub async fn preflight(
             model: m.to_owned(),
             models,
             warning: None,
+            kernel_timestamps,
         }),
         Some(m) => Err(PreflightError::WrongModel {
             model: m.to_owned(),
@@ -153,6 +159,7 @@ pub async fn preflight(
                 model: first.clone(),
                 models,
                 warning: None,
+                kernel_timestamps,
             }),
             None => Err(PreflightError::NoModels { url }),
         },

@@ -34,7 +34,8 @@ impl Connection {
     /// Opens the connection ahead of the first request (so connect time stays out of the run).
     pub async fn warm(&mut self) -> std::io::Result<()> {
         if self.wire.is_none() {
-            self.wire = Some(Http1::connect(self.target.addr).await?);
+            self.wire =
+                Some(Http1::connect(self.target.addr, self.target.kernel_timestamps).await?);
         }
         Ok(())
     }
@@ -102,7 +103,7 @@ impl Connection {
             attempt += 1;
             let reused = self.wire.as_ref().is_some_and(|w| w.served > 0);
             if self.wire.is_none() {
-                match Http1::connect(self.target.addr).await {
+                match Http1::connect(self.target.addr, self.target.kernel_timestamps).await {
                     Ok(w) => self.wire = Some(w),
                     Err(e) => {
                         record.sent_ns = clock.now_ns();
@@ -198,7 +199,9 @@ async fn read_stream(
     let sent = record.sent_ns;
     let end = wire
         .read_body(kind, clock, |data, now| {
-            decoder.feed(data, |event| state.on_event(event, now - sent, record))
+            decoder.feed(data, |event| {
+                state.on_event(event, now.saturating_sub(sent), record)
+            })
         })
         .await;
     match end {
@@ -221,7 +224,8 @@ async fn read_stream(
             );
         }
         Ok(BodyEnd::Complete) => {
-            let _ = decoder.finish(|event| state.on_event(event, clock.now_ns() - sent, record));
+            let _ = decoder
+                .finish(|event| state.on_event(event, clock.now_ns().saturating_sub(sent), record));
             record.end_ns = state.done_ns.map_or_else(|| clock.now_ns(), |d| sent + d);
         }
         Ok(BodyEnd::Stopped) => {

@@ -102,6 +102,9 @@ pub struct Target {
     /// Extra top-level JSON body fields; they override strobe's own fields of the same name.
     pub extra_body: Map<String, Value>,
     pub request_timeout: std::time::Duration,
+    /// Date received bytes by the kernel's receive timestamp (see `strobe-sockstamp`) instead of
+    /// the moment the reading task ran.
+    pub kernel_timestamps: bool,
 }
 
 /// Builds the shared header map: host, content type, auth and the user's extra headers.

@@ -17,6 +17,9 @@ use tokio::time::Instant;
 
 use crate::arrival::{Arrival, ArrivalError, ArrivalProcess};
 
+/// Connections a closed loop opens at once before it starts.
+const WARM_CONNECTS: usize = 32;
+
 /// How load is offered.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum LoadMode {
@@ -126,6 +129,9 @@ struct Shared {
     progress: Arc<Progress>,
     idle: mpsc::UnboundedSender<usize>,
     hard_cancel: watch::Receiver<bool>,
+    /// Bounds simultaneous connects when a closed loop opens its connections: a burst of
+    /// thousands of SYNs overflows many servers' accept queues.
+    connecting: tokio::sync::Semaphore,
 }
 
 struct Pool {
@@ -156,7 +162,9 @@ async fn worker(
 ) {
     if warm {
         // A failure here shows up as a connect error on the first request.
+        let permit = shared.connecting.acquire().await;
         let _ = conn.warm().await;
+        drop(permit);
         if shared.idle.send(id).is_err() {
             return;
         }
@@ -239,6 +247,7 @@ pub async fn run(
         progress: Arc::clone(&progress),
         idle: idle_tx,
         hard_cancel: hard_rx,
+        connecting: tokio::sync::Semaphore::new(WARM_CONNECTS),
     });
     let mut pool = Pool {
         target,

@@ -148,14 +148,15 @@ pub fn render(report: &Report) -> String {
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "Client: {:.2} CPU-s ({:.2} of {} cores){}, {} connections",
+        "Client: {:.2} CPU-s ({:.2} of {} cores){}, {} connections, arrivals dated by {} timestamps",
         c.cpu_seconds,
         c.cpu_cores_used,
         c.cpu_cores_available,
         c.cpu_us_per_output_token
             .map(|u| format!(", {u:.3} CPU-µs per output token"))
             .unwrap_or_default(),
-        c.connections
+        c.connections,
+        c.receive_timestamps
     );
     for w in &c.warnings {
         let _ = writeln!(out, "warning: {w}");

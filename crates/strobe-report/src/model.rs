@@ -169,6 +169,8 @@ pub struct ClientInfo {
     pub connections: u64,
     /// Includes the built-in target's CPU when it ran in-process.
     pub includes_built_in_target: bool,
+    /// How arrivals were dated: `kernel` (receive timestamps) or `user` (when the task read).
+    pub receive_timestamps: String,
     pub warnings: Vec<String>,
 }
 
@@ -188,6 +190,7 @@ pub struct ReportInputs {
     pub cpu_cores_available: u32,
     pub connections: u64,
     pub includes_built_in_target: bool,
+    pub receive_timestamps: String,
 }
 
 const MS: f64 = 1e-6;
@@ -321,6 +324,7 @@ impl Report {
                     .then(|| inputs.cpu_seconds * 1e6 / metrics.output_tokens_total as f64),
                 connections: inputs.connections,
                 includes_built_in_target: inputs.includes_built_in_target,
+                receive_timestamps: inputs.receive_timestamps,
                 warnings,
             },
             state: metrics.state(),

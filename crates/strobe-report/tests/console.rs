@@ -98,6 +98,7 @@ fn report() -> Report {
             cpu_cores_available: 2,
             connections: 2,
             includes_built_in_target: false,
+            receive_timestamps: "kernel".into(),
         },
     )
 }

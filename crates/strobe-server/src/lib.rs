@@ -10,13 +10,17 @@
 //! With zero delays it answers each request with one pre-rendered write, so that it is cheap enough
 //! not to be the bottleneck of a client capacity test.
 //!
+//! A request's "received" instant is when its bytes reached the machine (a kernel receive
+//! timestamp where Linux gives one), so the truth includes the server's own intake queueing.
+//!
 //! It depends on no client crate: it is the other side of the wire.
 
 mod body;
 mod config;
 mod service;
+mod stamped;
 mod truth;
 
 pub use config::{Fault, FaultParseError, ServerConfig};
-pub use service::{serve, ServerHandle};
+pub use service::{bind, serve, ServerHandle};
 pub use truth::{Truth, TruthSummary};

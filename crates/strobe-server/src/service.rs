@@ -21,6 +21,7 @@ use tokio::sync::watch;
 
 use crate::body::{Delays, Plan, TokenStream};
 use crate::config::{Fault, ServerConfig};
+use crate::stamped::{LastArrival, StampedStream};
 use crate::truth::Truth;
 
 /// A response body: either whole or a timed stream.
@@ -63,6 +64,8 @@ type RenderKey = (bool, u32, u32, bool);
 
 struct State {
     config: ServerConfig,
+    /// Origin of per-connection arrival stamps.
+    epoch: tokio::time::Instant,
     model_json: Arc<str>,
     truth: Arc<Truth>,
     counter: AtomicU64,
@@ -86,11 +89,28 @@ impl ServerHandle {
     }
 }
 
+/// Listen backlog: a closed loop of thousands opens its connections at once, and the usual 128
+/// would drop SYNs (each costing a one-second retransmission) and distort the first requests.
+const BACKLOG: u32 = 4096;
+
+/// Binds a listener with a backlog deep enough for thousands of simultaneous connects.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
 /// Serves `config` on `listener` in a background task.
 pub fn serve(listener: TcpListener, config: ServerConfig) -> std::io::Result<ServerHandle> {
     let addr = listener.local_addr()?;
     let truth = Arc::new(Truth::default());
     let state = Arc::new(State {
+        epoch: tokio::time::Instant::now(),
         model_json: serde_json::to_string(&config.model)
             .unwrap_or_default()
             .into(),
@@ -120,7 +140,13 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, mut stop: watch::
                 let state = Arc::clone(&state);
                 let mut stop = stop.clone();
                 connections.spawn(async move {
-                    let service = service_fn(move |req| handle(Arc::clone(&state), req));
+                    let arrival = LastArrival::new(state.epoch);
+                    let stream = StampedStream::new(stream, arrival.clone());
+                    let service = service_fn(move |req| {
+                        // HTTP/1.1 without pipelining: the latest bytes read completed this request.
+                        let received = arrival.get().unwrap_or_else(tokio::time::Instant::now);
+                        handle(Arc::clone(&state), req, received)
+                    });
                     let conn = hyper::server::conn::http1::Builder::new()
                         .keep_alive(true)
                         .serve_connection(TokioIo::new(stream), service);
@@ -191,8 +217,8 @@ fn count_words(v: &Value) -> u32 {
 async fn handle(
     state: Arc<State>,
     req: Request<Incoming>,
+    received: tokio::time::Instant,
 ) -> Result<Response<SimBody>, std::convert::Infallible> {
-    let received = tokio::time::Instant::now();
     let path = req.uri().path().to_owned();
     if let Some(key) = &state.config.api_key {
         let ok = req

@@ -32,6 +32,14 @@ pub enum ApiArg {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TimestampsArg {
+    /// When the kernel received the bytes (Linux; falls back to user where unavailable).
+    Kernel,
+    /// When the reading task ran (includes the client's own scheduling delay).
+    User,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ArrivalArg {
     /// Exponential gaps: independent users.
     Poisson,
@@ -92,6 +100,10 @@ pub struct RunArgs {
     /// Per-request timeout (a stalled stream fails as `timeout` after it).
     #[arg(long, default_value = "10m", value_parser = parse_duration, help_heading = "Target")]
     pub timeout: Duration,
+    /// How response arrivals are dated: by the kernel's receive timestamp, or when strobe's task
+    /// read them.
+    #[arg(long, value_enum, default_value = "kernel", help_heading = "Target")]
+    pub timestamps: TimestampsArg,
 
     // --- load ---
     /// Closed loop: keep this many requests in flight (default 10 when no --rate is given).

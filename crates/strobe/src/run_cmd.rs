@@ -107,8 +107,7 @@ fn collect(
 
 async fn start_built_in() -> anyhow::Result<(ServerHandle, ServerConfig)> {
     let config = ServerConfig::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
+    let listener = strobe_server::bind(([127, 0, 0, 1], 0).into())
         .context("cannot start the built-in target on 127.0.0.1")?;
     let handle = strobe_server::serve(listener, config.clone())
         .context("cannot start the built-in target")?;
@@ -181,6 +180,7 @@ async fn run_against(
         headers,
         extra_body: settings.extra_body.clone(),
         request_timeout: settings.request_timeout,
+        kernel_timestamps: settings.kernel_timestamps,
     });
     let workload = RandomWorkload {
         input_words: settings.input_len,
@@ -323,6 +323,12 @@ async fn run_against(
         cpu_cores_available: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
         connections: result.workers as u64,
         includes_built_in_target: built_in,
+        receive_timestamps: if settings.kernel_timestamps && info.kernel_timestamps {
+            "kernel"
+        } else {
+            "user"
+        }
+        .into(),
     };
     let mut report = Report::build(&collected.metrics, inputs);
     if let Some(e) = collected.records_error {

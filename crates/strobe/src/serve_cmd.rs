@@ -44,9 +44,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         ..ServerConfig::default()
     };
     let addr = format!("{}:{}", args.host, args.port);
-    let listener = tokio::net::TcpListener::bind(&addr)
+    let sockaddr = tokio::net::lookup_host(&addr)
         .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
+        .ok()
+        .and_then(|mut a| a.next())
+        .with_context(|| format!("--host {}: not an address to listen on", args.host))?;
+    let listener =
+        strobe_server::bind(sockaddr).with_context(|| format!("cannot listen on {addr}"))?;
     let handle = strobe_server::serve(listener, config.clone())?;
     println!(
         "strobe serve: listening on http://{} (model {}, TTFT {:?}, {:?} between tokens, jitter ±{:?}{})",

@@ -7,7 +7,7 @@ use std::time::Duration;
 use strobe_core::Api;
 use strobe_load::{Arrival, LoadMode, LoadPlan};
 
-use crate::cli::{ApiArg, ArrivalArg, RunArgs};
+use crate::cli::{ApiArg, ArrivalArg, RunArgs, TimestampsArg};
 
 /// Default measured requests when neither --requests nor --duration is given.
 pub const DEFAULT_REQUESTS: u64 = 100;
@@ -28,6 +28,8 @@ pub struct RunSettings {
     pub headers: Vec<String>,
     pub extra_body: Map<String, Value>,
     pub request_timeout: Duration,
+    /// Date arrivals by kernel receive timestamps where available.
+    pub kernel_timestamps: bool,
     pub plan: LoadPlan,
     pub input_len: u32,
     pub output_len: u32,
@@ -152,6 +154,7 @@ impl RunSettings {
             headers: a.headers,
             extra_body,
             request_timeout: a.timeout,
+            kernel_timestamps: a.timestamps == TimestampsArg::Kernel,
             plan: LoadPlan {
                 mode,
                 requests,

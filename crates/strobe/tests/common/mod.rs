@@ -10,7 +10,7 @@ use strobe_server::{ServerConfig, ServerHandle};
 
 /// Starts the built-in target on a free loopback port.
 pub async fn start(config: ServerConfig) -> ServerHandle {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = strobe_server::bind(([127, 0, 0, 1], 0).into()).unwrap();
     strobe_server::serve(listener, config).unwrap()
 }
 
