@@ -246,13 +246,12 @@ impl Report {
         }
         if inputs.load.mode == "concurrency" {
             if let Some(req) = requested {
-                if metrics.successful > 0
-                    && achieved < 0.9 * req as f64
-                    && inputs.peak_in_flight < req as u64
-                {
+                if metrics.successful > 0 && achieved < 0.9 * req as f64 {
                     warnings.push(format!(
-                        "asked for {req} concurrent requests but at most {} were ever in flight (mean {achieved:.1})",
-                        inputs.peak_in_flight
+                        "asked for {req} concurrent requests but {achieved:.1} were in flight on average (peak {}): \
+                         the rest of the time went between a response's arrival and the next send, in the client \
+                         or on this machine (strobe used {cpu_cores_used:.2} of {} cores)",
+                        inputs.peak_in_flight, inputs.cpu_cores_available
                     ));
                 }
             }

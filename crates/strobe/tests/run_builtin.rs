@@ -58,7 +58,14 @@ async fn streaming_completions_are_counted_and_timed() {
         "{}",
         r.concurrency.achieved_mean
     );
-    assert_eq!(out.report.client.receive_timestamps, if cfg!(target_os = "linux") { "kernel" } else { "user" });
+    assert_eq!(
+        out.report.client.receive_timestamps,
+        if cfg!(target_os = "linux") {
+            "kernel"
+        } else {
+            "user"
+        }
+    );
     let truth = server.truth.summary();
     assert_eq!(truth.completed_streams, 20);
     // The client can only see the first token after the server sent it.
@@ -70,7 +77,21 @@ async fn streaming_completions_are_counted_and_timed() {
 async fn user_space_timestamps_can_be_chosen() {
     let server = start(fast_config()).await;
     let url = format!("http://{}", server.addr);
-    let out = run(&url, &["-c", "2", "-n", "6", "--output-len", "4", "--timestamps", "user"]).await.unwrap();
+    let out = run(
+        &url,
+        &[
+            "-c",
+            "2",
+            "-n",
+            "6",
+            "--output-len",
+            "4",
+            "--timestamps",
+            "user",
+        ],
+    )
+    .await
+    .unwrap();
     assert_eq!(out.report.client.receive_timestamps, "user");
     assert_eq!(out.report.results.requests.successful, 6);
     assert!(out.report.results.latency.ttft_ms.min >= 5.0);
