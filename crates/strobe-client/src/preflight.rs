@@ -60,7 +60,9 @@ struct ModelEntry {
     id: String,
 }
 
-async fn get(
+/// `GET path` (below the base URL's prefix) on a fresh connection: status, body (up to 16 MiB),
+/// and whether the kernel stamps this machine's sockets.
+pub async fn get(
     base: &BaseUrl,
     addr: SocketAddr,
     path: &str,

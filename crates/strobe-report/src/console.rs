@@ -144,6 +144,7 @@ pub fn render(report: &Report) -> String {
             let _ = writeln!(out, "  {:<16} {:>8}  e.g. {}", e.kind, e.count, e.example);
         }
     }
+    server_side(&mut out, report);
     let c = &report.client;
     let _ = writeln!(out);
     let _ = writeln!(
@@ -165,4 +166,90 @@ pub fn render(report: &Report) -> String {
         let _ = writeln!(out, "stopped: {}", report.run.stop_reason);
     }
     out
+}
+
+/// What the server and its GPUs said, beside the client's view.
+fn server_side(out: &mut String, report: &Report) {
+    if let Some(m) = &report.server_metrics {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "Server metrics ({}, {} scrapes of {}):",
+            m.engine, m.scrapes, m.url
+        );
+        if let Some(note) = &m.note {
+            let _ = writeln!(out, "  note: {note}");
+        }
+        let l = &report.results.latency;
+        for (key, label, client) in [
+            ("ttft", "TTFT", Some(&l.ttft_ms)),
+            ("tpot", "TPOT", Some(&l.tpot_ms)),
+            ("itl", "ITL", Some(&l.itl_ms)),
+            ("e2e", "E2E latency", Some(&l.e2e_ms)),
+            ("queue", "Server queue", None),
+        ] {
+            if let Some(h) = m.histograms.get(key) {
+                if h.count <= 0.0 {
+                    continue;
+                }
+                let beside = client
+                    .filter(|c| c.count > 0)
+                    .map(|c| format!(" (client: mean {:.2})", c.mean))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "  {label:<13} server mean {:>9.2} ms, p50 {:.2}, p99 {:.2} over {:.0} requests{beside}",
+                    h.mean_ms, h.p50_ms, h.p99_ms, h.count
+                );
+            }
+        }
+        for (key, label) in [
+            ("running_requests", "running"),
+            ("waiting_requests", "waiting"),
+            ("kv_cache_usage", "KV-cache usage"),
+        ] {
+            if let Some(g) = m.gauges.get(key) {
+                let _ = writeln!(out, "  {label:<13} mean {:.2}, max {:.2}", g.mean, g.max);
+            }
+        }
+        if let Some(r) = m.prefix_cache_hit_rate {
+            let _ = writeln!(out, "  prefix-cache hit rate {:.1}%", r * 100.0);
+        }
+        if let Some(p) = m.counters.get("preemptions") {
+            let _ = writeln!(out, "  preemptions   {p:.0}");
+        }
+    }
+    let g = &report.gpu;
+    if g.devices.is_empty() {
+        if let Some(note) = &g.note {
+            let _ = writeln!(out, "GPU: {note}");
+        }
+    } else {
+        for d in &g.devices {
+            let _ = writeln!(
+                out,
+                "GPU {} {} ({}): memory used max {:.2} GiB of {:.2} GiB, utilisation mean {:.0}%, power mean {:.0} W",
+                d.index,
+                d.name,
+                g.source,
+                d.memory_used_bytes.max / 1073741824.0,
+                d.memory_total_bytes as f64 / 1073741824.0,
+                d.utilization_percent.mean,
+                d.power_watts.mean
+            );
+        }
+    }
+    if let Some(e) = &report.engine {
+        let _ = writeln!(
+            out,
+            "Engine: {} (ready after {:.1} s{}), log {}",
+            e.command,
+            e.ready_after_s,
+            e.version
+                .as_deref()
+                .map(|v| format!(", version {v}"))
+                .unwrap_or_default(),
+            e.log_path
+        );
+    }
 }

@@ -11,5 +11,7 @@ pub mod console;
 pub mod json;
 mod model;
 pub mod records;
+mod telemetry;
 
 pub use model::*;
+pub use telemetry::*;

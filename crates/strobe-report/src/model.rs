@@ -16,6 +16,11 @@ pub struct Report {
     pub run: RunInfo,
     pub results: Results,
     pub client: ClientInfo,
+    /// What the server's /metrics said (absent with --no-server-metrics).
+    pub server_metrics: Option<crate::ServerMetrics>,
+    pub gpu: crate::Gpu,
+    /// The engine strobe launched, if it did.
+    pub engine: Option<crate::Engine>,
     /// Lossless statistics, for exact merging and re-analysis.
     pub state: MetricSetState,
 }
@@ -326,6 +331,13 @@ impl Report {
                 receive_timestamps: inputs.receive_timestamps,
                 warnings,
             },
+            server_metrics: None,
+            gpu: crate::Gpu {
+                source: "none".into(),
+                note: None,
+                devices: vec![],
+            },
+            engine: None,
             state: metrics.state(),
         }
     }

@@ -171,6 +171,7 @@ impl TokenStream {
         received: Instant,
         truth: Arc<Truth>,
     ) -> TokenStream {
+        truth.stream_started();
         let first = delays.jittered(delays.ttft);
         TokenStream {
             phase: if plan.chat {
@@ -190,6 +191,12 @@ impl TokenStream {
 
     fn frame(&mut self) -> Frame<Bytes> {
         Frame::data(Bytes::copy_from_slice(&self.buf))
+    }
+}
+
+impl Drop for TokenStream {
+    fn drop(&mut self) {
+        self.truth.stream_ended();
     }
 }
 

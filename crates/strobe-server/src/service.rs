@@ -251,6 +251,11 @@ async fn handle(
         (Method::GET, "/strobe/truth") => {
             json_response(StatusCode::OK, serde_json::to_string(&state.truth.summary()).unwrap_or_default())
         }
+        (Method::GET, "/metrics") => Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", "text/plain; version=0.0.4")
+            .body(SimBody::Whole(Full::new(Bytes::from(state.truth.prometheus(&state.config.model)))))
+            .expect("valid response"),
         (Method::DELETE, "/strobe/truth") => {
             state.truth.reset();
             json_response(StatusCode::OK, "{}".into())
@@ -358,6 +363,7 @@ async fn completion(
         if !delay.is_zero() {
             tokio::time::sleep_until(received + delay).await;
         }
+        state.truth.record_whole(received.elapsed());
         return json_response(StatusCode::OK, String::from_utf8_lossy(&body).into_owned());
     }
 

@@ -8,12 +8,76 @@ use std::time::Duration;
 /// Server-side timings of completed streams (updated once per stream, not per token).
 pub struct Truth {
     inner: Mutex<Inner>,
+    /// Streams being served now.
+    running: std::sync::atomic::AtomicI64,
+}
+
+impl Inner {
+    fn new() -> Inner {
+        Inner {
+            ttft: Stat::new(),
+            tpot: Stat::new(),
+            streams: 0,
+            ttft_buckets: Buckets::default(),
+            e2e_buckets: Buckets::default(),
+        }
+    }
 }
 
 struct Inner {
     ttft: Stat,
     tpot: Stat,
     streams: u64,
+    /// Prometheus-style cumulative buckets (seconds) of TTFT and E2E, for `/metrics`.
+    ttft_buckets: Buckets,
+    e2e_buckets: Buckets,
+}
+
+/// Bucket bounds in seconds, as vLLM's latency histograms use.
+const BOUNDS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+    20.0, 40.0, 80.0,
+];
+
+#[derive(Default)]
+struct Buckets {
+    counts: Vec<u64>,
+    sum_s: f64,
+    count: u64,
+}
+
+impl Buckets {
+    fn observe(&mut self, secs: f64) {
+        if self.counts.is_empty() {
+            self.counts = vec![0; BOUNDS.len()];
+        }
+        for (i, b) in BOUNDS.iter().enumerate() {
+            if secs <= *b {
+                self.counts[i] += 1;
+            }
+        }
+        self.sum_s += secs;
+        self.count += 1;
+    }
+
+    fn render(&self, name: &str, model: &str, out: &mut String) {
+        use std::fmt::Write;
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        for (i, b) in BOUNDS.iter().enumerate() {
+            let c = self.counts.get(i).copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{b}\",model_name=\"{model}\"}} {c}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{le=\"+Inf\",model_name=\"{model}\"}} {}",
+            self.count
+        );
+        let _ = writeln!(out, "{name}_sum{{model_name=\"{model}\"}} {}", self.sum_s);
+        let _ = writeln!(out, "{name}_count{{model_name=\"{model}\"}} {}", self.count);
+    }
 }
 
 struct Stat {
@@ -76,11 +140,8 @@ pub struct TruthSummary {
 impl Default for Truth {
     fn default() -> Self {
         Truth {
-            inner: Mutex::new(Inner {
-                ttft: Stat::new(),
-                tpot: Stat::new(),
-                streams: 0,
-            }),
+            inner: Mutex::new(Inner::new()),
+            running: std::sync::atomic::AtomicI64::new(0),
         }
     }
 }
@@ -90,6 +151,8 @@ impl Truth {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         g.streams += 1;
         g.ttft.record(ttft.as_nanos() as u64);
+        g.ttft_buckets.observe(ttft.as_secs_f64());
+        g.e2e_buckets.observe((ttft + first_to_last).as_secs_f64());
         if tokens >= 2 {
             g.tpot
                 .record(first_to_last.as_nanos() as u64 / (tokens as u64 - 1));
@@ -105,12 +168,48 @@ impl Truth {
         }
     }
 
+    /// A whole (non-streamed) response: only its end-to-end latency is known.
+    pub fn record_whole(&self, e2e: Duration) {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        g.e2e_buckets.observe(e2e.as_secs_f64());
+    }
+
+    pub fn stream_started(&self) {
+        self.running
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn stream_ended(&self) {
+        self.running
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// `GET /metrics`: Prometheus text in vLLM's metric names (so that scrapers can be tested
+    /// against the built-in target): running streams, and TTFT and E2E histograms of completed ones.
+    pub fn prometheus(&self, model: &str) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let running = self
+            .running
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .max(0);
+        let _ = writeln!(out, "# TYPE vllm:num_requests_running gauge");
+        let _ = writeln!(
+            out,
+            "vllm:num_requests_running{{model_name=\"{model}\"}} {running}"
+        );
+        let _ = writeln!(out, "# TYPE vllm:num_requests_waiting gauge");
+        let _ = writeln!(out, "vllm:num_requests_waiting{{model_name=\"{model}\"}} 0");
+        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        g.ttft_buckets
+            .render("vllm:time_to_first_token_seconds", model, &mut out);
+        g.e2e_buckets
+            .render("vllm:e2e_request_latency_seconds", model, &mut out);
+        out
+    }
+
     pub fn reset(&self) {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        *g = Inner {
-            ttft: Stat::new(),
-            tpot: Stat::new(),
-            streams: 0,
-        };
+        *g = Inner::new();
     }
 }

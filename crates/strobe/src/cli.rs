@@ -105,6 +105,31 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value = "kernel", help_heading = "Target")]
     pub timestamps: TimestampsArg,
 
+    // --- engine and telemetry ---
+    /// Start the engine with this shell command before the run (e.g. a `vllm serve ...` line), wait
+    /// until it serves --url (default http://127.0.0.1:8000), and stop its whole process group at
+    /// the end, on error and on Ctrl-C.
+    #[arg(long, value_name = "COMMAND", help_heading = "Engine and telemetry")]
+    pub launch: Option<String>,
+    /// How long a launched engine may take to serve.
+    #[arg(long, default_value = "10m", value_parser = parse_duration, help_heading = "Engine and telemetry")]
+    pub launch_timeout: Duration,
+    /// Where the launched engine's output goes (default: next to --output, else the temp folder).
+    #[arg(long, value_name = "PATH", help_heading = "Engine and telemetry")]
+    pub launch_log: Option<PathBuf>,
+    /// Prometheus endpoint to scrape during the run (default: the server's /metrics).
+    #[arg(long, value_name = "URL", help_heading = "Engine and telemetry")]
+    pub metrics_url: Option<String>,
+    /// Do not scrape server metrics.
+    #[arg(long, help_heading = "Engine and telemetry")]
+    pub no_server_metrics: bool,
+    /// Do not sample local GPUs through NVML.
+    #[arg(long, help_heading = "Engine and telemetry")]
+    pub no_gpu: bool,
+    /// How often server metrics and GPUs are sampled.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, help_heading = "Engine and telemetry")]
+    pub telemetry_interval: Duration,
+
     // --- load ---
     /// Closed loop: keep this many requests in flight (default 10 when no --rate is given).
     #[arg(short = 'c', long, value_parser = parse_count_u32, help_heading = "Load")]

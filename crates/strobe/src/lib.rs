@@ -5,10 +5,12 @@
 
 pub mod cli;
 pub mod exit;
+mod launch;
 mod progress;
 mod run_cmd;
 mod serve_cmd;
 pub mod settings;
+mod telemetry;
 pub mod units;
 
 pub use run_cmd::{execute_run, Interactivity, RunOutcome};
@@ -22,9 +24,19 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<i32> {
         cli::Command::Run(args) => {
             let settings = settings::RunSettings::from_args(*args)?;
             runtime.block_on(async {
-                let outcome =
-                    run_cmd::execute_run(settings, run_cmd::Interactivity::from_env()).await?;
-                Ok(outcome.exit_code)
+                match run_cmd::execute_run(settings, run_cmd::Interactivity::from_env()).await {
+                    Ok(outcome) => Ok(outcome.exit_code),
+                    Err(e)
+                        if matches!(
+                            e.downcast_ref(),
+                            Some(strobe_telemetry::launch::LaunchError::Interrupted)
+                        ) =>
+                    {
+                        eprintln!("interrupted while the engine started; it was stopped");
+                        Ok(exit::INTERRUPTED)
+                    }
+                    Err(e) => Err(e),
+                }
             })
         }
         cli::Command::Serve(args) => runtime.block_on(serve_cmd::serve(args)),

@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use crate::exit;
 use crate::progress;
 use crate::settings::RunSettings;
+use crate::telemetry::Telemetry;
 
 /// What the terminal side of a run does.
 #[derive(Clone, Copy, Debug)]
@@ -115,6 +116,9 @@ async fn start_built_in() -> anyhow::Result<(ServerHandle, ServerConfig)> {
 }
 
 pub async fn execute_run(settings: RunSettings, ui: Interactivity) -> anyhow::Result<RunOutcome> {
+    if let Some(command) = settings.launch.clone() {
+        return crate::launch::run_launched(&settings, &command, ui).await;
+    }
     let quiet = settings.quiet;
     let (built_in, url) = match &settings.url {
         Some(u) => (None, u.clone()),
@@ -130,18 +134,19 @@ pub async fn execute_run(settings: RunSettings, ui: Interactivity) -> anyhow::Re
             (Some(handle), url)
         }
     };
-    let result = run_against(&settings, &url, built_in.is_some(), ui).await;
+    let result = run_against(&settings, &url, built_in.is_some(), ui, None).await;
     if let Some(h) = built_in {
         h.shutdown().await;
     }
     result
 }
 
-async fn run_against(
+pub(crate) async fn run_against(
     settings: &RunSettings,
     url: &str,
     built_in: bool,
     ui: Interactivity,
+    engine: Option<strobe_report::Engine>,
 ) -> anyhow::Result<RunOutcome> {
     let quiet = settings.quiet;
     let base = BaseUrl::parse(url).with_context(|| "--url")?;
@@ -152,6 +157,7 @@ async fn run_against(
         &settings.headers,
     )?;
     let info = preflight(&base, addr, &headers, settings.model.as_deref()).await?;
+    let target_headers = headers.clone();
     if let (Some(w), false) = (&info.warning, quiet) {
         eprintln!("warning: {w}");
     }
@@ -215,6 +221,7 @@ async fn run_against(
         })
     });
     let clock = RunClock::starting_now();
+    let telemetry = Telemetry::start(settings, &base, addr, &target_headers, clock).await?;
     let progress_task =
         (ui.progress && !quiet).then(|| progress::spawn(Arc::clone(&progress), clock));
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
@@ -237,6 +244,9 @@ async fn run_against(
     if let Some(t) = ctrl_c {
         t.abort();
     }
+    let finished =
+        progress.completed.load(Ordering::Relaxed) - progress.failed.load(Ordering::Relaxed);
+    let (server_metrics, gpu) = telemetry.finish(finished).await;
     if let Some(t) = progress_task {
         t.abort();
         progress::clear();
@@ -331,6 +341,9 @@ async fn run_against(
         .into(),
     };
     let mut report = Report::build(&collected.metrics, inputs);
+    report.server_metrics = server_metrics;
+    report.gpu = gpu;
+    report.engine = engine;
     if let Some(e) = collected.records_error {
         report
             .client

@@ -36,6 +36,13 @@ pub struct RunSettings {
     pub output: Option<PathBuf>,
     pub records: Option<PathBuf>,
     pub quiet: bool,
+    pub launch: Option<String>,
+    pub launch_timeout: Duration,
+    pub launch_log: Option<PathBuf>,
+    /// `None` with --no-server-metrics; else the endpoint (None inside = the server's /metrics).
+    pub server_metrics: Option<Option<String>>,
+    pub gpu: bool,
+    pub telemetry_interval: Duration,
 }
 
 /// A secret string whose Debug form is redacted.
@@ -141,6 +148,18 @@ impl RunSettings {
         if let Some(path) = &a.records {
             check_writable(path, "--records")?;
         }
+        if let Some(path) = &a.launch_log {
+            check_writable(path, "--launch-log")?;
+        }
+        if a.launch.as_deref().is_some_and(|c| c.trim().is_empty()) {
+            bail!("--launch needs a command, e.g. --launch \"vllm serve MODEL --port 8000\"");
+        }
+        if a.telemetry_interval < Duration::from_millis(10) {
+            bail!("--telemetry-interval must be at least 10ms");
+        }
+        if a.no_server_metrics && a.metrics_url.is_some() {
+            bail!("--metrics-url and --no-server-metrics exclude each other");
+        }
 
         Ok(RunSettings {
             url: a.url,
@@ -170,6 +189,12 @@ impl RunSettings {
             output: a.output,
             records: a.records,
             quiet: a.quiet,
+            launch: a.launch,
+            launch_timeout: a.launch_timeout,
+            launch_log: a.launch_log,
+            server_metrics: (!a.no_server_metrics).then_some(a.metrics_url),
+            gpu: !a.no_gpu,
+            telemetry_interval: a.telemetry_interval,
         })
     }
 }

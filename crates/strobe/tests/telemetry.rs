@@ -1,0 +1,224 @@
+//! Server metrics and engine launch, driven through whole runs.
+
+mod common;
+
+use common::*;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use strobe_server::ServerConfig;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_targets_metrics_are_scraped_and_match_its_truth() {
+    let server = start(ServerConfig {
+        ttft: Duration::from_millis(20),
+        itl: Duration::from_millis(2),
+        ..ServerConfig::default()
+    })
+    .await;
+    let url = format!("http://{}", server.addr);
+    let out = run(
+        &url,
+        &[
+            "-c",
+            "4",
+            "-n",
+            "24",
+            "--output-len",
+            "10",
+            "--telemetry-interval",
+            "50ms",
+        ],
+    )
+    .await
+    .unwrap();
+    let m = out.report.server_metrics.expect("scraped by default");
+    assert_eq!(m.engine, "vllm", "the target speaks vLLM's metric names");
+    assert!(m.scrapes >= 3, "{m:?}");
+    assert_eq!(m.failed_scrapes, 0);
+    let ttft = &m.histograms["ttft"];
+    assert_eq!(ttft.count, 24.0, "exactly the run's requests");
+    let truth = server.truth.summary();
+    assert!(
+        (ttft.mean_ms - truth.ttft.mean_ms).abs() < 1e-6,
+        "{} vs {}",
+        ttft.mean_ms,
+        truth.ttft.mean_ms
+    );
+    assert!(m.gauges["running_requests"].max <= 4.0);
+    assert!(
+        m.gauges["running_requests"]
+            .samples
+            .iter()
+            .any(|s| s[1] > 0.0),
+        "sampled while busy: {:?}",
+        m.gauges
+    );
+    // No GPU on the test machines: the report says so and the run went on.
+    if out.report.gpu.source == "none" {
+        assert!(
+            out.report
+                .gpu
+                .note
+                .as_deref()
+                .unwrap_or("")
+                .contains("no GPU seen"),
+            "{:?}",
+            out.report.gpu
+        );
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_without_metrics_is_a_note_not_an_error() {
+    let server = start(fast_config()).await;
+    let url = format!("http://{}", server.addr);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let metrics = format!("http://127.0.0.1:{port}/metrics");
+    let out = run(
+        &url,
+        &[
+            "-c",
+            "1",
+            "-n",
+            "3",
+            "--output-len",
+            "2",
+            "--metrics-url",
+            &metrics,
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.report.results.requests.successful, 3);
+    let m = out.report.server_metrics.unwrap();
+    assert_eq!(m.scrapes, 0);
+    assert!(m.note.unwrap().contains(&port.to_string()));
+    let out = run(
+        &url,
+        &[
+            "-c",
+            "1",
+            "-n",
+            "3",
+            "--output-len",
+            "2",
+            "--no-server-metrics",
+        ],
+    )
+    .await
+    .unwrap();
+    assert!(out.report.server_metrics.is_none());
+    server.shutdown().await;
+}
+
+#[test]
+fn launch_runs_the_engine_and_stops_it_and_a_failing_engine_is_a_clear_error() {
+    let dir = std::env::temp_dir().join(format!("strobe-launch-bin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let strobe = env!("CARGO_BIN_EXE_strobe");
+
+    // The engine is strobe's own target, launched as any engine command line would be.
+    let report = dir.join("launched.json");
+    let engine =
+        format!("{strobe} serve --port {port} --ttft 5ms --itl 1ms --model launched-model");
+    let out = Command::new(strobe)
+        .args([
+            "run",
+            "-q",
+            "--url",
+            &url,
+            "--launch",
+            &engine,
+            "-c",
+            "2",
+            "-n",
+            "6",
+            "--output-len",
+            "4",
+            "-o",
+        ])
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["results"]["requests"]["successful"], 6);
+    assert_eq!(r["engine"]["params"]["model"], "launched-model");
+    assert_eq!(r["run"]["target"]["model"], "launched-model");
+    assert!(std::path::Path::new(r["engine"]["log_path"].as_str().unwrap()).exists());
+    // Stopped: the port is free again.
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the launched engine still listens"
+    );
+
+    // An engine that dies on start-up: exit code 2, its log's last lines, nothing left running.
+    let started = Instant::now();
+    let out = Command::new(strobe)
+        .args([
+            "run",
+            "-q",
+            "--url",
+            &url,
+            "--launch",
+            "echo loading weights; echo 'RuntimeError: no GPU' >&2; sleep 0.3; exit 3",
+            "-n",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("exited with exit status: 3") && stderr.contains("RuntimeError: no GPU"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    // An engine that never serves: bounded by --launch-timeout, then stopped.
+    let marker = format!("sleep 60.{}", std::process::id());
+    let out = Command::new(strobe)
+        .args([
+            "run",
+            "-q",
+            "--url",
+            &url,
+            "--launch-timeout",
+            "1s",
+            "--launch",
+            &marker,
+            "-n",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("did not serve"), "{stderr}");
+    let left = Command::new("pgrep")
+        .args(["-f", &marker])
+        .output()
+        .unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "left running: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

