@@ -91,7 +91,7 @@ def main():
             subprocess.run([os.path.join(VENV, "vllm"), "bench", "serve", "--backend", "openai", "--base-url", url, "--model", "smollm2",
                             "--tokenizer", MODEL, "--dataset-name", "random", "--random-input-len", "64", "--random-output-len", "32",
                             "--num-prompts", str(n), "--max-concurrency", str(c), "--ignore-eos", "--disable-tqdm",
-                            "--save-result", "--result-dir", out, "--result-filename", f"vllm-{c}.json"],
+                            "--percentile-metrics", "ttft,tpot,itl,e2el", "--save-result", "--result-dir", out, "--result-filename", f"vllm-{c}.json"],
                            env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             truth_v = server_means(before, settle(url, before, n))
             v = json.load(open(os.path.join(out, f"vllm-{c}.json")))
@@ -102,7 +102,7 @@ def main():
             truth_s = server_means(before, settle(url, before, n))
             s = json.load(open(os.path.join(out, f"strobe-{c}.json")))
             sl = s["results"]["latency"]
-            e2e_v = sum(v["e2els"]) / len(v["e2els"]) * 1e3 if v.get("e2els") else float("nan")
+            e2e_v = v.get("mean_e2el_ms", float("nan"))
             rows.append((c, n,
                          ("vllm bench serve", v["mean_ttft_ms"], truth_v["ttft"], e2e_v, truth_v["e2e"], v["mean_tpot_ms"], v["output_throughput"], v["total_input_tokens"]),
                          ("strobe", sl["ttft_ms"]["mean"], truth_s["ttft"], sl["e2e_ms"]["mean"], truth_s["e2e"], sl["tpot_ms"]["mean"], s["results"]["throughput"]["output_tokens_per_s"], s["results"]["tokens"]["input"])))

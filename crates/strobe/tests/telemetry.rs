@@ -222,3 +222,54 @@ fn launch_runs_the_engine_and_stops_it_and_a_failing_engine_is_a_clear_error() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn ctrl_c_during_a_launched_run_stops_the_engine_too() {
+    let dir = std::env::temp_dir().join(format!("strobe-launch-int-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let strobe = env!("CARGO_BIN_EXE_strobe");
+    let engine = format!("{strobe} serve --port {port} --ttft 5ms --itl 5ms");
+    let report = dir.join("r.json");
+    let mut child = Command::new(strobe)
+        .args([
+            "run",
+            "-q",
+            "--url",
+            &format!("http://127.0.0.1:{port}"),
+            "--launch",
+            &engine,
+            "-c",
+            "2",
+            "-d",
+            "60s",
+            "-o",
+        ])
+        .arg(&report)
+        .spawn()
+        .unwrap();
+    // Wait until the engine serves and the run is under way.
+    let t = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+        && t.elapsed() < Duration::from_secs(10)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(700));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["run"]["interrupted"], true);
+    assert!(r["results"]["requests"]["successful"].as_u64().unwrap() > 0);
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the engine outlived Ctrl-C"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
