@@ -54,7 +54,12 @@ pub struct RunArgs {
     // --- target ---
     /// Base URL of the server, e.g. http://127.0.0.1:8000 (a trailing /v1 is fine). Without it,
     /// strobe starts its built-in target in-process and benchmarks that.
-    #[arg(long, env = "STROBE_URL", help_heading = "Target")]
+    #[arg(
+        long,
+        env = "STROBE_URL",
+        hide_env_values = true,
+        help_heading = "Target"
+    )]
     pub url: Option<String>,
     /// Model name to request (default: the first model the server lists at /v1/models).
     #[arg(long, help_heading = "Target")]

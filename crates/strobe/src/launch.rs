@@ -1,12 +1,10 @@
 //! `strobe run --launch`: start the engine, run against it, always stop it.
 
-use anyhow::Context;
 use std::path::PathBuf;
-use strobe_client::{build_headers, BaseUrl};
 use strobe_report::Engine;
 use strobe_telemetry::launch::{self, LaunchError, Launched};
 
-use crate::run_cmd::{run_against, Interactivity, RunOutcome};
+use crate::run_cmd::{resolve_target, run_against, Interactivity, RunOutcome};
 use crate::settings::RunSettings;
 
 /// Where the engine's log goes by default: beside the report, else in the temp folder.
@@ -26,13 +24,7 @@ pub async fn run_launched(
         .url
         .clone()
         .unwrap_or_else(|| "http://127.0.0.1:8000".to_owned());
-    let base = BaseUrl::parse(&url).context("--url")?;
-    let addr = base.resolve().await?;
-    let headers = build_headers(
-        &base,
-        settings.api_key.as_ref().map(|s| s.0.as_str()),
-        &settings.headers,
-    )?;
+    let (base, addr, headers) = resolve_target(settings, &url).await?;
     let log_path = settings
         .launch_log
         .clone()

@@ -9,7 +9,12 @@ use strobe_load::Progress;
 
 const INTERVAL: Duration = Duration::from_millis(500);
 
-pub fn spawn(progress: Arc<Progress>, clock: RunClock) -> tokio::task::JoinHandle<()> {
+/// `planned` is the number of requests the run will send, when a request count bounds it.
+pub fn spawn(
+    progress: Arc<Progress>,
+    clock: RunClock,
+    planned: Option<u64>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut last_done = 0u64;
         let mut last_tokens = 0u64;
@@ -21,8 +26,9 @@ pub fn spawn(progress: Arc<Progress>, clock: RunClock) -> tokio::task::JoinHandl
             let tokens = progress.output_tokens.load(Ordering::Relaxed);
             let secs = INTERVAL.as_secs_f64();
             let line = format!(
-                "\r[{:>7.1}s] done {done} ({} failed) | in flight {} | {:.1} req/s | {:.0} tok/s   ",
+                "\r[{:>7.1}s] done {done}{} ({} failed) | in flight {} | {:.1} req/s | {:.0} tok/s   ",
                 clock.now_ns() as f64 / 1e9,
+                planned.map(|n| format!("/{n}")).unwrap_or_default(),
                 progress.failed.load(Ordering::Relaxed),
                 progress.in_flight.load(Ordering::Relaxed),
                 (done - last_done) as f64 / secs,

@@ -149,13 +149,7 @@ pub(crate) async fn run_against(
     engine: Option<strobe_report::Engine>,
 ) -> anyhow::Result<RunOutcome> {
     let quiet = settings.quiet;
-    let base = BaseUrl::parse(url).with_context(|| "--url")?;
-    let addr = base.resolve().await?;
-    let headers = build_headers(
-        &base,
-        settings.api_key.as_ref().map(|s| s.0.as_str()),
-        &settings.headers,
-    )?;
+    let (base, addr, headers) = resolve_target(settings, url).await?;
     let info = preflight(&base, addr, &headers, settings.model.as_deref()).await?;
     let target_headers = headers.clone();
     if let (Some(w), false) = (&info.warning, quiet) {
@@ -222,8 +216,16 @@ pub(crate) async fn run_against(
     });
     let clock = RunClock::starting_now();
     let telemetry = Telemetry::start(settings, &base, addr, &target_headers, clock).await?;
-    let progress_task =
-        (ui.progress && !quiet).then(|| progress::spawn(Arc::clone(&progress), clock));
+    let progress_task = (ui.progress && !quiet).then(|| {
+        progress::spawn(
+            Arc::clone(&progress),
+            clock,
+            settings
+                .plan
+                .requests
+                .map(|n| n + settings.plan.warmup_requests),
+        )
+    });
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
 
     let cpu_before = process_cpu_seconds();
@@ -256,51 +258,7 @@ pub(crate) async fn run_against(
         .context("records thread")?
         .map_err(|_| anyhow::anyhow!("the records thread panicked"))?;
 
-    let plan = &settings.plan;
-    let load = match plan.mode {
-        LoadMode::Concurrency(c) => LoadInfo {
-            mode: "concurrency".into(),
-            concurrency: Some(c),
-            rate_per_s: None,
-            arrival: None,
-            burstiness: None,
-            max_concurrency: None,
-            requests: plan.requests,
-            duration_s: plan.duration.map(|d| d.as_secs_f64()),
-            warmup_requests: plan.warmup_requests,
-            warmup_duration_s: plan.warmup_duration.as_secs_f64(),
-            seed: plan.seed,
-            request_timeout_s: settings.request_timeout.as_secs_f64(),
-        },
-        LoadMode::Rate {
-            rate,
-            arrival,
-            max_concurrency,
-        } => LoadInfo {
-            mode: "rate".into(),
-            concurrency: None,
-            rate_per_s: Some(rate),
-            arrival: Some(
-                match arrival {
-                    Arrival::Poisson => "poisson",
-                    Arrival::Constant => "constant",
-                    Arrival::Gamma { .. } => "gamma",
-                }
-                .into(),
-            ),
-            burstiness: match arrival {
-                Arrival::Gamma { shape } => Some(shape),
-                _ => None,
-            },
-            max_concurrency,
-            requests: plan.requests,
-            duration_s: plan.duration.map(|d| d.as_secs_f64()),
-            warmup_requests: plan.warmup_requests,
-            warmup_duration_s: plan.warmup_duration.as_secs_f64(),
-            seed: plan.seed,
-            request_timeout_s: settings.request_timeout.as_secs_f64(),
-        },
-    };
+    let load = load_info(settings);
     let inputs = ReportInputs {
         started_at,
         target: TargetInfo {
@@ -370,4 +328,58 @@ pub(crate) async fn run_against(
         exit::OK
     };
     Ok(RunOutcome { exit_code, report })
+}
+
+/// The target's parsed URL, address and request headers (API key and --header values).
+pub(crate) async fn resolve_target(
+    settings: &RunSettings,
+    url: &str,
+) -> anyhow::Result<(BaseUrl, std::net::SocketAddr, http::HeaderMap)> {
+    let base = BaseUrl::parse(url).context("--url")?;
+    let addr = base.resolve().await?;
+    let headers = build_headers(
+        &base,
+        settings.api_key.as_ref().map(|s| s.0.as_str()),
+        &settings.headers,
+    )?;
+    Ok((base, addr, headers))
+}
+
+/// The load settings as the report records them.
+fn load_info(settings: &RunSettings) -> LoadInfo {
+    let plan = &settings.plan;
+    let mut info = LoadInfo {
+        mode: "concurrency".into(),
+        concurrency: None,
+        rate_per_s: None,
+        arrival: None,
+        burstiness: None,
+        max_concurrency: None,
+        requests: plan.requests,
+        duration_s: plan.duration.map(|d| d.as_secs_f64()),
+        warmup_requests: plan.warmup_requests,
+        warmup_duration_s: plan.warmup_duration.as_secs_f64(),
+        seed: plan.seed,
+        request_timeout_s: settings.request_timeout.as_secs_f64(),
+    };
+    match plan.mode {
+        LoadMode::Concurrency(c) => info.concurrency = Some(c),
+        LoadMode::Rate {
+            rate,
+            arrival,
+            max_concurrency,
+        } => {
+            info.mode = "rate".into();
+            info.rate_per_s = Some(rate);
+            info.max_concurrency = max_concurrency;
+            let (name, shape) = match arrival {
+                Arrival::Poisson => ("poisson", None),
+                Arrival::Constant => ("constant", None),
+                Arrival::Gamma { shape } => ("gamma", Some(shape)),
+            };
+            info.arrival = Some(name.into());
+            info.burstiness = shape;
+        }
+    }
+    info
 }
