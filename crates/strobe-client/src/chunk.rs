@@ -26,6 +26,8 @@ pub struct ChunkInfo {
     pub usage: Option<Usage>,
     /// The server's `error` object, as raw JSON.
     pub error: Option<String>,
+    /// The first choice carries a non-null `finish_reason`: the generation ended.
+    pub finished: bool,
 }
 
 #[derive(Deserialize)]
@@ -46,6 +48,8 @@ struct Choice<'a> {
     delta: Option<Message<'a>>,
     #[serde(borrow, default)]
     message: Option<Message<'a>>,
+    #[serde(borrow, default)]
+    finish_reason: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -108,8 +112,14 @@ pub fn parse_chunk(data: &[u8]) -> Result<ChunkInfo, serde_json::Error> {
                 || c.message.as_ref().is_some_and(Message::has_content)
         }
     };
+    let finished = chunk
+        .choices
+        .0
+        .as_ref()
+        .is_some_and(|c| c.finish_reason.is_some());
     Ok(ChunkInfo {
         has_content,
+        finished,
         usage: chunk.usage,
         error: chunk.error.map(|e| e.get().to_owned()),
     })
@@ -161,6 +171,25 @@ mod tests {
             parse_chunk(br#"{"choices":[{"text":"\"content\":\"\""}]}"#)
                 .unwrap()
                 .has_content
+        );
+    }
+
+    #[test]
+    fn finish_reason_marks_the_end() {
+        assert!(
+            parse_chunk(br#"{"choices":[{"delta":{"content":"x"},"finish_reason":"length"}]}"#)
+                .unwrap()
+                .finished
+        );
+        assert!(
+            !parse_chunk(br#"{"choices":[{"delta":{"content":"x"},"finish_reason":null}]}"#)
+                .unwrap()
+                .finished
+        );
+        assert!(
+            !parse_chunk(br#"{"choices":[{"text":"x"}]}"#)
+                .unwrap()
+                .finished
         );
     }
 

@@ -99,6 +99,11 @@ impl Http1 {
         })
     }
 
+    /// Run-clock offset at which the data of the latest read reached this machine.
+    pub fn last_read_ns(&self) -> u64 {
+        self.last_read_ns
+    }
+
     pub async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.stream.write_all(bytes).await
     }

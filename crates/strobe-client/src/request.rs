@@ -224,9 +224,10 @@ async fn read_stream(
             );
         }
         Ok(BodyEnd::Complete) => {
-            let _ = decoder
-                .finish(|event| state.on_event(event, clock.now_ns().saturating_sub(sent), record));
-            record.end_ns = state.done_ns.map_or_else(|| clock.now_ns(), |d| sent + d);
+            let last = wire.last_read_ns();
+            let _ =
+                decoder.finish(|event| state.on_event(event, last.saturating_sub(sent), record));
+            record.end_ns = state.done_ns.map_or(last, |d| sent + d);
         }
         Ok(BodyEnd::Stopped) => {
             record.end_ns = state.done_ns.map_or_else(|| clock.now_ns(), |d| sent + d);
@@ -249,11 +250,13 @@ async fn read_stream(
     if let Some(outcome) = state.failure.take() {
         return outcome;
     }
-    if !state.done {
+    // Some servers (Hugging Face's `transformers serve`) end a complete stream without
+    // `data: [DONE]`: a body that ended cleanly after a `finish_reason` is complete too.
+    if !state.done && !state.finished {
         return failed(
             ErrorKind::StreamCut,
             format!(
-                "stream ended without [DONE] after {} content chunks",
+                "stream ended without [DONE] or a finish_reason after {} content chunks",
                 record.content_chunks()
             ),
         );
@@ -280,7 +283,7 @@ async fn read_whole(
             ControlFlow::Continue(())
         })
         .await;
-    record.end_ns = clock.now_ns();
+    record.end_ns = wire.last_read_ns();
     if let Err(e) = end {
         return failed(ErrorKind::StreamCut, format!("response body broke: {e}"));
     }
@@ -324,6 +327,8 @@ fn apply_usage(usage: Option<Usage>, record: &mut RequestRecord) {
 #[derive(Default)]
 struct StreamState {
     done: bool,
+    /// A chunk carried a `finish_reason`.
+    finished: bool,
     /// Offset from `sent` at which `[DONE]` arrived.
     done_ns: Option<u64>,
     failure: Option<Outcome>,
@@ -347,6 +352,9 @@ impl StreamState {
                 if let Some(err) = info.error {
                     self.failure = Some(failed(ErrorKind::ServerError, err));
                     return ControlFlow::Break(());
+                }
+                if info.finished {
+                    self.finished = true;
                 }
                 if info.has_content {
                     if record.first_token_ns.is_none() {

@@ -28,6 +28,8 @@ pub struct Plan {
     pub prompt_tokens: u32,
     pub include_usage: bool,
     pub fault: Option<Fault>,
+    /// End the stream with `data: [DONE]` (as vLLM and OpenAI do; some servers do not).
+    pub send_done: bool,
 }
 
 impl Plan {
@@ -85,7 +87,9 @@ impl Plan {
                 .as_bytes(),
             );
         }
-        out.extend_from_slice(b"data: [DONE]\n\n");
+        if self.send_done {
+            out.extend_from_slice(b"data: [DONE]\n\n");
+        }
     }
 
     /// The whole stream in one buffer (zero-delay mode).
@@ -229,6 +233,11 @@ impl Body for TokenStream {
                             return Poll::Ready(Some(Err(std::io::Error::other(
                                 "injected fault: stream cut",
                             ))));
+                        }
+                        Some(Fault::Truncate) => {
+                            // A clean end of the body, with neither finish_reason nor [DONE].
+                            this.phase = Phase::Done;
+                            return Poll::Ready(None);
                         }
                         Some(Fault::Stall) => {
                             // Never wakes: the client's timeout is what ends this stream.

@@ -16,11 +16,13 @@ pub enum Fault {
     ErrorEvent,
     /// Stop sending half-way through the stream and never finish.
     Stall,
+    /// End the response body cleanly half-way through the stream (no finish_reason, no [DONE]).
+    Truncate,
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "unknown fault `{0}`: expected http-CODE (e.g. http-500), cut, malformed, error-event or stall"
+    "unknown fault `{0}`: expected http-CODE (e.g. http-500), cut, truncate, malformed, error-event or stall"
 )]
 pub struct FaultParseError(pub String);
 
@@ -32,6 +34,7 @@ impl FromStr for Fault {
             "malformed" => Fault::Malformed,
             "error-event" => Fault::ErrorEvent,
             "stall" => Fault::Stall,
+            "truncate" => Fault::Truncate,
             other => match other
                 .strip_prefix("http-")
                 .and_then(|c| c.parse::<u16>().ok())
@@ -64,6 +67,9 @@ pub struct ServerConfig {
     pub seed: u64,
     /// When set, requests must carry `Authorization: Bearer <key>`.
     pub api_key: Option<String>,
+    /// End streams with `data: [DONE]` (vLLM and OpenAI do; Hugging Face's `transformers serve`
+    /// does not).
+    pub send_done: bool,
 }
 
 impl Default for ServerConfig {
@@ -78,6 +84,7 @@ impl Default for ServerConfig {
             faults: vec![],
             seed: 0,
             api_key: None,
+            send_done: true,
         }
     }
 }

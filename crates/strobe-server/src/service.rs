@@ -354,6 +354,7 @@ async fn completion(
         prompt_tokens,
         include_usage,
         fault,
+        send_done: config.send_done,
     };
 
     if !request.stream {

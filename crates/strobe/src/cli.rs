@@ -214,13 +214,16 @@ pub struct ServeArgs {
     /// Output tokens of every response (default: the request's max_tokens).
     #[arg(long, value_parser = parse_count_u32)]
     pub output_len: Option<u32>,
-    /// Inject a fault at random: KIND:PROBABILITY, KIND one of http-CODE, cut, malformed,
+    /// Inject a fault at random: KIND:PROBABILITY, KIND one of http-CODE, cut, truncate, malformed,
     /// error-event, stall (repeatable). A request header `x-strobe-fault: KIND` forces one.
     #[arg(long = "fault", value_name = "KIND:P")]
     pub faults: Vec<String>,
     /// Seed for jitter and fault draws.
     #[arg(long, default_value = "0")]
     pub seed: u64,
+    /// End streams without `data: [DONE]`, as some servers do.
+    #[arg(long)]
+    pub no_done: bool,
     /// Require this API key (read from the named environment variable) as a Bearer token.
     #[arg(long, value_name = "NAME")]
     pub api_key_env: Option<String>,

@@ -41,6 +41,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         faults,
         seed: args.seed,
         api_key,
+        send_done: !args.no_done,
         ..ServerConfig::default()
     };
     let addr = format!("{}:{}", args.host, args.port);

@@ -33,6 +33,7 @@ async fn each_fault_is_classified() {
     for (fault, kind, extra) in [
         ("http-503", "http_503", &[][..]),
         ("cut", "stream_cut", &[][..]),
+        ("truncate", "stream_cut", &[][..]),
         ("malformed", "malformed", &[][..]),
         ("error-event", "server_error", &[][..]),
         ("stall", "timeout", &["--timeout", "300ms"][..]),
@@ -50,6 +51,33 @@ async fn each_fault_is_classified() {
             report.client.warnings
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_ends_after_its_finish_reason_without_done_is_complete() {
+    let server = start(ServerConfig {
+        send_done: false,
+        ..fast_config()
+    })
+    .await;
+    let url = format!("http://{}", server.addr);
+    for api in ["completions", "chat"] {
+        let out = run(
+            &url,
+            &["--api", api, "-c", "2", "-n", "6", "--output-len", "5"],
+        )
+        .await
+        .unwrap();
+        let r = &out.report.results;
+        assert_eq!(
+            (r.requests.successful, r.requests.failed),
+            (6, 0),
+            "{api}: {:?}",
+            r.requests.errors
+        );
+        assert_eq!(r.tokens.output, 30);
+    }
+    server.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
