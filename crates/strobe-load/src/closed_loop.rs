@@ -29,7 +29,6 @@ pub(crate) struct ClosedLoop {
     /// The first reason a worker found to stop.
     pub stop_reason: Mutex<Option<String>>,
     pub aborted: AtomicBool,
-    pub dispatched: AtomicU64,
 }
 
 impl ClosedLoop {
@@ -48,7 +47,6 @@ impl ClosedLoop {
             deadline: OnceLock::new(),
             stop_reason: Mutex::new(None),
             aborted: AtomicBool::new(false),
-            dispatched: AtomicU64::new(0),
         }
     }
 
@@ -128,7 +126,6 @@ pub(crate) fn spawn(
                 let intended_ns = shared.clock.now_ns();
                 let mut spec = state.workload.spec(index);
                 spec.warmup = warmup;
-                state.dispatched.fetch_add(1, Ordering::Relaxed);
                 run_request(&mut conn, &spec, intended_ns, &shared, &mut hard).await;
             }
         });

@@ -180,7 +180,6 @@ pub(crate) async fn dispatch(
             break;
         }
         index += 1;
-        result.dispatched += 1;
     }
     result.workers = pool.senders.len();
     result

@@ -99,8 +99,6 @@ pub struct LoadResult {
     pub interrupted: bool,
     /// Stopped by the abort rule (every early request failed).
     pub aborted: bool,
-    /// Requests handed to workers (warm-up included).
-    pub dispatched: u64,
     /// Workers (= connections) the run used.
     pub workers: usize,
 }

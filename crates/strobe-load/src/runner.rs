@@ -117,7 +117,6 @@ pub async fn run(
     }
 
     if let Some((state, _go)) = closed {
-        result.dispatched = state.dispatched.load(Ordering::Relaxed);
         result.aborted = state.aborted.load(Ordering::Relaxed);
         let reason = state
             .stop_reason

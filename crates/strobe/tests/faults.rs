@@ -9,7 +9,7 @@ use strobe_server::{Fault, ServerConfig};
 
 async fn errors_for(fault: &str, extra: &[&str]) -> strobe_report::Report {
     let server = start(fast_config()).await;
-    let url = format!("http://{}", server.addr);
+    let url = url_of(&server);
     let header = format!("x-strobe-fault: {fault}");
     let mut args = vec![
         "-c",
@@ -60,7 +60,7 @@ async fn a_stream_that_ends_after_its_finish_reason_without_done_is_complete() {
         ..fast_config()
     })
     .await;
-    let url = format!("http://{}", server.addr);
+    let url = url_of(&server);
     for api in ["completions", "chat"] {
         let out = run(
             &url,
@@ -88,7 +88,7 @@ async fn random_faults_mix_with_successes_and_connections_recover() {
         ..fast_config()
     })
     .await;
-    let url = format!("http://{}", server.addr);
+    let url = url_of(&server);
     let out = run(&url, &["-c", "4", "-n", "300", "--output-len", "6"])
         .await
         .unwrap();
@@ -110,7 +110,7 @@ async fn all_failing_aborts_with_exit_code_two_and_still_reports() {
         ..fast_config()
     })
     .await;
-    let url = format!("http://{}", server.addr);
+    let url = url_of(&server);
     let out = run(&url, &["-c", "2", "-n", "1000", "--output-len", "2"])
         .await
         .unwrap();
@@ -149,7 +149,7 @@ async fn preflight_names_what_is_wrong() {
         ..fast_config()
     })
     .await;
-    let url = format!("http://{}", server.addr);
+    let url = url_of(&server);
     // No key.
     let e = format!(
         "{:#}",
@@ -224,13 +224,8 @@ async fn preflight_names_what_is_wrong() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_stream_times_out_without_holding_the_run() {
-    let server = start(ServerConfig {
-        ttft: Duration::from_millis(1),
-        itl: Duration::from_millis(1),
-        ..ServerConfig::default()
-    })
-    .await;
-    let url = format!("http://{}", server.addr);
+    let server = start(timed(1, 1)).await;
+    let url = url_of(&server);
     let started = std::time::Instant::now();
     let out = run(
         &url,

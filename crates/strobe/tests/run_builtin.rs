@@ -10,13 +10,8 @@ use strobe_server::ServerConfig;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streaming_completions_are_counted_and_timed() {
-    let server = start(ServerConfig {
-        ttft: Duration::from_millis(30),
-        itl: Duration::from_millis(2),
-        ..ServerConfig::default()
-    })
-    .await;
-    let url = format!("http://{}", server.addr);
+    let server = start(timed(30, 2)).await;
+    let url = url_of(&server);
     let out = run(
         &url,
         &[
@@ -76,7 +71,7 @@ async fn streaming_completions_are_counted_and_timed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_space_timestamps_can_be_chosen() {
     let server = start(fast_config()).await;
-    let url = format!("http://{}", server.addr);
+    let url = url_of(&server);
     let out = run(
         &url,
         &[
@@ -101,13 +96,8 @@ async fn user_space_timestamps_can_be_chosen() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_role_only_first_chunk_does_not_count_as_first_token() {
     // The target sends the role-only chunk at once and the first content after 40 ms.
-    let server = start(ServerConfig {
-        ttft: Duration::from_millis(40),
-        itl: Duration::from_millis(1),
-        ..ServerConfig::default()
-    })
-    .await;
-    let url = format!("http://{}", server.addr);
+    let server = start(timed(40, 1)).await;
+    let url = url_of(&server);
     let out = run(
         &url,
         &["--api", "chat", "-c", "2", "-n", "6", "--output-len", "8"],
@@ -128,13 +118,8 @@ async fn chat_role_only_first_chunk_does_not_count_as_first_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn non_streaming_requests_have_latency_but_no_ttft() {
-    let server = start(ServerConfig {
-        ttft: Duration::from_millis(10),
-        itl: Duration::from_millis(1),
-        ..ServerConfig::default()
-    })
-    .await;
-    let url = format!("http://{}", server.addr);
+    let server = start(timed(10, 1)).await;
+    let url = url_of(&server);
     for api in ["completions", "chat"] {
         let out = run(
             &url,
@@ -168,7 +153,7 @@ async fn non_streaming_requests_have_latency_but_no_ttft() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn warmup_is_recorded_but_excluded_and_records_reanalyse_to_the_report() {
     let server = start(fast_config()).await;
-    let url = format!("http://{}", server.addr);
+    let url = url_of(&server);
     let records = temp_path("warm.jsonl");
     let out = run(
         &url,
@@ -217,7 +202,7 @@ async fn open_loop_constant_rate_sends_on_schedule() {
         ..ServerConfig::default()
     })
     .await;
-    let url = format!("http://{}", server.addr);
+    let url = url_of(&server);
     let records = temp_path("rate.jsonl");
     let out = run(
         &url,
@@ -264,13 +249,8 @@ async fn open_loop_constant_rate_sends_on_schedule() {
 async fn a_concurrency_cap_queues_and_the_queueing_is_reported() {
     // 200 req/s offered, 2 in flight at most, each takes ≥ 50 ms: at most 40 req/s get through, so
     // requests wait; that wait must show as queue delay, not vanish.
-    let server = start(ServerConfig {
-        ttft: Duration::from_millis(50),
-        itl: Duration::from_millis(1),
-        ..ServerConfig::default()
-    })
-    .await;
-    let url = format!("http://{}", server.addr);
+    let server = start(timed(50, 1)).await;
+    let url = url_of(&server);
     let out = run(
         &url,
         &[
@@ -304,7 +284,7 @@ async fn a_concurrency_cap_queues_and_the_queueing_is_reported() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duration_stops_sending() {
     let server = start(fast_config()).await;
-    let url = format!("http://{}", server.addr);
+    let url = url_of(&server);
     let out = run(&url, &["-c", "2", "-d", "400ms", "--output-len", "4"])
         .await
         .unwrap();
@@ -321,7 +301,7 @@ async fn extra_headers_and_body_fields_reach_the_server() {
     // The target honours `x-strobe-fault` and `max_tokens`: if the header and the body override
     // arrive, every request fails with 418 and asks for 3 tokens.
     let server = start(fast_config()).await;
-    let url = format!("http://{}", server.addr);
+    let url = url_of(&server);
     let out = run(
         &url,
         &["-n", "3", "-c", "1", "-H", "x-strobe-fault: http-418"],

@@ -14,7 +14,7 @@ async fn real_reports_match_the_schema() {
         ..fast_config()
     })
     .await;
-    let url = format!("http://{}", server.addr);
+    let url = url_of(&server);
     for args in [
         &["-c", "2", "-n", "20", "--output-len", "4"][..],
         &[

@@ -5,17 +5,11 @@ mod common;
 use common::*;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use strobe_server::ServerConfig;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_targets_metrics_are_scraped_and_match_its_truth() {
-    let server = start(ServerConfig {
-        ttft: Duration::from_millis(20),
-        itl: Duration::from_millis(2),
-        ..ServerConfig::default()
-    })
-    .await;
-    let url = format!("http://{}", server.addr);
+    let server = start(timed(20, 2)).await;
+    let url = url_of(&server);
     let out = run(
         &url,
         &[
@@ -72,7 +66,7 @@ async fn the_targets_metrics_are_scraped_and_match_its_truth() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_without_metrics_is_a_note_not_an_error() {
     let server = start(fast_config()).await;
-    let url = format!("http://{}", server.addr);
+    let url = url_of(&server);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

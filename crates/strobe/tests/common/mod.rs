@@ -14,6 +14,20 @@ pub async fn start(config: ServerConfig) -> ServerHandle {
     strobe_server::serve(listener, config).unwrap()
 }
 
+/// A target with this TTFT and time between tokens (ms), other settings default.
+pub fn timed(ttft_ms: u64, itl_ms: u64) -> ServerConfig {
+    ServerConfig {
+        ttft: Duration::from_millis(ttft_ms),
+        itl: Duration::from_millis(itl_ms),
+        ..ServerConfig::default()
+    }
+}
+
+/// The base URL of a running target.
+pub fn url_of(server: &ServerHandle) -> String {
+    format!("http://{}", server.addr)
+}
+
 pub fn fast_config() -> ServerConfig {
     ServerConfig {
         ttft: Duration::from_millis(5),
