@@ -14,6 +14,6 @@ mod request;
 pub mod sse;
 mod target;
 
-pub use preflight::{get, preflight, PreflightError, ServerInfo};
+pub use preflight::{get, post_json, preflight, PreflightError, ServerInfo};
 pub use request::Connection;
 pub use target::{build_headers, BaseUrl, Target, TargetError};

@@ -48,6 +48,8 @@ pub struct ServerInfo {
     pub warning: Option<String>,
     /// The kernel agreed to stamp received data on this machine's sockets.
     pub kernel_timestamps: bool,
+    /// The model's context length, when the server lists it (vLLM's `max_model_len`).
+    pub max_model_len: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -58,6 +60,8 @@ struct ModelList {
 #[derive(Deserialize)]
 struct ModelEntry {
     id: String,
+    #[serde(default)]
+    max_model_len: Option<u32>,
 }
 
 /// `GET path` (below the base URL's prefix) on a fresh connection: status, body (up to 16 MiB),
@@ -87,6 +91,42 @@ pub async fn get(
     .await
     .map_err(|e| e.to_string())?;
     Ok((head.status, body, wire.kernel_stamps))
+}
+
+/// `POST path` with a JSON body on a fresh connection: status and body (up to 16 MiB).
+pub async fn post_json(
+    base: &BaseUrl,
+    addr: SocketAddr,
+    path: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(u16, Vec<u8>), String> {
+    let clock = RunClock::starting_now();
+    let mut wire = Http1::connect(addr, false)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut req = format!("POST {}{} HTTP/1.1\r\n", base.prefix, path).into_bytes();
+    for (name, value) in headers {
+        req.extend_from_slice(name.as_str().as_bytes());
+        req.extend_from_slice(b": ");
+        req.extend_from_slice(value.as_bytes());
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(format!("content-length: {}\r\n\r\n", body.len()).as_bytes());
+    req.extend_from_slice(body);
+    wire.write_all(&req).await.map_err(|e| e.to_string())?;
+    let head = wire.read_head(&clock).await.map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    wire.read_body(head.body, &clock, |d, _| {
+        out.extend_from_slice(d);
+        if out.len() > 16 * 1024 * 1024 {
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok((head.status, out))
 }
 
 /// Asks `GET /v1/models` (10 s bound) and checks the answer against `model`.
@@ -126,6 +166,7 @@ pub async fn preflight(
                         "{url} answered 404; going on with --model {m} unchecked"
                     )),
                     kernel_timestamps,
+                    max_model_len: None,
                 });
             }
         }
@@ -143,10 +184,17 @@ pub async fn preflight(
             url: url.clone(),
             detail: format!("answer is not an OpenAI model list: {e}"),
         })?;
-    let models: Vec<String> = list.data.into_iter().map(|m| m.id).collect();
+    let context_of = |m: &str| {
+        list.data
+            .iter()
+            .find(|e| e.id == m)
+            .and_then(|e| e.max_model_len)
+    };
+    let models: Vec<String> = list.data.iter().map(|m| m.id.clone()).collect();
     match model {
         Some(m) if models.iter().any(|x| x == m) => Ok(ServerInfo {
             model: m.to_owned(),
+            max_model_len: context_of(m),
             models,
             warning: None,
             kernel_timestamps,
@@ -159,6 +207,7 @@ pub async fn preflight(
         None => match models.first() {
             Some(first) => Ok(ServerInfo {
                 model: first.clone(),
+                max_model_len: context_of(first),
                 models,
                 warning: None,
                 kernel_timestamps,

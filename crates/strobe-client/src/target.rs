@@ -190,7 +190,7 @@ impl Target {
                 // A conversation sent to completions: its turns joined as plain text.
                 let text = m
                     .iter()
-                    .map(|m| m.content.as_str())
+                    .map(|m| m.content.joined_text())
                     .collect::<Vec<_>>()
                     .join("\n");
                 body.insert("prompt".into(), Value::String(text));

@@ -10,7 +10,9 @@ mod record;
 mod spec;
 
 pub use record::{ChunkArrivals, ErrorKind, Outcome, RequestRecord, TokenSource};
-pub use spec::{Api, ChatMessage, ClassId, Prompt, RequestSpec};
+pub use spec::{
+    Api, ChatMessage, ClassId, ContentPart, ImageUrl, MessageContent, Prompt, RequestSpec,
+};
 
 /// Nanoseconds since the run's start instant (one monotonic clock for the whole run).
 pub type OffsetNs = u64;

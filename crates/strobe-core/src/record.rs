@@ -134,6 +134,10 @@ pub struct RequestRecord {
     pub input_tokens_source: Option<TokenSource>,
     pub output_tokens: Option<u32>,
     pub output_tokens_source: Option<TokenSource>,
+    /// The input length the workload meant to send (exact under its tokenizer), to compare with
+    /// the server's `usage.prompt_tokens`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_input_tokens: Option<u32>,
     pub outcome: Outcome,
 }
 
@@ -230,6 +234,7 @@ mod tests {
             input_tokens_source: Some(TokenSource::Usage),
             output_tokens: Some(5),
             output_tokens_source: Some(TokenSource::Usage),
+            expected_input_tokens: None,
             outcome: Outcome::Success,
         }
     }

@@ -34,7 +34,69 @@ pub struct ClassId(pub u16);
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatMessage {
     pub role: String,
-    pub content: String,
+    pub content: MessageContent,
+}
+
+impl ChatMessage {
+    /// A message whose content is plain text.
+    pub fn text(role: &str, content: impl Into<String>) -> ChatMessage {
+        ChatMessage {
+            role: role.to_owned(),
+            content: MessageContent::Text(content.into()),
+        }
+    }
+}
+
+/// A message's content: a string, or OpenAI content parts (text and images).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum MessageContent {
+    Text(String),
+    Parts(Vec<ContentPart>),
+}
+
+impl MessageContent {
+    /// The text of the content, parts joined by a space (images left out).
+    pub fn joined_text(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            MessageContent::Text(t) => std::borrow::Cow::Borrowed(t),
+            MessageContent::Parts(parts) => std::borrow::Cow::Owned(
+                parts
+                    .iter()
+                    .filter_map(|p| match p {
+                        ContentPart::Text { text } => Some(text.as_str()),
+                        ContentPart::ImageUrl { .. } => None,
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
+        }
+    }
+
+    /// How many images the content carries.
+    pub fn images(&self) -> usize {
+        match self {
+            MessageContent::Text(_) => 0,
+            MessageContent::Parts(parts) => parts
+                .iter()
+                .filter(|p| matches!(p, ContentPart::ImageUrl { .. }))
+                .count(),
+        }
+    }
+}
+
+/// One OpenAI content part.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ContentPart {
+    Text { text: String },
+    ImageUrl { image_url: ImageUrl },
+}
+
+/// An image reference: an `https://` URL or a `data:<mime>;base64,...` URL.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageUrl {
+    pub url: String,
 }
 
 /// The input of one request.

@@ -71,6 +71,7 @@ pub(crate) async fn run_request(
         input_tokens_source: None,
         output_tokens: None,
         output_tokens_source: None,
+        expected_input_tokens: spec.input_tokens,
         outcome: Outcome::Cancelled,
     };
     let cancelled = *hard.borrow() || {

@@ -15,4 +15,4 @@ mod distribution;
 mod set;
 
 pub use distribution::{Distribution, DistributionState, StateError, Summary};
-pub use set::{MetricSet, MetricSetState, Window};
+pub use set::{InputCheck, MetricSet, MetricSetState, Window};

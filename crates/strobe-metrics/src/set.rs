@@ -47,6 +47,8 @@ pub struct MetricSet {
     /// Successful requests by where their output count came from (`usage`, `chunks`, ...).
     pub output_token_sources: BTreeMap<String, u64>,
     pub content_chunks_total: u64,
+    /// Server-reported input lengths against the workload's intended ones.
+    pub input_check: InputCheck,
 
     /// Measured requests: min send and max end.
     window: Option<Window>,
@@ -78,10 +80,55 @@ pub struct MetricSetState {
     pub output_tokens_total: u64,
     pub output_token_sources: BTreeMap<String, u64>,
     pub content_chunks_total: u64,
+    #[serde(default)]
+    pub input_check: InputCheck,
     pub window: Option<Window>,
     pub in_flight_ns_total: String,
     pub queued_ns_total: String,
     pub warmup_intervals: Vec<(u64, u64)>,
+}
+
+/// How the server's input counts (`usage.prompt_tokens`) compare with what the workload meant to
+/// send, over successful measured requests that have both.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputCheck {
+    pub compared: u64,
+    /// Requests whose server count equals the intended length.
+    pub exact: u64,
+    /// Σ (server − intended).
+    pub diff_sum: i64,
+    pub diff_min: i64,
+    pub diff_max: i64,
+}
+
+impl InputCheck {
+    fn add(&mut self, diff: i64) {
+        if self.compared == 0 {
+            self.diff_min = diff;
+            self.diff_max = diff;
+        } else {
+            self.diff_min = self.diff_min.min(diff);
+            self.diff_max = self.diff_max.max(diff);
+        }
+        self.compared += 1;
+        self.exact += (diff == 0) as u64;
+        self.diff_sum += diff;
+    }
+
+    fn merge(&mut self, o: &InputCheck) {
+        if o.compared == 0 {
+            return;
+        }
+        if self.compared == 0 {
+            *self = *o;
+            return;
+        }
+        self.compared += o.compared;
+        self.exact += o.exact;
+        self.diff_sum += o.diff_sum;
+        self.diff_min = self.diff_min.min(o.diff_min);
+        self.diff_max = self.diff_max.max(o.diff_max);
+    }
 }
 
 fn source_label(s: TokenSource) -> &'static str {
@@ -152,6 +199,11 @@ impl MetricSet {
         if let Some(inp) = r.input_tokens {
             self.input_tokens.record(inp as u64);
             self.input_tokens_total += inp as u64;
+            if let (Some(TokenSource::Usage), Some(expected)) =
+                (r.input_tokens_source, r.expected_input_tokens)
+            {
+                self.input_check.add(inp as i64 - expected as i64);
+            }
         }
     }
 
@@ -224,6 +276,7 @@ impl MetricSet {
             *self.output_token_sources.entry(k.clone()).or_default() += v;
         }
         self.content_chunks_total += o.content_chunks_total;
+        self.input_check.merge(&o.input_check);
         self.window = match (self.window, o.window) {
             (Some(a), Some(b)) => Some(Window {
                 start_ns: a.start_ns.min(b.start_ns),
@@ -257,6 +310,7 @@ impl MetricSet {
             output_tokens_total: self.output_tokens_total,
             output_token_sources: self.output_token_sources.clone(),
             content_chunks_total: self.content_chunks_total,
+            input_check: self.input_check,
             window: self.window,
             in_flight_ns_total: self.in_flight_ns_total.to_string(),
             queued_ns_total: self.queued_ns_total.to_string(),
@@ -283,6 +337,7 @@ impl MetricSet {
             output_tokens_total: s.output_tokens_total,
             output_token_sources: s.output_token_sources.clone(),
             content_chunks_total: s.content_chunks_total,
+            input_check: s.input_check,
             window: s.window,
             in_flight_ns_total: int(&s.in_flight_ns_total)?,
             queued_ns_total: int(&s.queued_ns_total)?,
@@ -316,6 +371,7 @@ mod tests {
             input_tokens_source: Some(TokenSource::Usage),
             output_tokens: Some(n),
             output_tokens_source: Some(TokenSource::Usage),
+            expected_input_tokens: None,
             outcome: Outcome::Success,
         }
     }

@@ -137,6 +137,45 @@ pub fn render(report: &Report) -> String {
             r.tokens_per_chunk.mean, r.tokens_per_chunk.max
         );
     }
+    let w = &report.run.workload;
+    let _ = writeln!(out, "Workload: {}", w.description);
+    let _ = writeln!(
+        out,
+        "Input lengths: {} under {}",
+        if w.exact_input_lengths {
+            "exact"
+        } else {
+            "approximate"
+        },
+        w.tokenizer
+    );
+    if let Some(c) = &r.input_length_check {
+        let _ = writeln!(
+            out,
+            "Server-counted input vs intended: {} of {} exact; difference mean {:+.2}, min {:+}, max {:+} tokens",
+            c.exact, c.compared, c.mean_diff, c.min_diff, c.max_diff
+        );
+    }
+    if let Some(d) = &w.dataset {
+        let dropped: Vec<String> = d.dropped.iter().map(|(k, v)| format!("{v} {k}")).collect();
+        let _ = writeln!(
+            out,
+            "Data set: {} records read, {} examined, {} kept{}{}",
+            d.records,
+            d.examined,
+            d.kept,
+            if dropped.is_empty() {
+                String::new()
+            } else {
+                format!("; dropped {}", dropped.join(", "))
+            },
+            if d.malformed_skipped > 0 {
+                format!("; {} malformed skipped", d.malformed_skipped)
+            } else {
+                String::new()
+            }
+        );
+    }
     if !r.requests.errors.is_empty() {
         let _ = writeln!(out);
         let _ = writeln!(out, "Errors:");

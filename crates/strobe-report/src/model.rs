@@ -37,8 +37,7 @@ pub struct RunInfo {
     /// Wall-clock start, RFC 3339 UTC.
     pub started_at: String,
     pub target: TargetInfo,
-    /// One-line description of the workload.
-    pub workload: String,
+    pub workload: WorkloadInfo,
     pub load: LoadInfo,
     /// Why sending stopped.
     pub stop_reason: String,
@@ -96,6 +95,69 @@ pub struct Results {
     pub tokens_per_chunk: Summary,
     pub output_tokens_per_request: Summary,
     pub input_tokens_per_request: Summary,
+    /// The server's input counts (`usage.prompt_tokens`) against the lengths the workload meant
+    /// to send; absent when nothing could be compared.
+    pub input_length_check: Option<InputLengthCheck>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InputLengthCheck {
+    /// Successful measured requests with both counts.
+    pub compared: u64,
+    /// Of those, how many the server counted exactly as intended.
+    pub exact: u64,
+    /// Mean, least and greatest of (server − intended), in tokens.
+    pub mean_diff: f64,
+    pub min_diff: i64,
+    pub max_diff: i64,
+}
+
+/// What was sent: the workload as resolved.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkloadInfo {
+    /// One-line description.
+    pub description: String,
+    /// `synthetic` or `dataset`.
+    pub kind: String,
+    /// The profile the defaults came from, if any.
+    pub profile: Option<String>,
+    /// How tokens were counted: `hf:PATH`, `server:URL`, `words ...`, or `none`.
+    pub tokenizer: String,
+    /// Input lengths are exact under that tokenizer (false: approximate).
+    pub exact_input_lengths: bool,
+    /// Input and output length distributions, as `--input-len`/`--output-len` specs.
+    pub input_len: String,
+    pub output_len: String,
+    /// Tokens the chat template adds around one user message, when known.
+    pub chat_template_tokens: Option<u32>,
+    pub shared_prefix_tokens: u32,
+    pub prefix_groups: u32,
+    pub turns: u32,
+    pub images_per_request: u32,
+    /// Where images came from (`generated 512x512 image/jpeg`, `3 image file(s)`).
+    pub images: Option<String>,
+    pub dataset: Option<DatasetInfo>,
+}
+
+/// What loading the data set did.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DatasetInfo {
+    pub path: String,
+    pub format: String,
+    /// Records read from the file.
+    pub records: u64,
+    /// Records counted and filtered (fewer than `records` when only the needed number was drawn).
+    pub examined: u64,
+    pub kept: u64,
+    /// Records dropped, by reason.
+    pub dropped: BTreeMap<String, u64>,
+    pub malformed_skipped: u64,
+    /// Set when the file was cut short and its complete records were used.
+    pub truncated: Option<String>,
+    /// Shuffled with Python's `random` under the run's seed (vLLM's order).
+    pub shuffled: bool,
+    /// The filter rules applied.
+    pub filters: BTreeMap<String, Option<u32>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -183,7 +245,7 @@ pub struct ClientInfo {
 pub struct ReportInputs {
     pub started_at: String,
     pub target: TargetInfo,
-    pub workload: String,
+    pub workload: WorkloadInfo,
     pub load: LoadInfo,
     pub stop_reason: String,
     pub interrupted: bool,
@@ -319,6 +381,16 @@ impl Report {
                 tokens_per_chunk: metrics.tokens_per_chunk_milli.summary(1e-3),
                 output_tokens_per_request: metrics.output_tokens.summary(1.0),
                 input_tokens_per_request: metrics.input_tokens.summary(1.0),
+                input_length_check: (metrics.input_check.compared > 0).then(|| {
+                    let c = metrics.input_check;
+                    InputLengthCheck {
+                        compared: c.compared,
+                        exact: c.exact,
+                        mean_diff: c.diff_sum as f64 / c.compared as f64,
+                        min_diff: c.diff_min,
+                        max_diff: c.diff_max,
+                    }
+                }),
             },
             client: ClientInfo {
                 cpu_seconds: inputs.cpu_seconds,

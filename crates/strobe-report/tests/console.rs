@@ -34,6 +34,7 @@ fn record(
         input_tokens_source: Some(TokenSource::Usage),
         output_tokens: Some(tokens),
         output_tokens_source: Some(TokenSource::Usage),
+        expected_input_tokens: None,
         outcome,
     }
 }
@@ -73,7 +74,17 @@ fn report() -> Report {
                 extra_header_names: vec![],
                 extra_body: Default::default(),
             },
-            workload: "random".into(),
+            workload: strobe_report::WorkloadInfo {
+                description: "synthetic: input 128 tokens, output 64 tokens".into(),
+                kind: "synthetic".into(),
+                tokenizer: "words".into(),
+                exact_input_lengths: true,
+                input_len: "128".into(),
+                output_len: "64".into(),
+                prefix_groups: 1,
+                turns: 1,
+                ..Default::default()
+            },
             load: LoadInfo {
                 mode: "concurrency".into(),
                 concurrency: Some(2),

@@ -70,6 +70,10 @@ pub struct ServerConfig {
     /// End streams with `data: [DONE]` (vLLM and OpenAI do; Hugging Face's `transformers serve`
     /// does not).
     pub send_done: bool,
+    /// Context length: listed by `/v1/models` and enforced (prompt + max_tokens), as vLLM does.
+    pub max_model_len: u32,
+    /// Prompt tokens each image adds to `usage.prompt_tokens`.
+    pub image_tokens: u32,
 }
 
 impl Default for ServerConfig {
@@ -85,6 +89,8 @@ impl Default for ServerConfig {
             seed: 0,
             api_key: None,
             send_done: true,
+            max_model_len: 8192,
+            image_tokens: 0,
         }
     }
 }

@@ -198,10 +198,89 @@ struct Message {
     content: Option<Value>,
 }
 
+impl Message {
+    fn images(&self) -> Result<u32, String> {
+        self.content.as_ref().map_or(Ok(0), count_images)
+    }
+}
+
 #[derive(Deserialize)]
 struct StreamOptions {
     #[serde(default)]
     include_usage: bool,
+}
+
+/// `POST /tokenize` (vLLM's shape): `prompt` or `messages` → `count`, `max_model_len` and token
+/// ids (one per word; the built-in target's tokenizer is its word rule, with no chat template).
+fn tokenize(state: &State, bytes: &[u8]) -> Response<SimBody> {
+    let v: Value = match serde_json::from_slice(bytes) {
+        Ok(v) => v,
+        Err(e) => {
+            return error_response(StatusCode::BAD_REQUEST, &format!("invalid JSON body: {e}"))
+        }
+    };
+    let count = if let Some(p) = v.get("prompt") {
+        count_words(p)
+    } else if let Some(Value::Array(ms)) = v.get("messages") {
+        ms.iter()
+            .filter_map(|m| m.get("content"))
+            .map(count_words)
+            .sum()
+    } else {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "`prompt` or `messages` is required",
+        );
+    };
+    json_response(
+        StatusCode::OK,
+        serde_json::json!({
+            "count": count,
+            "max_model_len": state.config.max_model_len,
+            "tokens": (0..count).collect::<Vec<u32>>(),
+        })
+        .to_string(),
+    )
+}
+
+/// Counts image parts of a message content, checking each image URL: `data:image/...;base64,`
+/// with valid base64, or an http(s) URL.
+fn count_images(v: &Value) -> Result<u32, String> {
+    let Value::Array(parts) = v else {
+        return Ok(0);
+    };
+    let mut n = 0;
+    for p in parts {
+        if p.get("type").and_then(Value::as_str) != Some("image_url") {
+            continue;
+        }
+        let url = p
+            .get("image_url")
+            .and_then(|u| u.get("url"))
+            .and_then(Value::as_str)
+            .ok_or("an image_url part needs {\"image_url\": {\"url\": ...}}")?;
+        if let Some(rest) = url.strip_prefix("data:") {
+            let (meta, data) = rest
+                .split_once(',')
+                .ok_or("a data URL needs a `,` before its data")?;
+            if !meta.starts_with("image/") || !meta.ends_with(";base64") {
+                return Err(format!(
+                    "unsupported data URL `data:{meta}`; expected data:image/...;base64"
+                ));
+            }
+            use base64::Engine;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .map_err(|e| format!("the image's base64 is invalid: {e}"))?;
+            if bytes.len() < 8 {
+                return Err("the image is empty".into());
+            }
+        } else if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err("image URLs must be data: or http(s):".into());
+        }
+        n += 1;
+    }
+    Ok(n)
 }
 
 /// Counts whitespace-separated words of the text parts: the target's stand-in for prompt tokens.
@@ -244,8 +323,8 @@ async fn handle(
         (Method::GET, "/v1/models") => json_response(
             StatusCode::OK,
             format!(
-                "{{\"object\":\"list\",\"data\":[{{\"id\":{},\"object\":\"model\",\"created\":0,\"owned_by\":\"strobe\",\"max_model_len\":1000000}}]}}",
-                state.model_json
+                "{{\"object\":\"list\",\"data\":[{{\"id\":{},\"object\":\"model\",\"created\":0,\"owned_by\":\"strobe\",\"max_model_len\":{}}}]}}",
+                state.model_json, state.config.max_model_len
             ),
         ),
         (Method::GET, "/strobe/truth") => {
@@ -256,6 +335,13 @@ async fn handle(
             .header("content-type", "text/plain; version=0.0.4")
             .body(SimBody::Whole(Full::new(Bytes::from(state.truth.prometheus(&state.config.model)))))
             .expect("valid response"),
+        (Method::POST, "/tokenize") => {
+            let bytes = match req.into_body().collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(_) => return Ok(error_response(StatusCode::BAD_REQUEST, "could not read the request body")),
+            };
+            tokenize(&state, &bytes)
+        }
         (Method::DELETE, "/strobe/truth") => {
             state.truth.reset();
             json_response(StatusCode::OK, "{}".into())
@@ -324,6 +410,31 @@ async fn completion(
             None => return error_response(StatusCode::BAD_REQUEST, "`prompt` is required"),
         }
     };
+    let images = match &request.messages {
+        Some(ms) if chat => match ms.iter().map(Message::images).sum::<Result<u32, String>>() {
+            Ok(n) => n,
+            Err(e) => return error_response(StatusCode::BAD_REQUEST, &e),
+        },
+        _ => 0,
+    };
+    let prompt_tokens = prompt_tokens + images * config.image_tokens;
+    let asked = request
+        .max_completion_tokens
+        .or(request.max_tokens)
+        .unwrap_or(config.default_max_tokens);
+    if prompt_tokens as u64 + asked as u64 > config.max_model_len as u64 {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "This model's maximum context length is {} tokens. However, you requested {} tokens ({} in the messages, {} in the completion).",
+                config.max_model_len,
+                prompt_tokens as u64 + asked as u64,
+                prompt_tokens,
+                asked
+            ),
+        );
+    }
+    state.truth.record_accepted(prompt_tokens, images);
     let n = state.counter.fetch_add(1, Ordering::Relaxed);
     let mut rng =
         rand::rngs::SmallRng::seed_from_u64(config.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15));

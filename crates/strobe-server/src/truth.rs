@@ -15,6 +15,9 @@ pub struct Truth {
 impl Inner {
     fn new() -> Inner {
         Inner {
+            accepted: 0,
+            prompt_tokens: 0,
+            images: 0,
             ttft: Stat::new(),
             tpot: Stat::new(),
             streams: 0,
@@ -25,6 +28,9 @@ impl Inner {
 }
 
 struct Inner {
+    accepted: u64,
+    prompt_tokens: u64,
+    images: u64,
     ttft: Stat,
     tpot: Stat,
     streams: u64,
@@ -132,6 +138,15 @@ pub struct TruthStat {
 /// first token handed to the connection; TPOT is (last − first token) / (tokens − 1).
 #[derive(Clone, Debug, Default, Serialize, serde::Deserialize, PartialEq)]
 pub struct TruthSummary {
+    /// Completion requests accepted (past validation), streamed or not.
+    #[serde(default)]
+    pub accepted_requests: u64,
+    /// Σ usage.prompt_tokens over accepted requests.
+    #[serde(default)]
+    pub prompt_tokens: u64,
+    /// Images received in accepted chat requests (each a valid base64 data URL or an http(s) URL).
+    #[serde(default)]
+    pub images: u64,
     pub completed_streams: u64,
     pub ttft: TruthStat,
     pub tpot: TruthStat,
@@ -147,6 +162,14 @@ impl Default for Truth {
 }
 
 impl Truth {
+    /// A request passed validation.
+    pub fn record_accepted(&self, prompt_tokens: u32, images: u32) {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        g.accepted += 1;
+        g.prompt_tokens += prompt_tokens as u64;
+        g.images += images as u64;
+    }
+
     pub fn record_stream(&self, ttft: Duration, first_to_last: Duration, tokens: u32) {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         g.streams += 1;
@@ -162,6 +185,9 @@ impl Truth {
     pub fn summary(&self) -> TruthSummary {
         let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         TruthSummary {
+            accepted_requests: g.accepted,
+            prompt_tokens: g.prompt_tokens,
+            images: g.images,
             completed_streams: g.streams,
             ttft: g.ttft.summary(),
             tpot: g.tpot.summary(),

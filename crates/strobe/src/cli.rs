@@ -21,6 +21,93 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Serve the built-in OpenAI-compatible target with exact, configurable timing.
     Serve(ServeArgs),
+    /// Inspect data sets: token length distributions and fitted length specs.
+    #[command(subcommand)]
+    Dataset(DatasetCommand),
+    /// List the built-in profiles, or show one (`strobe profiles show NAME`).
+    Profiles(ProfilesArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DatasetCommand {
+    /// Print the input/output token length distribution of a data set and fitted length specs.
+    Stats(DatasetStatsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DatasetStatsArgs {
+    /// The data set file (ShareGPT JSON, JSONL, OpenAI batch JSONL, or text lines).
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub data: DatasetArgs,
+    /// Tokenizer: a tokenizer.json or model folder (default: whitespace-separated words).
+    #[arg(long, value_name = "PATH|words")]
+    pub tokenizer: Option<String>,
+    /// Seed for the ShareGPT shuffle (only matters with --limit).
+    #[arg(long, default_value = "0")]
+    pub seed: u64,
+    /// Examine only the first N usable records (after shuffling).
+    #[arg(long, value_parser = parse_count)]
+    pub limit: Option<u64>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How a data set is read and filtered (shared by `run` and `dataset stats`).
+#[derive(Debug, Args, Clone, Default)]
+pub struct DatasetArgs {
+    /// Data-set format (default: detected from the content).
+    #[arg(long, value_enum, help_heading = "Data set")]
+    pub dataset_format: Option<DatasetFormatArg>,
+    /// Skip malformed records (counted and reported) and use a truncated JSON file's complete
+    /// records, instead of failing.
+    #[arg(long, help_heading = "Data set")]
+    pub skip_invalid: bool,
+    /// Drop records whose prompt has fewer tokens (ShareGPT default 4, as vLLM).
+    #[arg(long, value_parser = parse_count_u32, help_heading = "Data set")]
+    pub min_input_len: Option<u32>,
+    /// Drop records whose prompt has more tokens (ShareGPT default 1024, as vLLM).
+    #[arg(long, value_parser = parse_count_u32, help_heading = "Data set")]
+    pub max_input_len: Option<u32>,
+    /// Drop records whose output has fewer tokens (ShareGPT default 4, as vLLM).
+    #[arg(long, value_parser = parse_count_u32, help_heading = "Data set")]
+    pub min_output_len: Option<u32>,
+    /// Drop records whose input + output exceed this (ShareGPT default 2048, as vLLM; else the
+    /// server's context length when it reports one).
+    #[arg(long, value_parser = parse_count_u32, help_heading = "Data set")]
+    pub max_total_len: Option<u32>,
+    /// Apply no length filters at all.
+    #[arg(long, help_heading = "Data set")]
+    pub no_filter: bool,
+    /// Keep the file's order (default: ShareGPT is shuffled as vLLM does, others keep file order).
+    #[arg(long, help_heading = "Data set")]
+    pub no_shuffle: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DatasetFormatArg {
+    /// JSON array of {"conversations": [{"from", "value"}, ...]} (vLLM's ShareGPT).
+    Sharegpt,
+    /// One JSON object per line: prompt/text or messages, optional output_tokens or completion.
+    Jsonl,
+    /// OpenAI batch input lines: {"custom_id", "method", "url", "body"}.
+    OpenaiBatch,
+    /// One prompt per non-empty line.
+    Text,
+}
+
+#[derive(Debug, Args)]
+pub struct ProfilesArgs {
+    /// `show NAME` prints one profile in full.
+    #[arg(value_name = "show NAME", num_args = 0..=2)]
+    pub show: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ImageFormatArg {
+    Png,
+    Jpeg,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -64,14 +151,9 @@ pub struct RunArgs {
     /// Model name to request (default: the first model the server lists at /v1/models).
     #[arg(long, help_heading = "Target")]
     pub model: Option<String>,
-    /// Which endpoint to benchmark.
-    #[arg(
-        long,
-        value_enum,
-        default_value = "completions",
-        help_heading = "Target"
-    )]
-    pub api: ApiArg,
+    /// Which endpoint to benchmark [default: completions, or the profile's].
+    #[arg(long, value_enum, help_heading = "Target")]
+    pub api: Option<ApiArg>,
     /// Ask for whole responses instead of streams (TTFT, TPOT and ITL are then unavailable).
     #[arg(long, help_heading = "Target")]
     pub no_stream: bool,
@@ -172,12 +254,54 @@ pub struct RunArgs {
     pub drain_timeout: Duration,
 
     // --- workload ---
-    /// Input length of the random prompts, in words (about one token each).
-    #[arg(long, default_value = "128", value_parser = parse_count_u32, help_heading = "Workload")]
-    pub input_len: u32,
-    /// Output tokens per request (`max_tokens`; exact with ignore_eos).
-    #[arg(long, default_value = "128", value_parser = parse_count_u32, help_heading = "Workload")]
-    pub output_len: u32,
+    /// Start from a named preset of workload and load (`strobe profiles` lists them); flags given
+    /// here override its values.
+    #[arg(long, value_name = "NAME", help_heading = "Workload")]
+    pub profile: Option<String>,
+    /// Input tokens per request: N, uniform:LO:HI, normal:MEAN:STD[:MIN:MAX],
+    /// lognormal:MEAN:STD[:MIN:MAX], or empirical:FILE (a data set's own prompt lengths)
+    /// [default: 128].
+    #[arg(long, value_name = "SPEC", help_heading = "Workload")]
+    pub input_len: Option<String>,
+    /// Output tokens per request (`max_tokens`; exact with ignore_eos), same forms as
+    /// --input-len [default: 128, or the data set's own lengths].
+    #[arg(long, value_name = "SPEC", help_heading = "Workload")]
+    pub output_len: Option<String>,
+    /// How tokens are counted for exact lengths: a tokenizer.json or model folder, `server` (the
+    /// server's /tokenize), or `words`. Default: `words` for the built-in target, else the
+    /// server's /tokenize when it has one, else approximate lengths.
+    #[arg(long, value_name = "PATH|server|words", help_heading = "Workload")]
+    pub tokenizer: Option<String>,
+    /// Send prompts from this data set instead of synthetic ones.
+    #[arg(long, value_name = "FILE", help_heading = "Workload")]
+    pub dataset: Option<PathBuf>,
+    /// The first N tokens of every prompt are shared (prefix-cache studies).
+    #[arg(long, value_name = "N", default_value = "0", value_parser = parse_count_u32, help_heading = "Workload")]
+    pub shared_prefix: u32,
+    /// Number of distinct shared prefixes, used in turn.
+    #[arg(long, value_name = "N", default_value = "1", value_parser = parse_count_u32, help_heading = "Workload")]
+    pub prefix_groups: u32,
+    /// Turns per conversation (chat): each turn resends the previous turns and answers.
+    #[arg(long, value_name = "N", default_value = "1", value_parser = parse_count_u32, help_heading = "Workload")]
+    pub turns: u32,
+    /// Conversations interleaved in the request stream, so a follow-up turn is sent this many
+    /// requests after the one before [default: the concurrency].
+    #[arg(long, value_name = "N", value_parser = parse_count_u32, help_heading = "Workload")]
+    pub sessions: Option<u32>,
+    /// Images per chat request (generated, unless --image is given).
+    #[arg(long, value_name = "N", value_parser = parse_count_u32, help_heading = "Workload")]
+    pub images: Option<u32>,
+    /// Size of generated images, WIDTHxHEIGHT.
+    #[arg(long, value_name = "WxH", help_heading = "Workload")]
+    pub image_size: Option<String>,
+    /// Format of generated images.
+    #[arg(long, value_enum, help_heading = "Workload")]
+    pub image_format: Option<ImageFormatArg>,
+    /// Image file or folder of images to send instead of generated ones (repeatable).
+    #[arg(long = "image", value_name = "PATH", help_heading = "Workload")]
+    pub image_files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub data: DatasetArgs,
 
     // --- output ---
     /// Write the JSON report here (schema: strobe.report.v1).
@@ -224,6 +348,13 @@ pub struct ServeArgs {
     /// End streams without `data: [DONE]`, as some servers do.
     #[arg(long)]
     pub no_done: bool,
+    /// Context length, listed at /v1/models and enforced: prompt + max_tokens beyond it is refused
+    /// with HTTP 400, as vLLM does.
+    #[arg(long, default_value = "8192", value_parser = parse_count_u32)]
+    pub max_model_len: u32,
+    /// Prompt tokens each image adds to usage.prompt_tokens.
+    #[arg(long, default_value = "0")]
+    pub image_tokens: u32,
     /// Require this API key (read from the named environment variable) as a Bearer token.
     #[arg(long, value_name = "NAME")]
     pub api_key_env: Option<String>,

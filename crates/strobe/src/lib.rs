@@ -4,14 +4,18 @@
 //! drive whole runs in-process.
 
 pub mod cli;
+pub mod dataset_cmd;
 pub mod exit;
 mod launch;
+mod profiles_cmd;
 mod progress;
 mod run_cmd;
 mod serve_cmd;
+mod server_tokenizer;
 pub mod settings;
 mod telemetry;
 pub mod units;
+pub mod workload;
 
 pub use run_cmd::{execute_run, Interactivity, RunOutcome};
 
@@ -40,5 +44,7 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<i32> {
             })
         }
         cli::Command::Serve(args) => runtime.block_on(serve_cmd::serve(args)),
+        cli::Command::Dataset(cli::DatasetCommand::Stats(args)) => dataset_cmd::stats(args),
+        cli::Command::Profiles(args) => profiles_cmd::profiles(args),
     }
 }

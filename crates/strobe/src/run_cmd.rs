@@ -12,7 +12,6 @@ use strobe_load::{process_cpu_seconds, Arrival, LoadMode, Progress, Stopper};
 use strobe_metrics::MetricSet;
 use strobe_report::{LoadInfo, Report, ReportInputs, TargetInfo};
 use strobe_server::{ServerConfig, ServerHandle};
-use strobe_workload::{RandomWorkload, Workload};
 use tokio::sync::mpsc;
 
 use crate::exit;
@@ -115,7 +114,76 @@ async fn start_built_in() -> anyhow::Result<(ServerHandle, ServerConfig)> {
     Ok((handle, config))
 }
 
+/// Runs the settings: once, or once per concurrency level of a profile (each level with its own
+/// summary, report and records file, suffixed `.cN`).
 pub async fn execute_run(settings: RunSettings, ui: Interactivity) -> anyhow::Result<RunOutcome> {
+    if settings.levels.is_empty() {
+        return execute_single(settings, ui).await;
+    }
+    if settings.launch.is_some() {
+        anyhow::bail!("a profile with several concurrency levels and --launch: pick one level with --concurrency");
+    }
+    let mut last = None;
+    let mut rows = Vec::new();
+    for &c in &settings.levels {
+        let mut s = settings.clone();
+        s.levels.clear();
+        s.plan.mode = LoadMode::Concurrency(c);
+        if settings.requests_per_level {
+            if let Some(p) = settings.profile {
+                s.plan.requests = Some(p.requests_for(c));
+            }
+        }
+        s.output = settings.output.as_deref().map(|p| level_path(p, c));
+        s.records = settings.records.as_deref().map(|p| level_path(p, c));
+        if !settings.quiet {
+            eprintln!("--- concurrency {c} ---");
+        }
+        let outcome = execute_single(s, ui).await?;
+        let r = &outcome.report.results;
+        rows.push(format!(
+            "{c:>11} {:>9} {:>11.2} {:>13.1} {:>14.2} {:>14.2}",
+            r.requests.successful,
+            r.throughput.requests_per_s,
+            r.throughput.output_tokens_per_s,
+            r.latency.ttft_ms.mean,
+            r.latency.tpot_ms.mean,
+        ));
+        let stop = outcome.exit_code != exit::OK;
+        last = Some(outcome);
+        if stop {
+            break;
+        }
+    }
+    if ui.print_summary && !settings.quiet {
+        println!(
+            "\nprofile {}: one run per concurrency level",
+            settings.profile.map_or("", |p| p.name)
+        );
+        println!(
+            "concurrency successful       req/s  output tok/s  mean TTFT (ms)  mean TPOT (ms)"
+        );
+        for r in rows {
+            println!("{r}");
+        }
+    }
+    last.ok_or_else(|| anyhow::anyhow!("no concurrency level to run"))
+}
+
+/// `out.json` → `out.c4.json`.
+fn level_path(p: &std::path::Path, c: u32) -> std::path::PathBuf {
+    let stem = p
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = match p.extension() {
+        Some(ext) => format!("{stem}.c{c}.{}", ext.to_string_lossy()),
+        None => format!("{stem}.c{c}"),
+    };
+    p.with_file_name(name)
+}
+
+async fn execute_single(settings: RunSettings, ui: Interactivity) -> anyhow::Result<RunOutcome> {
     if let Some(command) = settings.launch.clone() {
         return crate::launch::run_launched(&settings, &command, ui).await;
     }
@@ -182,13 +250,13 @@ pub(crate) async fn run_against(
         request_timeout: settings.request_timeout,
         kernel_timestamps: settings.kernel_timestamps,
     });
-    let workload = RandomWorkload {
-        input_words: settings.input_len,
-        output_tokens: settings.output_len,
-        seed: settings.plan.seed,
-    };
-    let workload_description = workload.describe();
-    let workload: Arc<dyn Workload> = Arc::new(workload);
+    let built = build_workload(settings, &base, addr, &target_headers, &info, built_in).await?;
+    if !quiet {
+        for w in &built.warnings {
+            eprintln!("warning: {w}");
+        }
+    }
+    let workload = built.workload;
 
     let (tx, rx) = mpsc::unbounded_channel();
     let collector = std::thread::Builder::new()
@@ -279,7 +347,7 @@ pub(crate) async fn run_against(
                 .collect(),
             extra_body: settings.extra_body.clone(),
         },
-        workload: workload_description,
+        workload: built.info,
         load,
         stop_reason: result.stop_reason.clone(),
         interrupted: result.interrupted,
@@ -302,6 +370,7 @@ pub(crate) async fn run_against(
     report.server_metrics = server_metrics;
     report.gpu = gpu;
     report.engine = engine;
+    report.client.warnings.extend(built.warnings);
     if let Some(e) = collected.records_error {
         report
             .client
@@ -328,6 +397,50 @@ pub(crate) async fn run_against(
         exit::OK
     };
     Ok(RunOutcome { exit_code, report })
+}
+
+/// Builds the workload once the server is known: probes /tokenize when it may be used, and
+/// counts on a blocking thread.
+async fn build_workload(
+    settings: &RunSettings,
+    base: &BaseUrl,
+    addr: std::net::SocketAddr,
+    headers: &http::HeaderMap,
+    info: &strobe_client::ServerInfo,
+    built_in: bool,
+) -> anyhow::Result<crate::workload::Built> {
+    let choice = settings.workload.tokenizer.as_deref();
+    let probe = choice == Some("server") || (choice.is_none() && !built_in);
+    let server_tokenizer = if probe {
+        Some(
+            crate::server_tokenizer::ServerTokenizer::probe(base, addr, headers, &info.model).await,
+        )
+    } else {
+        None
+    };
+    let plan = &settings.plan;
+    let ctx = crate::workload::BuildContext {
+        api: settings.api,
+        seed: plan.seed,
+        built_in,
+        server_tokenizer,
+        max_model_len: info.max_model_len,
+        needed: match plan.duration {
+            None => plan.requests.map(|n| n + plan.warmup_requests),
+            Some(_) => None,
+        },
+        concurrency: match plan.mode {
+            LoadMode::Concurrency(c) => c,
+            LoadMode::Rate {
+                max_concurrency, ..
+            } => max_concurrency.unwrap_or(1),
+        },
+        profile: settings.profile.map(|p| p.name.to_owned()),
+    };
+    let ws = settings.workload.clone();
+    tokio::task::spawn_blocking(move || crate::workload::build(&ws, ctx))
+        .await
+        .context("workload thread")?
 }
 
 /// The target's parsed URL, address and request headers (API key and --header values).

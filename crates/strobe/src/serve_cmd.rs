@@ -42,6 +42,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         seed: args.seed,
         api_key,
         send_done: !args.no_done,
+        max_model_len: args.max_model_len,
+        image_tokens: args.image_tokens,
         ..ServerConfig::default()
     };
     let addr = format!("{}:{}", args.host, args.port);

