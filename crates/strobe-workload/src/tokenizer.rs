@@ -158,6 +158,35 @@ impl TokenCounter for HfTokenizer {
         self.encode_len(text, true)
     }
 
+    /// Splits large batches over the machine's cores.
+    fn count_many(&self, texts: &[&str]) -> Result<Vec<u32>, TokenizerError> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if threads < 2 || texts.len() < 64 {
+            return texts.iter().map(|t| self.count(t)).collect();
+        }
+        let chunk = texts.len().div_ceil(threads);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = texts
+                .chunks(chunk)
+                .map(|part| {
+                    s.spawn(move || {
+                        part.iter()
+                            .map(|t| self.count(t))
+                            .collect::<Result<Vec<u32>, _>>()
+                    })
+                })
+                .collect();
+            let mut out = Vec::with_capacity(texts.len());
+            for h in handles {
+                out.extend(h.join().map_err(|_| TokenizerError::Count {
+                    source_name: self.path.display().to_string(),
+                    problem: "a counting thread panicked".into(),
+                })??);
+            }
+            Ok(out)
+        })
+    }
+
     fn count_chat(&self, messages: &[ChatMessage]) -> Result<Option<u32>, TokenizerError> {
         match self.render_chat(messages)? {
             // Servers tokenise the rendered template without adding special tokens again.

@@ -32,6 +32,29 @@ pub enum Command {
 pub enum DatasetCommand {
     /// Print the input/output token length distribution of a data set and fitted length specs.
     Stats(DatasetStatsArgs),
+    /// Print the first N requests `strobe run --dataset FILE` would send, one JSON line each
+    /// (index, input_tokens, max_tokens, prompt).
+    Sample(DatasetSampleArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DatasetSampleArgs {
+    /// The data set file.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub data: DatasetArgs,
+    /// Tokenizer: a tokenizer.json or model folder (default: whitespace-separated words).
+    #[arg(long, value_name = "PATH|words")]
+    pub tokenizer: Option<String>,
+    /// Seed, as `strobe run --seed` (ShareGPT's shuffle).
+    #[arg(long, default_value = "0")]
+    pub seed: u64,
+    /// How many requests.
+    #[arg(short = 'n', long, default_value = "10", value_parser = parse_count)]
+    pub requests: u64,
+    /// Output length to ask for instead of the data set's own, as `strobe run --output-len`.
+    #[arg(long, value_name = "SPEC")]
+    pub output_len: Option<String>,
 }
 
 #[derive(Debug, Args)]

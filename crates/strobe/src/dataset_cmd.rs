@@ -9,7 +9,7 @@ use std::sync::Arc;
 use strobe_workload::stats::{length_stats, LengthStats};
 use strobe_workload::{dataset, HfTokenizer, TokenCounter, WordCounter};
 
-use crate::cli::DatasetStatsArgs;
+use crate::cli::{DatasetSampleArgs, DatasetStatsArgs};
 
 pub fn stats(a: DatasetStatsArgs) -> anyhow::Result<i32> {
     let counter: Arc<dyn TokenCounter> = match a.tokenizer.as_deref() {
@@ -23,7 +23,7 @@ pub fn stats(a: DatasetStatsArgs) -> anyhow::Result<i32> {
         &a.file,
         &a.data,
         None,
-        true,
+        false,
         None,
         a.seed,
         a.limit.map(|n| n as usize),
@@ -134,4 +134,56 @@ fn histogram(out: &mut String, s: &LengthStats) {
         let bar = "#".repeat(((b.count * 50).div_ceil(peak)) as usize);
         let _ = writeln!(out, "  [{:>6}, {:>6})  {:>7}  {bar}", b.lo, b.hi, b.count);
     }
+}
+
+/// The requests `strobe run --dataset` would send, built by the same code path.
+pub fn sample(a: DatasetSampleArgs) -> anyhow::Result<i32> {
+    let ws = crate::settings::WorkloadSettings {
+        input_len: crate::settings::DEFAULT_LEN.into(),
+        context_minus: None,
+        output_len: a.output_len.clone(),
+        tokenizer: a.tokenizer.clone(),
+        dataset: Some(a.file.clone()),
+        data: a.data.clone(),
+        shared_prefix: 0,
+        prefix_groups: 1,
+        turns: 1,
+        sessions: None,
+        images: 0,
+        image_size: (1, 1),
+        image_format: strobe_workload::picture::ImageFormat::Png,
+        image_files: vec![],
+    };
+    let ctx = crate::workload::BuildContext {
+        api: strobe_core::Api::Completions,
+        seed: a.seed,
+        // Without --tokenizer, count words (as for the built-in target) rather than warn.
+        built_in: true,
+        server_tokenizer: None,
+        max_model_len: None,
+        needed: Some(a.requests),
+        concurrency: 1,
+        profile: None,
+    };
+    let built = crate::workload::build(&ws, ctx)?;
+    for w in &built.warnings {
+        eprintln!("warning: {w}");
+    }
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for i in 0..a.requests {
+        let spec = built.workload.spec(i);
+        let prompt = match &spec.prompt {
+            strobe_core::Prompt::Text(t) => serde_json::Value::String(t.clone()),
+            strobe_core::Prompt::Messages(m) => serde_json::to_value(m)?,
+        };
+        let line = serde_json::json!({
+            "index": i,
+            "input_tokens": spec.input_tokens,
+            "max_tokens": spec.max_tokens,
+            "prompt": prompt,
+        });
+        std::io::Write::write_all(&mut out, format!("{line}\n").as_bytes())?;
+    }
+    std::io::Write::flush(&mut out)?;
+    Ok(crate::exit::OK)
 }

@@ -45,6 +45,7 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<i32> {
         }
         cli::Command::Serve(args) => runtime.block_on(serve_cmd::serve(args)),
         cli::Command::Dataset(cli::DatasetCommand::Stats(args)) => dataset_cmd::stats(args),
+        cli::Command::Dataset(cli::DatasetCommand::Sample(args)) => dataset_cmd::sample(args),
         cli::Command::Profiles(args) => profiles_cmd::profiles(args),
     }
 }

@@ -251,6 +251,20 @@ pub fn build(ws: &WorkloadSettings, mut ctx: BuildContext) -> anyhow::Result<Bui
             ctx.needed.map(|n| n as usize),
         )?;
         let data = dataset::load(path, counter.as_ref(), &opts)?;
+        if output.is_none() {
+            let without = data
+                .entries
+                .iter()
+                .filter(|e| e.output_tokens.is_none())
+                .count();
+            if without > 0 {
+                warnings.push(format!(
+                    "data set {}: {without} of {} records give no output length; they ask for {DEFAULT_LEN} tokens (set --output-len)",
+                    path.display(),
+                    data.entries.len()
+                ));
+            }
+        }
         if let Some(t) = &data.summary.truncated {
             warnings.push(format!("data set {}: {t}", path.display()));
         }
