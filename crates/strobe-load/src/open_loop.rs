@@ -137,6 +137,10 @@ pub(crate) async fn dispatch(
                 measured_deadline = plan.duration.map(|d| at + d);
             }
         }
+        // Build the request before waiting for its arrival time, so that generating it (images,
+        // long prompts) uses the idle gap instead of delaying the send.
+        let mut spec = workload.spec(index);
+        spec.warmup = warmup;
         match wait_until(at, measured_deadline, stop).await {
             Wake::Ready => {}
             Wake::Stop => continue 'dispatch,
@@ -168,8 +172,6 @@ pub(crate) async fn dispatch(
         if !warmup {
             measured += 1;
         }
-        let mut spec = workload.spec(index);
-        spec.warmup = warmup;
         let intended_ns = clock.offset_of(at.into_std());
         if pool.senders[worker]
             .try_send(Job { spec, intended_ns })
