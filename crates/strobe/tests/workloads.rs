@@ -501,3 +501,32 @@ fn dataset_stats_prints_the_distribution_and_fits() {
     assert_eq!(v["input_tokens"]["mean"], 21.0);
     assert_eq!(v["input_tokens"]["max"], 40);
 }
+
+#[test]
+fn profiles_are_listed_and_shown() {
+    let bin = env!("CARGO_BIN_EXE_strobe");
+    let list = std::process::Command::new(bin)
+        .arg("profiles")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(list.status.success());
+    for p in PROFILES {
+        assert!(text.contains(p.name), "{} missing from:\n{text}", p.name);
+    }
+    let show = std::process::Command::new(bin)
+        .args(["profiles", "show", "high"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        text.contains("context - 2048") && text.contains("1/5/10"),
+        "{text}"
+    );
+    let bad = std::process::Command::new(bin)
+        .args(["profiles", "show", "nope"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown profile `nope`"));
+}
