@@ -112,7 +112,15 @@ pub async fn post_json(
         req.extend_from_slice(value.as_bytes());
         req.extend_from_slice(b"\r\n");
     }
-    req.extend_from_slice(format!("content-length: {}\r\n\r\n", body.len()).as_bytes());
+    // `connection: close` lets the server close first, so many short calls leave no client ports
+    // in TIME_WAIT.
+    req.extend_from_slice(
+        format!(
+            "connection: close\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
     req.extend_from_slice(body);
     wire.write_all(&req).await.map_err(|e| e.to_string())?;
     let head = wire.read_head(&clock).await.map_err(|e| e.to_string())?;

@@ -114,6 +114,7 @@ fn main() {
             rules: FilterRules::vllm_sharegpt(false),
             output_given: false,
             output_fixed: None,
+            default_output: 128,
             shuffle: true,
             seed: 0,
             limit: None,

@@ -118,7 +118,10 @@ impl FilterRules {
             Some("output_too_short")
         } else if self.max_input.is_some_and(|m| input > m) {
             Some("input_too_long")
-        } else if self.max_total.is_some_and(|m| input + output > m) {
+        } else if self
+            .max_total
+            .is_some_and(|m| input as u64 + output as u64 > m as u64)
+        {
             Some("total_too_long")
         } else {
             None
@@ -139,6 +142,8 @@ pub struct LoadOptions {
     pub output_given: bool,
     /// The fixed output length the user gave, if any: filters check it instead of the data set's.
     pub output_fixed: Option<u32>,
+    /// What a record without any output length will ask for (filters check it).
+    pub default_output: u32,
     /// Shuffle with Python's `random` seeded by `seed` (vLLM's convention); else file order.
     pub shuffle: bool,
     pub seed: u64,
@@ -277,14 +282,15 @@ pub fn load(
             } else {
                 None
             };
-            let own = r.output_tokens.or(counted);
+            // An empty answer gives no usable length (`max_tokens: 0` is refused by servers).
+            let own = r.output_tokens.or(counted).filter(|&n| n > 0);
             if entries.len() >= limit {
                 break;
             }
             summary.examined += 1;
             // Filters see the output length that will be asked for: the user's fixed length if
             // given (as vLLM does), else the data set's own.
-            let output = opts.output_fixed.or(own).unwrap_or(0);
+            let output = opts.output_fixed.or(own).unwrap_or(opts.default_output);
             match opts.rules.reject(input, output) {
                 Some(reason) => *summary.dropped.entry(reason.into()).or_default() += 1,
                 None => entries.push(Entry {
@@ -310,6 +316,11 @@ fn empty_reason(s: &LoadSummary) -> String {
     let dropped: Vec<String> = s.dropped.iter().map(|(k, v)| format!("{v} {k}")).collect();
     if s.records == 0 {
         "it holds no records".into()
+    } else if s.malformed_skipped == s.records {
+        format!(
+            "all {} records are malformed (skipped with --skip-invalid)",
+            s.records
+        )
     } else {
         format!(
             "no usable records: {} read, all dropped ({}); loosen --min-input-len, --max-input-len, --max-total-len or --min-output-len",
@@ -395,7 +406,15 @@ fn read_sharegpt(
                 summary.truncated = Some(note);
                 break;
             }
-            Some(Err(e)) => return Err(malformed(i, e.to_string())),
+            Some(Err(e)) => {
+                // serde's line is relative to the record's start.
+                let line = line_of(bytes, i) + e.line().saturating_sub(1);
+                return Err(DatasetError::Malformed {
+                    path: path.to_owned(),
+                    at: format!("line {line}"),
+                    reason: format!("record {} is not valid JSON: {e}", summary.records + 1),
+                });
+            }
             None => return Err(malformed(i, "expected a record".into())),
         };
         let consumed = stream.byte_offset();
@@ -675,5 +694,68 @@ impl Workload for DatasetWorkload {
             self.summary.records,
             output
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::WordCounter;
+
+    fn opts(rules: FilterRules) -> LoadOptions {
+        LoadOptions {
+            format: None,
+            skip_invalid: false,
+            rules,
+            output_given: false,
+            output_fixed: None,
+            default_output: 128,
+            shuffle: false,
+            seed: 0,
+            limit: None,
+        }
+    }
+
+    fn file(name: &str, text: &str) -> PathBuf {
+        let p = std::env::temp_dir().join(format!("strobe-ds-{}-{name}", std::process::id()));
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn huge_or_empty_output_lengths_neither_overflow_nor_reach_the_server() {
+        let p = file(
+            "edge.jsonl",
+            "{\"prompt\": \"a b c d\", \"max_tokens\": 4294967295}\n{\"prompt\": \"e f g h\", \"completion\": \"\"}\n{\"prompt\": \"i j\", \"output_tokens\": 3}\n",
+        );
+        let rules = FilterRules {
+            max_total: Some(8192),
+            ..FilterRules::none()
+        };
+        let d = load(&p, &WordCounter, &opts(rules)).unwrap();
+        assert_eq!(d.summary.dropped.get("total_too_long"), Some(&1));
+        // The empty completion has no length; the filter checked the 128 it will ask for.
+        assert_eq!(d.entries[0].output_tokens, None);
+        assert_eq!(d.entries[1].output_tokens, Some(3));
+        let tight = FilterRules {
+            max_total: Some(100),
+            ..FilterRules::none()
+        };
+        let d = load(&p, &WordCounter, &opts(tight)).unwrap();
+        assert_eq!(d.summary.dropped.get("total_too_long"), Some(&2));
+        let _ = std::fs::remove_file(p);
+    }
+
+    #[test]
+    fn a_syntax_error_inside_a_sharegpt_record_names_its_own_line() {
+        let p = file(
+            "bad.json",
+            "[\n  {\"conversations\": [\n    {\"from\": \"human\", \"value\": \"hi\"},\n    {\"from\": \"gpt\" \"value\": \"yo\"}\n  ]}\n]\n",
+        );
+        let e = load(&p, &WordCounter, &opts(FilterRules::none()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 4") && e.contains("bad.json"), "{e}");
+        let _ = std::fs::remove_file(p);
     }
 }

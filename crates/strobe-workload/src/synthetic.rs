@@ -96,6 +96,12 @@ impl WordPool {
         }
     }
 
+    /// The same pool under a tokenizer that adds `specials` tokens to every prompt.
+    pub fn with_specials(mut self, specials: u32) -> WordPool {
+        self.specials = specials;
+        self
+    }
+
     /// Appends `n` random pool words (space-separated; a space first if `out` is not empty).
     pub fn push_words(&self, rng: &mut StdRng, n: u32, out: &mut String) {
         out.reserve(n as usize * 6);

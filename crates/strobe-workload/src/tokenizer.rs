@@ -102,8 +102,13 @@ impl HfTokenizer {
         } else {
             return Err(load_err("no such file or folder".into()));
         };
-        let tokenizer = tokenizers::Tokenizer::from_file(&file)
+        let mut tokenizer = tokenizers::Tokenizer::from_file(&file)
             .map_err(|e| load_err(format!("cannot read {}: {e}", file.display())))?;
+        // Counting must see every token, as servers do: no truncation or padding from the file.
+        tokenizer.with_padding(None);
+        tokenizer
+            .with_truncation(None)
+            .map_err(|e| load_err(format!("cannot switch off truncation: {e}")))?;
         let dir = file.parent().unwrap_or(Path::new("."));
         let template = load_template(dir).map_err(load_err)?;
         Ok(HfTokenizer {

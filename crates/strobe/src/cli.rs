@@ -308,7 +308,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value = "1", value_parser = parse_count_u32, help_heading = "Workload")]
     pub turns: u32,
     /// Conversations interleaved in the request stream, so a follow-up turn is sent this many
-    /// requests after the one before [default: the concurrency].
+    /// requests after the one before [default: the concurrency; with --rate, --max-concurrency
+    /// or else 64].
     #[arg(long, value_name = "N", value_parser = parse_count_u32, help_heading = "Workload")]
     pub sessions: Option<u32>,
     /// Images per chat request (generated, unless --image is given).

@@ -125,9 +125,12 @@ pub async fn execute_run(settings: RunSettings, ui: Interactivity) -> anyhow::Re
     }
     let mut last = None;
     let mut rows = Vec::new();
-    for &c in &settings.levels {
+    for (level, &c) in settings.levels.iter().enumerate() {
         let mut s = settings.clone();
         s.levels.clear();
+        // Level k uses seed + k: its prompts differ from the earlier levels', which the server may
+        // still hold in its prefix cache.
+        s.plan.seed = settings.plan.seed.wrapping_add(level as u64);
         s.plan.mode = LoadMode::Concurrency(c);
         if settings.requests_per_level {
             if let Some(p) = settings.profile {
@@ -425,15 +428,17 @@ async fn build_workload(
         built_in,
         server_tokenizer,
         max_model_len: info.max_model_len,
-        needed: match plan.duration {
-            None => plan.requests.map(|n| n + plan.warmup_requests),
-            Some(_) => None,
+        // Known only when neither a duration nor a timed warm-up decides the count.
+        needed: match (plan.duration, plan.warmup_duration.is_zero()) {
+            (None, true) => plan.requests.map(|n| n + plan.warmup_requests),
+            _ => None,
         },
         concurrency: match plan.mode {
             LoadMode::Concurrency(c) => c,
             LoadMode::Rate {
                 max_concurrency, ..
-            } => max_concurrency.unwrap_or(1),
+            // An open loop without a cap: follow-up turns are spaced 64 requests apart.
+            } => max_concurrency.unwrap_or(64),
         },
         profile: settings.profile.map(|p| p.name.to_owned()),
     };

@@ -59,11 +59,20 @@ impl ServerTokenizer {
     }
 }
 
-/// One /tokenize call: the `count` of the answer.
+/// One /tokenize call (30 s bound): the `count` of the answer.
 async fn call(inner: &Inner, body: &Value) -> Result<u32, String> {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
-    let (status, answer) =
-        post_json(&inner.base, inner.addr, "/tokenize", &inner.headers, &bytes).await?;
+    let (status, answer) = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        post_json(&inner.base, inner.addr, "/tokenize", &inner.headers, &bytes),
+    )
+    .await
+    .map_err(|_| {
+        format!(
+            "{} gave no answer within 30 s",
+            inner.base.url_of("/tokenize")
+        )
+    })??;
     let text = String::from_utf8_lossy(&answer[..answer.len().min(300)]).into_owned();
     if status != 200 {
         return Err(format!(

@@ -126,6 +126,7 @@ pub fn load_options(
         }
     };
     Ok(LoadOptions {
+        default_output: DEFAULT_LEN.parse().unwrap_or(128),
         format: Some(format),
         skip_invalid: a.skip_invalid,
         rules: rules_for(a, format, output_given, context),
@@ -197,10 +198,17 @@ pub fn build(ws: &WorkloadSettings, mut ctx: BuildContext) -> anyhow::Result<Bui
             (Arc::new(WordCounter), false)
         }
     };
-    let pool = Arc::new(if exact_counter {
-        WordPool::build(counter.as_ref())?
-    } else {
+    let pool = Arc::new(if !exact_counter {
         WordPool::words()
+    } else if ws.dataset.is_some() {
+        // A data set needs the pool only to measure the chat template; a tokenizer that merges
+        // across words can still count a data set.
+        match WordPool::build(counter.as_ref()) {
+            Ok(p) => p,
+            Err(_) => WordPool::words().with_specials(counter.count("")?),
+        }
+    } else {
+        WordPool::build(counter.as_ref())?
     });
     let shape = if chat && exact_counter {
         match ChatShape::measure(counter.as_ref(), &pool) {
@@ -213,9 +221,12 @@ pub fn build(ws: &WorkloadSettings, mut ctx: BuildContext) -> anyhow::Result<Bui
     } else {
         None
     };
-    if chat && exact_counter && shape.is_none() {
+    let shape_failed = warnings
+        .iter()
+        .any(|w| w.contains("chat input lengths are approximate"));
+    if chat && exact_counter && shape.is_none() && !shape_failed {
         warnings.push(format!(
-            "{} has no chat template: chat input lengths count the message text only; the report compares them with the server's counts",
+            "{} has no chat template: chat input lengths are unknown; the report shows the server's counts only",
             counter.describe()
         ));
     }
@@ -288,7 +299,11 @@ pub fn build(ws: &WorkloadSettings, mut ctx: BuildContext) -> anyhow::Result<Bui
         };
         info.description = w.describe();
         info.kind = "dataset".into();
-        info.exact_input_lengths = exact_counter && (!chat || shape.is_some());
+        let has_messages = w
+            .entries
+            .iter()
+            .any(|e| matches!(e.prompt, strobe_core::Prompt::Messages(_)));
+        info.exact_input_lengths = exact_counter && (!chat || (shape.is_some() && !has_messages));
         info.input_len = "dataset".into();
         info.output_len = output.map_or("dataset".into(), |o| o.to_string());
         info.dataset = Some(dataset_info(&data.summary, &opts.rules));
@@ -308,10 +323,28 @@ pub fn build(ws: &WorkloadSettings, mut ctx: BuildContext) -> anyhow::Result<Bui
         None => resolve_len(&ws.input_len, false, ws, counter.as_ref(), ctx.seed)?,
     };
     let output = output.unwrap_or(LengthDist::Fixed(DEFAULT_LEN.parse().unwrap_or(128)));
-    if ws.shared_prefix > 0 && input.min() <= ws.shared_prefix {
+    if let Some(c) = ctx.max_model_len {
+        if input.max() as u64 + output.max() as u64 > c as u64 {
+            warnings.push(format!(
+                "input up to {} plus output up to {} tokens can exceed the server's context of {c} tokens: such requests will fail (lower the maxima of --input-len/--output-len)",
+                input.max(),
+                output.max()
+            ));
+        }
+    }
+    let overhead = if chat {
+        shape.map_or(0, |s| s.first)
+    } else {
+        pool.specials
+    };
+    if input.min() < overhead + ws.shared_prefix + 1 {
         warnings.push(format!(
-            "--shared-prefix {} is not below every input length ({}): such prompts are the prefix plus one token",
-            ws.shared_prefix, input
+            "input lengths below {} tokens ({} fixed template/special tokens + {} shared-prefix tokens + 1) cannot be made: such prompts are sent with {} tokens (--input-len {})",
+            overhead + ws.shared_prefix + 1,
+            overhead,
+            ws.shared_prefix,
+            overhead + ws.shared_prefix + 1,
+            input
         ));
     }
     let images = if ws.images > 0 {

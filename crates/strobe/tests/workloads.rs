@@ -14,7 +14,7 @@ fn quick() -> ServerConfig {
     ServerConfig {
         ttft: Duration::from_millis(1),
         itl: Duration::ZERO,
-        max_model_len: 4096,
+        max_model_len: 8192,
         ..fast_config()
     }
 }
@@ -112,9 +112,9 @@ async fn every_profile_resolves_and_runs_against_the_built_in_target() {
         let check = r.results.input_length_check.as_ref().unwrap();
         assert_eq!((check.compared, check.exact), (3, 3), "{}", p.name);
         if p.name == "high" {
-            // Context 4096 minus 2048.
-            assert_eq!(r.run.workload.input_len, "2048");
-            assert_eq!(r.results.input_tokens_per_request.mean, 2048.0);
+            // Context 8192 minus 2048.
+            assert_eq!(r.run.workload.input_len, "6144");
+            assert_eq!(r.results.input_tokens_per_request.mean, 6144.0);
         }
     }
     server.shutdown().await;
