@@ -64,21 +64,18 @@ struct ModelEntry {
     max_model_len: Option<u32>,
 }
 
-/// `GET path` (below the base URL's prefix) on a fresh connection: status, body (up to 16 MiB),
-/// and whether the kernel stamps this machine's sockets.
-pub async fn get(
-    base: &BaseUrl,
+/// Sends one whole request on a fresh connection: status, body (up to 16 MiB), and whether the
+/// kernel stamps this machine's sockets.
+async fn exchange(
     addr: SocketAddr,
-    path: &str,
-    headers: &HeaderMap,
+    request: &[u8],
+    kernel_stamps: bool,
 ) -> Result<(u16, Vec<u8>, bool), String> {
     let clock = RunClock::starting_now();
-    let mut wire = Http1::connect(addr, true)
+    let mut wire = Http1::connect(addr, kernel_stamps)
         .await
         .map_err(|e| e.to_string())?;
-    wire.write_all(&Target::get_bytes(base, headers, path))
-        .await
-        .map_err(|e| e.to_string())?;
+    wire.write_all(request).await.map_err(|e| e.to_string())?;
     let head = wire.read_head(&clock).await.map_err(|e| e.to_string())?;
     let mut body = Vec::new();
     wire.read_body(head.body, &clock, |d, _| {
@@ -93,6 +90,17 @@ pub async fn get(
     Ok((head.status, body, wire.kernel_stamps))
 }
 
+/// `GET path` (below the base URL's prefix) on a fresh connection: status, body (up to 16 MiB),
+/// and whether the kernel stamps this machine's sockets.
+pub async fn get(
+    base: &BaseUrl,
+    addr: SocketAddr,
+    path: &str,
+    headers: &HeaderMap,
+) -> Result<(u16, Vec<u8>, bool), String> {
+    exchange(addr, &Target::get_bytes(base, headers, path), true).await
+}
+
 /// `POST path` with a JSON body on a fresh connection: status and body (up to 16 MiB).
 pub async fn post_json(
     base: &BaseUrl,
@@ -101,10 +109,6 @@ pub async fn post_json(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(u16, Vec<u8>), String> {
-    let clock = RunClock::starting_now();
-    let mut wire = Http1::connect(addr, false)
-        .await
-        .map_err(|e| e.to_string())?;
     let mut req = format!("POST {}{} HTTP/1.1\r\n", base.prefix, path).into_bytes();
     for (name, value) in headers {
         req.extend_from_slice(name.as_str().as_bytes());
@@ -122,19 +126,8 @@ pub async fn post_json(
         .as_bytes(),
     );
     req.extend_from_slice(body);
-    wire.write_all(&req).await.map_err(|e| e.to_string())?;
-    let head = wire.read_head(&clock).await.map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    wire.read_body(head.body, &clock, |d, _| {
-        out.extend_from_slice(d);
-        if out.len() > 16 * 1024 * 1024 {
-            return ControlFlow::Break(());
-        }
-        ControlFlow::Continue(())
-    })
-    .await
-    .map_err(|e| e.to_string())?;
-    Ok((head.status, out))
+    let (status, answer, _) = exchange(addr, &req, false).await?;
+    Ok((status, answer))
 }
 
 /// Asks `GET /v1/models` (10 s bound) and checks the answer against `model`.
