@@ -37,9 +37,10 @@ pub enum DatasetCommand {
     Sample(DatasetSampleArgs),
 }
 
+/// The data set a `strobe dataset` command reads, and how (as `strobe run --dataset` would).
 #[derive(Debug, Args)]
-pub struct DatasetSampleArgs {
-    /// The data set file.
+pub struct DatasetInput {
+    /// The data set file (ShareGPT JSON, JSONL, OpenAI batch JSONL, or text lines).
     pub file: PathBuf,
     #[command(flatten)]
     pub data: DatasetArgs,
@@ -49,6 +50,12 @@ pub struct DatasetSampleArgs {
     /// Seed, as `strobe run --seed` (ShareGPT's shuffle).
     #[arg(long, default_value = "0")]
     pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct DatasetSampleArgs {
+    #[command(flatten)]
+    pub input: DatasetInput,
     /// How many requests.
     #[arg(short = 'n', long, default_value = "10", value_parser = parse_count)]
     pub requests: u64,
@@ -59,16 +66,8 @@ pub struct DatasetSampleArgs {
 
 #[derive(Debug, Args)]
 pub struct DatasetStatsArgs {
-    /// The data set file (ShareGPT JSON, JSONL, OpenAI batch JSONL, or text lines).
-    pub file: PathBuf,
     #[command(flatten)]
-    pub data: DatasetArgs,
-    /// Tokenizer: a tokenizer.json or model folder (default: whitespace-separated words).
-    #[arg(long, value_name = "PATH|words")]
-    pub tokenizer: Option<String>,
-    /// Seed for the ShareGPT shuffle (only matters with --limit).
-    #[arg(long, default_value = "0")]
-    pub seed: u64,
+    pub input: DatasetInput,
     /// Examine only the first N usable records (after shuffling).
     #[arg(long, value_parser = parse_count)]
     pub limit: Option<u64>,

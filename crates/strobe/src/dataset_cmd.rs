@@ -12,7 +12,7 @@ use strobe_workload::{dataset, HfTokenizer, TokenCounter, WordCounter};
 use crate::cli::{DatasetSampleArgs, DatasetStatsArgs};
 
 pub fn stats(a: DatasetStatsArgs) -> anyhow::Result<i32> {
-    let counter: Arc<dyn TokenCounter> = match a.tokenizer.as_deref() {
+    let counter: Arc<dyn TokenCounter> = match a.input.tokenizer.as_deref() {
         None | Some("words") => Arc::new(WordCounter),
         Some("server") => anyhow::bail!(
             "--tokenizer server needs a server: give a tokenizer.json or model folder here"
@@ -20,15 +20,15 @@ pub fn stats(a: DatasetStatsArgs) -> anyhow::Result<i32> {
         Some(p) => Arc::new(HfTokenizer::load(Path::new(p)).context("--tokenizer")?),
     };
     let opts = crate::workload::load_options(
-        &a.file,
-        &a.data,
+        &a.input.file,
+        &a.input.data,
         None,
         false,
         None,
-        a.seed,
+        a.input.seed,
         a.limit.map(|n| n as usize),
     )?;
-    let data = dataset::load(&a.file, counter.as_ref(), &opts)?;
+    let data = dataset::load(&a.input.file, counter.as_ref(), &opts)?;
     let inputs: Vec<u32> = data.entries.iter().map(|e| e.input_tokens).collect();
     let outputs: Vec<u32> = data
         .entries
@@ -82,7 +82,10 @@ pub fn stats(a: DatasetStatsArgs) -> anyhow::Result<i32> {
         out,
         "order      {}",
         if info.shuffled {
-            format!("shuffled as vLLM does (Python random, seed {})", a.seed)
+            format!(
+                "shuffled as vLLM does (Python random, seed {})",
+                a.input.seed
+            )
         } else {
             "file order".into()
         }
@@ -142,9 +145,9 @@ pub fn sample(a: DatasetSampleArgs) -> anyhow::Result<i32> {
         input_len: crate::settings::DEFAULT_LEN.into(),
         context_minus: None,
         output_len: a.output_len.clone(),
-        tokenizer: a.tokenizer.clone(),
-        dataset: Some(a.file.clone()),
-        data: a.data.clone(),
+        tokenizer: a.input.tokenizer.clone(),
+        dataset: Some(a.input.file.clone()),
+        data: a.input.data.clone(),
         shared_prefix: 0,
         prefix_groups: 1,
         turns: 1,
@@ -156,7 +159,7 @@ pub fn sample(a: DatasetSampleArgs) -> anyhow::Result<i32> {
     };
     let ctx = crate::workload::BuildContext {
         api: strobe_core::Api::Completions,
-        seed: a.seed,
+        seed: a.input.seed,
         // Without --tokenizer, count words (as for the built-in target) rather than warn.
         built_in: true,
         server_tokenizer: None,
