@@ -13,7 +13,7 @@ pub enum TargetError {
     BadUrl { url: String, reason: String },
     #[error("cannot resolve host of `{url}`: {source}")]
     Resolve { url: String, source: std::io::Error },
-    #[error("invalid header `{header}`: {reason}; expected `Name: value`")]
+    #[error("invalid header `{header}`: {reason}; expected `-H 'Name: value'`")]
     BadHeader { header: String, reason: String },
     #[error("the API key holds characters not allowed in an HTTP header")]
     BadApiKey,
@@ -111,7 +111,7 @@ pub struct Target {
 pub fn build_headers(
     base: &BaseUrl,
     api_key: Option<&str>,
-    extra: &[String],
+    extra: &[(String, String)],
 ) -> Result<HeaderMap, TargetError> {
     let mut headers = HeaderMap::new();
     headers.insert(
@@ -128,15 +128,17 @@ pub fn build_headers(
         v.set_sensitive(true);
         headers.insert(AUTHORIZATION, v);
     }
-    for h in extra {
+    for (name, value) in extra {
         let bad = |reason: &str| TargetError::BadHeader {
-            header: h.clone(),
+            header: name.clone(),
             reason: reason.into(),
         };
-        let (name, value) = h.split_once(':').ok_or_else(|| bad("no `:`"))?;
         let name =
             HeaderName::from_bytes(name.trim().as_bytes()).map_err(|e| bad(&e.to_string()))?;
-        let value = HeaderValue::from_str(value.trim()).map_err(|e| bad(&e.to_string()))?;
+        let mut value = HeaderValue::from_str(value.trim()).map_err(|e| bad(&e.to_string()))?;
+        if strobe_core::is_secret_name(name.as_str()) {
+            value.set_sensitive(true);
+        }
         headers.append(name, value);
     }
     Ok(headers)
@@ -246,12 +248,17 @@ mod tests {
     #[test]
     fn headers_are_validated_and_auth_is_sensitive() {
         let b = BaseUrl::parse("http://h:1").unwrap();
-        let h = build_headers(&b, Some("sk-secret"), &["X-A: 1".into()]).unwrap();
-        assert!(h[AUTHORIZATION].is_sensitive());
+        let h = build_headers(
+            &b,
+            Some("sk-secret"),
+            &[("X-A".into(), "1".into()), ("X-Api-Key".into(), "k".into())],
+        )
+        .unwrap();
+        assert!(h[AUTHORIZATION].is_sensitive() && h["x-api-key"].is_sensitive());
         assert_eq!(h["x-a"], "1");
-        let e = build_headers(&b, None, &["nocolon".into()])
+        let e = build_headers(&b, None, &[("bad name".into(), "v".into())])
             .unwrap_err()
             .to_string();
-        assert!(e.contains("nocolon"), "{e}");
+        assert!(e.contains("bad name"), "{e}");
     }
 }

@@ -7,9 +7,12 @@
 //! It does no I/O and knows nothing about HTTP, timing sources or output formats.
 
 mod record;
+mod secret;
 mod spec;
+pub mod units;
 
 pub use record::{ChunkArrivals, ErrorKind, Outcome, RequestRecord, TokenSource};
+pub use secret::{is_secret_name, redact_command, redact_text, Secret};
 pub use spec::{
     Api, ChatMessage, ClassId, ContentPart, ImageUrl, MessageContent, Prompt, RequestSpec,
 };

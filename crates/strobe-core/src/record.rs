@@ -138,6 +138,9 @@ pub struct RequestRecord {
     /// the server's `usage.prompt_tokens`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_input_tokens: Option<u32>,
+    /// The lockstep batch the request belonged to (lockstep schedules only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<u64>,
     pub outcome: Outcome,
 }
 
@@ -235,6 +238,7 @@ mod tests {
             output_tokens: Some(5),
             output_tokens_source: Some(TokenSource::Usage),
             expected_input_tokens: None,
+            batch: None,
             outcome: Outcome::Success,
         }
     }

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Which OpenAI-compatible endpoint a run targets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Api {
     /// `POST /v1/completions` with a `prompt` string.

@@ -63,6 +63,15 @@ impl ArrivalProcess {
         })
     }
 
+    /// Every request due at the start (offline): all gaps are zero.
+    pub fn offline() -> ArrivalProcess {
+        ArrivalProcess {
+            sampler: Sampler::Constant(0.0),
+            rng: StdRng::seed_from_u64(0),
+            next_s: 0.0,
+        }
+    }
+
     /// The next gap in seconds.
     pub fn gap_s(&mut self) -> f64 {
         match &self.sampler {

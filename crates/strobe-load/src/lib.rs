@@ -1,18 +1,26 @@
 //! When requests are sent.
 //!
-//! A [`LoadPlan`] says how: a closed loop of N concurrent streams, or an open loop at a rate with
-//! Poisson, constant or gamma (bursty) arrivals, optionally capped in concurrency (the queueing the
-//! cap causes is recorded as queue delay, never hidden). The [`run`] function drives workers, each
-//! owning one keep-alive connection (no pool, no lock shared by all), and streams one
-//! `RequestRecord` per request to a channel as requests finish. Closed-loop workers schedule
-//! themselves (`closed_loop`); open-loop ones are fed by a dispatcher (`open_loop`). Cancellation (Ctrl-C) stops dispatching, drains in-flight requests
-//! within a bound, then cancels the rest, still recording them.
+//! A [`RunPlan`] holds one or more classes, each a stream of requests with its own [`Schedule`]:
+//! a closed loop of N concurrent streams, an open loop at a rate (Poisson, constant or gamma
+//! arrivals, optionally capped in concurrency), offline (every request offered at once), or
+//! lockstep batches. One schedule core runs them all at once: [`gate`](crate::gate) holds the rules
+//! every schedule shares (stop, abort rule, warm-up, request and duration limits, "stop with
+//! another class"), [`run`] drives the classes side by side and drains them. Every request goes
+//! through one request path (`worker`), on a keep-alive connection owned by one worker (no pool,
+//! no lock shared by all), and one `RequestRecord` per request goes to a bounded channel as
+//! requests finish, stamped with its class. The queueing a concurrency cap causes is recorded as
+//! queue delay, and requests that were due but never sent are counted, never hidden.
+//! Cancellation (Ctrl-C) stops dispatching, drains in-flight requests within a bound, then cancels
+//! the rest, still recording them.
 //!
 //! It formats no output and computes no statistics.
 
 mod arrival;
+mod class;
 mod closed_loop;
 mod cpu;
+mod gate;
+mod lockstep;
 mod open_loop;
 mod plan;
 mod runner;
@@ -20,5 +28,8 @@ mod worker;
 
 pub use arrival::{Arrival, ArrivalError, ArrivalProcess};
 pub use cpu::process_cpu_seconds;
-pub use plan::{LoadMode, LoadPlan, LoadResult, Progress, StopSignal, Stopper};
-pub use runner::run;
+pub use plan::{
+    Backpressure, ClassPlan, ClassResult, Limits, PlanError, Progress, RunPlan, RunResult,
+    Schedule, StopReason, StopSignal, StopState, Stopper, Warmup,
+};
+pub use runner::{records_channel, run, RECORDS_CHANNEL};

@@ -1,44 +1,54 @@
-//! Open loop: a dispatcher sends each request at its intended instant, whatever the server does.
+//! Open loop (and offline): a dispatcher sends each request at its intended instant, whatever the
+//! server does.
 //!
 //! The dispatcher draws intended instants from the arrival process, sleeps until each, and hands
 //! the request to an idle worker, opening a new one (a new connection) when none is idle and the
-//! cap allows. With a cap reached, the request waits for a worker; its wait is its queue delay.
+//! cap allows. With the cap reached, the request waits for a worker; its wait is its queue delay.
+//! Requests whose instant came but that the cap kept from being sent before the duration ended
+//! (or the run was stopped) are counted as `unsent`, never dropped silently. Offline is the same
+//! loop with every request due at the start.
 
 use std::sync::Arc;
-use strobe_client::{Connection, Target};
-use strobe_core::RequestSpec;
-use strobe_workload::Workload;
+use strobe_client::Connection;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::arrival::ArrivalProcess;
-use crate::plan::{LoadPlan, LoadResult, StopSignal, StopState};
-use crate::worker::{run_request, Shared};
+use crate::class::Class;
+use crate::gate::Signals;
+use crate::plan::{ClassResult, StopReason};
+use crate::worker::{run_request, Job, Prepared, Shared};
 
-struct Job {
-    spec: RequestSpec,
-    intended_ns: u64,
-}
+/// Counting unsent requests stops here (an uncapped loop at an absurd rate cannot hang).
+const MAX_COUNTED: u64 = 100_000_000;
 
 struct Pool {
-    target: Arc<Target>,
+    class: Arc<Class>,
     shared: Arc<Shared>,
     idle_tx: mpsc::UnboundedSender<usize>,
     senders: Vec<mpsc::Sender<Job>>,
+    tasks: JoinSet<()>,
 }
 
 impl Pool {
-    fn spawn(&mut self, tasks: &mut JoinSet<()>) -> usize {
+    fn spawn(&mut self) -> usize {
         let id = self.senders.len();
         let (tx, mut jobs) = mpsc::channel::<Job>(1);
         self.senders.push(tx);
-        let mut conn = Connection::new(Arc::clone(&self.target));
-        let (shared, idle) = (Arc::clone(&self.shared), self.idle_tx.clone());
-        tasks.spawn(async move {
+        let mut conn = Connection::new(Arc::clone(&self.class.plan.target));
+        let (class, shared, idle) = (
+            Arc::clone(&self.class),
+            Arc::clone(&self.shared),
+            self.idle_tx.clone(),
+        );
+        self.tasks.spawn(async move {
+            // A bounded number of connects at a time; the first job waits, and its wait is queue
+            // delay.
+            shared.warm(&mut conn).await;
             let mut hard = shared.hard_cancel.clone();
             while let Some(job) = jobs.recv().await {
-                run_request(&mut conn, &job.spec, job.intended_ns, &shared, &mut hard).await;
+                run_request(&mut conn, &job, &shared, &class.plan.progress, &mut hard).await;
                 if idle.send(id).is_err() {
                     break;
                 }
@@ -48,141 +58,141 @@ impl Pool {
     }
 }
 
-/// Why the dispatcher stopped waiting.
-enum Wake {
-    Ready,
-    Stop,
-    Deadline,
+/// Requests due from `first` (included, if before `until`) on, before `until`, at most `remaining`.
+fn count_due(
+    first: Instant,
+    start: Instant,
+    arrivals: &mut ArrivalProcess,
+    until: Instant,
+    remaining: Option<u64>,
+) -> u64 {
+    let cap = remaining.unwrap_or(MAX_COUNTED).min(MAX_COUNTED);
+    let mut n = 0;
+    let mut at = first;
+    while at < until && n < cap {
+        n += 1;
+        at = start + arrivals.next_offset();
+    }
+    n
 }
 
-async fn sleep_until_opt(deadline: Option<Instant>) {
+/// Waits until `at`; `Err(reason)` if the class must stop first.
+async fn wait_until(at: Instant, signals: &mut Signals) -> Result<(), StopReason> {
+    loop {
+        if let Some(r) = signals.reason() {
+            return Err(r);
+        }
+        if at <= Instant::now() {
+            return Ok(());
+        }
+        tokio::select! {
+            biased;
+            _ = signals.changed() => {}
+            _ = tokio::time::sleep_until(at) => return Ok(()),
+        }
+    }
+}
+
+pub(crate) async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
     }
 }
 
-async fn wait_until(at: Instant, deadline: Option<Instant>, stop: &mut StopSignal) -> Wake {
-    if deadline.is_some_and(|d| at >= d) {
-        return Wake::Deadline;
-    }
-    if at <= Instant::now() {
-        return Wake::Ready;
-    }
-    tokio::select! {
-        biased;
-        _ = stop.0.changed() => Wake::Stop,
-        _ = tokio::time::sleep_until(at) => Wake::Ready,
-    }
-}
-
-/// Dispatches until the plan ends. Workers go into `tasks`; they exit when this returns (their job
-/// channels close) after finishing their current request.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn dispatch(
-    plan: &LoadPlan,
+/// Dispatches until the class ends, then waits for its workers.
+pub(crate) async fn run(
+    class: Arc<Class>,
+    shared: Arc<Shared>,
     mut arrivals: ArrivalProcess,
     max_concurrency: Option<u32>,
-    target: Arc<Target>,
-    workload: Arc<dyn Workload>,
-    shared: Arc<Shared>,
-    stop: &mut StopSignal,
-    tasks: &mut JoinSet<()>,
-) -> LoadResult {
+) -> ClassResult {
     let (idle_tx, mut idle_rx) = mpsc::unbounded_channel();
     let mut pool = Pool {
-        target,
+        class: Arc::clone(&class),
         shared: Arc::clone(&shared),
         idle_tx,
         senders: Vec::new(),
+        tasks: JoinSet::new(),
     };
     let cap = max_concurrency.map_or(usize::MAX, |m| m.max(1) as usize);
-    let progress = &shared.progress;
-    let clock = shared.clock;
+    let plan = &class.plan;
+    let gate = &class.gate;
+    let mut signals = gate.signals();
+    let start = Instant::now();
+    gate.start(start);
+    let mut unsent = 0u64;
 
-    let load_start = Instant::now();
-    let warmup_end = load_start + plan.warmup_duration;
-    let mut measured_deadline: Option<Instant> = None;
-    let mut index = 0u64;
-    let mut measured = 0u64;
-    let mut result = LoadResult::default();
-
-    'dispatch: loop {
-        if *stop.0.borrow() != StopState::Running {
-            result.interrupted = true;
-            result.stop_reason = "interrupted".into();
+    loop {
+        let at = start + arrivals.next_offset();
+        let index = class.claim_index();
+        let Some(warmup) = gate.admit(at, index, &plan.progress) else {
+            // A refusal by count or duration means nothing more was due; a stop leaves the
+            // arrivals that were already due unsent.
+            if !matches!(
+                gate.reason(),
+                Some(StopReason::RequestCount | StopReason::Duration)
+            ) {
+                unsent += count_due(at, start, &mut arrivals, Instant::now(), gate.remaining());
+            }
+            break;
+        };
+        // Build the request before waiting for its arrival time, so that generating it uses the
+        // idle gap instead of delaying the send.
+        let prepared = Prepared::start(&plan.workload, index, plan.id);
+        if let Err(reason) = wait_until(at, &mut signals).await {
+            gate.unadmit(warmup);
+            gate.stop_with(reason);
+            unsent += count_due(at, start, &mut arrivals, Instant::now(), gate.remaining());
             break;
         }
-        if plan.abort_after_failures > 0 {
-            let done = progress
-                .completed
-                .load(std::sync::atomic::Ordering::Relaxed);
-            if done >= plan.abort_after_failures
-                && progress.failed.load(std::sync::atomic::Ordering::Relaxed) == done
-            {
-                result.aborted = true;
-                result.stop_reason = format!("aborted: all of the first {done} requests failed");
-                break;
-            }
-        }
-
-        let at = load_start + arrivals.next_offset();
-        let warmup = index < plan.warmup_requests || at < warmup_end;
-        if !warmup {
-            if plan.requests.is_some_and(|n| measured >= n) {
-                result.stop_reason = "request count reached".into();
-                break;
-            }
-            if measured_deadline.is_none() {
-                measured_deadline = plan.duration.map(|d| at + d);
-            }
-        }
-        // Build the request before waiting for its arrival time, so that generating it (images,
-        // long prompts) uses the idle gap instead of delaying the send.
-        let mut spec = workload.spec(index);
-        spec.warmup = warmup;
-        match wait_until(at, measured_deadline, stop).await {
-            Wake::Ready => {}
-            Wake::Stop => continue 'dispatch,
-            Wake::Deadline => {
-                result.stop_reason = "duration reached".into();
-                break;
-            }
-        }
-
         let worker = if let Ok(id) = idle_rx.try_recv() {
             id
         } else if pool.senders.len() < cap {
-            pool.spawn(tasks)
+            pool.spawn()
         } else {
-            tokio::select! {
+            let waited = tokio::select! {
                 biased;
-                _ = stop.0.changed() => continue 'dispatch,
-                _ = sleep_until_opt(measured_deadline) => {
-                    result.stop_reason = "duration reached".into();
-                    break 'dispatch;
+                r = signals.stopped() => Err((r, Instant::now())),
+                _ = sleep_until_opt(gate.deadline()) => {
+                    Err((StopReason::Duration, gate.deadline().unwrap_or_else(Instant::now)))
                 }
-                id = idle_rx.recv() => match id {
-                    Some(id) => id,
-                    None => break 'dispatch,
-                },
+                id = idle_rx.recv() => id.ok_or((
+                    StopReason::Internal("every worker of the open loop exited".into()),
+                    Instant::now(),
+                )),
+            };
+            match waited {
+                Ok(id) => id,
+                Err((reason, until)) => {
+                    gate.unadmit(warmup);
+                    gate.stop_with(reason);
+                    unsent += count_due(at, start, &mut arrivals, until, gate.remaining());
+                    break;
+                }
             }
         };
-
-        if !warmup {
-            measured += 1;
-        }
-        let intended_ns = clock.offset_of(at.into_std());
-        if pool.senders[worker]
-            .try_send(Job { spec, intended_ns })
-            .is_err()
-        {
+        let Some(mut spec) = prepared.take().await else {
+            gate.unadmit(warmup);
+            gate.stop_with(StopReason::Internal("building a request panicked".into()));
+            break;
+        };
+        spec.warmup = warmup;
+        let job = Job {
+            spec,
+            intended_ns: shared.clock.offset_of(at.into_std()),
+            batch: None,
+        };
+        if pool.senders[worker].try_send(job).is_err() {
             // Unreachable by construction (only idle workers get jobs); never lose a request silently.
-            result.stop_reason = "internal error: a worker was not idle".into();
+            gate.stop_with(StopReason::Internal("a worker was not idle".into()));
+            unsent += 1;
             break;
         }
-        index += 1;
     }
-    result.workers = pool.senders.len();
-    result
+    let connections = pool.senders.len();
+    // Closing the job channels lets each worker finish its current request and exit.
+    pool.senders.clear();
+    while pool.tasks.join_next().await.is_some() {}
+    class.result(connections, unsent)
 }

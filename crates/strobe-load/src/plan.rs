@@ -1,43 +1,200 @@
-//! What a load is (mode, limits, warm-up) and how it is steered and reported while it runs.
+//! What a run is (its classes, each with a schedule, limits and warm-up), how it is steered while
+//! it runs, and how it ended.
 
+use std::fmt;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
+use strobe_client::Target;
+use strobe_core::ClassId;
+use strobe_workload::Workload;
 use tokio::sync::watch;
 
 use crate::arrival::Arrival;
 
-/// How load is offered.
+/// When a class's requests are sent.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub enum LoadMode {
+pub enum Schedule {
     /// Closed loop: this many requests in flight; each completion sends the next one at once.
-    Concurrency(u32),
+    Closed { concurrency: u32 },
     /// Open loop: requests at `rate` per second whatever the server does, at most
     /// `max_concurrency` in flight (excess requests wait, and the wait is their queue delay).
-    Rate {
+    Open {
         rate: f64,
         arrival: Arrival,
         max_concurrency: Option<u32>,
     },
+    /// Offline (seed 003): every request offered at once at the start, at most `max_concurrency`
+    /// in flight; the rest wait in strobe's queue (their wait is queue delay). Needs a request
+    /// count.
+    Offline { max_concurrency: Option<u32> },
+    /// Lockstep batches (seed 001): send `batch_size` requests together, wait for all of them,
+    /// repeat `batches` times.
+    Lockstep { batch_size: u32, batches: u64 },
 }
 
-/// Everything about when requests are sent.
-#[derive(Clone, Debug)]
-pub struct LoadPlan {
-    pub mode: LoadMode,
-    /// Stop after this many measured (non-warm-up) requests.
+impl Schedule {
+    /// The schedule's name in reports: `closed`, `open`, `offline`, `lockstep`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Schedule::Closed { .. } => "closed",
+            Schedule::Open { .. } => "open",
+            Schedule::Offline { .. } => "offline",
+            Schedule::Lockstep { .. } => "lockstep",
+        }
+    }
+}
+
+/// When a class stops sending. The first limit reached wins.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Limits {
+    /// Measured (non-warm-up) requests; for lockstep, set by `batches`.
     pub requests: Option<u64>,
-    /// Stop sending this long after the first measured request.
+    /// Stop sending this long after the class's first measured request.
     pub duration: Option<Duration>,
-    /// The first this-many requests are warm-up.
-    pub warmup_requests: u64,
-    /// Requests intended within this time from the start are warm-up.
-    pub warmup_duration: Duration,
+    /// Stop sending when this other class of the run has finished (seed 000: interactive users
+    /// for as long as the batch runs).
+    pub until_class: Option<ClassId>,
+}
+
+/// Requests sent but excluded from the statistics.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Warmup {
+    /// The first this-many requests (lockstep: batches) are warm-up.
+    pub requests: u64,
+    /// Requests intended within this time from the class's start are warm-up.
+    pub duration: Duration,
+}
+
+/// One class of a run: its own stream of requests.
+#[derive(Clone)]
+pub struct ClassPlan {
+    pub id: ClassId,
+    pub name: String,
+    pub target: Arc<Target>,
+    pub workload: Arc<dyn Workload>,
+    pub schedule: Schedule,
+    pub limits: Limits,
+    pub warmup: Warmup,
+    /// The class starts this long after the run.
+    pub start_after: Duration,
+    /// Seed of the arrival process.
     pub seed: u64,
+    /// Live counters of this class (read by progress displays).
+    pub progress: Arc<Progress>,
+}
+
+impl fmt::Debug for ClassPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClassPlan")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("schedule", &self.schedule)
+            .field("limits", &self.limits)
+            .field("warmup", &self.warmup)
+            .field("start_after", &self.start_after)
+            .finish()
+    }
+}
+
+/// Everything about when a run's requests are sent.
+#[derive(Clone, Debug)]
+pub struct RunPlan {
+    pub classes: Vec<ClassPlan>,
     /// After a stop request, how long in-flight requests may finish before they are cancelled.
     pub drain_timeout: Duration,
-    /// Stop when every one of the first this-many completed requests failed (0 disables).
+    /// A class stops (and with it the run) when every one of its first this-many completed
+    /// requests failed (0 disables).
     pub abort_after_failures: u64,
+    /// Live counters of the whole run.
+    pub progress: Arc<Progress>,
+}
+
+/// Why a plan cannot run.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum PlanError {
+    #[error("class `{class}`: {problem}")]
+    Class { class: String, problem: String },
+    #[error("a run needs at least one class")]
+    Empty,
+}
+
+impl RunPlan {
+    /// Checks what the types cannot: positive rates and sizes, counts where a schedule needs them,
+    /// `until_class` naming another class of the run.
+    pub fn validate(&self) -> Result<(), PlanError> {
+        if self.classes.is_empty() {
+            return Err(PlanError::Empty);
+        }
+        for c in &self.classes {
+            let bad = |problem: &str| {
+                Err(PlanError::Class {
+                    class: c.name.clone(),
+                    problem: problem.to_owned(),
+                })
+            };
+            match c.schedule {
+                Schedule::Closed { concurrency: 0 } => {
+                    return bad("concurrency must be at least 1")
+                }
+                Schedule::Open {
+                    rate,
+                    arrival,
+                    max_concurrency,
+                } => {
+                    if !(rate.is_finite() && rate > 0.0) {
+                        return bad("the rate must be a positive number of requests per second");
+                    }
+                    if let Arrival::Gamma { shape } = arrival {
+                        if !(shape.is_finite() && shape > 0.0) {
+                            return bad("burstiness (gamma shape) must be positive");
+                        }
+                    }
+                    if max_concurrency == Some(0) {
+                        return bad("max concurrency must be at least 1");
+                    }
+                }
+                Schedule::Offline { max_concurrency } => {
+                    if c.limits.requests.is_none() {
+                        return bad("an offline schedule offers a fixed number of requests: give a request count");
+                    }
+                    if max_concurrency == Some(0) {
+                        return bad("max concurrency must be at least 1");
+                    }
+                }
+                Schedule::Lockstep {
+                    batch_size,
+                    batches,
+                } => {
+                    if batch_size == 0 || batches == 0 {
+                        return bad(
+                            "lockstep needs a batch size and a number of batches of at least 1",
+                        );
+                    }
+                }
+                Schedule::Closed { .. } => {}
+            }
+            if c.limits.requests == Some(0) {
+                return bad("the request count must be at least 1");
+            }
+            if c.limits.duration.is_some_and(|d| d.is_zero()) {
+                return bad("the duration must be longer than zero");
+            }
+            if let Some(u) = c.limits.until_class {
+                if u == c.id || !self.classes.iter().any(|o| o.id == u) {
+                    return bad("`until` must name another class of the run");
+                }
+            }
+            let open_ended = c.limits.requests.is_none()
+                && c.limits.duration.is_none()
+                && c.limits.until_class.is_none()
+                && !matches!(c.schedule, Schedule::Lockstep { .. });
+            if open_ended {
+                return bad("give a request count, a duration or a class to stop with");
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Live counters for a progress display (read-only for it).
@@ -53,7 +210,7 @@ pub struct Progress {
 
 /// What the user (or a signal handler) asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum StopState {
+pub enum StopState {
     Running,
     /// Send nothing more; let in-flight requests finish within the drain bound.
     Drain,
@@ -65,8 +222,9 @@ pub(crate) enum StopState {
 #[derive(Clone)]
 pub struct Stopper(Arc<watch::Sender<StopState>>);
 
-/// The receiving side, given to [`run`]. It keeps the channel open itself, so a dropped
-/// [`Stopper`] can never make waiting on it spin.
+/// The receiving side. It keeps the channel open itself, so a dropped [`Stopper`] can never make
+/// waiting on it spin. Cloning it gives another receiver of the same stop.
+#[derive(Clone)]
 pub struct StopSignal(
     pub(crate) watch::Receiver<StopState>,
     #[allow(dead_code)] Arc<watch::Sender<StopState>>,
@@ -79,7 +237,7 @@ impl Stopper {
         (Stopper(Arc::clone(&tx)), StopSignal(rx, tx))
     }
 
-    /// First Ctrl-C: stop sending, drain. A second call cancels in-flight requests.
+    /// First call: stop sending, drain. A second call cancels in-flight requests.
     pub fn request_stop(&self) {
         self.0.send_modify(|s| {
             *s = match *s {
@@ -88,17 +246,119 @@ impl Stopper {
             }
         });
     }
+
+    pub fn state(&self) -> StopState {
+        *self.0.borrow()
+    }
 }
 
-/// How the load ended.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct LoadResult {
-    /// Why dispatching stopped, in words.
-    pub stop_reason: String,
+impl StopSignal {
+    pub fn state(&self) -> StopState {
+        *self.0.borrow()
+    }
+
+    /// True once a stop was asked for.
+    pub fn stopped(&self) -> bool {
+        self.state() != StopState::Running
+    }
+
+    /// Resolves once a stop is asked for (at once if it already was).
+    pub async fn wait(&mut self) {
+        let _ = self.0.wait_for(|s| *s != StopState::Running).await;
+    }
+}
+
+/// Why a class stopped sending.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    RequestCount,
+    Duration,
+    BatchesDone,
+    /// The user stopped the run (Ctrl-C, SIGTERM).
+    Interrupted,
+    /// The abort rule: every one of the class's first `failed` requests failed.
+    Aborted {
+        failed: u64,
+    },
+    /// Another class's abort stopped the run.
+    RunAborted {
+        by: String,
+    },
+    /// The class it runs with finished.
+    WithClass {
+        class: String,
+    },
+    Internal(String),
+}
+
+impl fmt::Display for StopReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StopReason::RequestCount => f.write_str("request count reached"),
+            StopReason::Duration => f.write_str("duration reached"),
+            StopReason::BatchesDone => f.write_str("all batches sent"),
+            StopReason::Interrupted => f.write_str("interrupted"),
+            StopReason::Aborted { failed } => {
+                write!(f, "aborted: all of the first {failed} requests failed")
+            }
+            StopReason::RunAborted { by } => write!(f, "stopped: class `{by}` aborted the run"),
+            StopReason::WithClass { class } => write!(f, "class `{class}` finished"),
+            StopReason::Internal(m) => write!(f, "internal error: {m}"),
+        }
+    }
+}
+
+/// How one class ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClassResult {
+    pub id: ClassId,
+    pub stop_reason: StopReason,
+    /// Connections (one per worker) the class opened.
+    pub connections: usize,
+    /// Requests whose intended send time came (before the duration ended, or before the stop)
+    /// but that were never sent, because the concurrency cap held them back.
+    pub unsent: u64,
+}
+
+/// How the records channel held up: waits mean the records thread fell behind and workers paused
+/// before their next request.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Backpressure {
+    pub waits: u64,
+    pub wait_s: f64,
+}
+
+/// How the run ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunResult {
+    /// In plan order.
+    pub classes: Vec<ClassResult>,
     /// Stopped by the user.
     pub interrupted: bool,
-    /// Stopped by the abort rule (every early request failed).
+    /// Stopped by a class's abort rule.
     pub aborted: bool,
-    /// Workers (= connections) the run used.
-    pub workers: usize,
+    pub backpressure: Backpressure,
+}
+
+impl RunResult {
+    /// Why the run ended, in words: the first class's reason, or the abort.
+    pub fn stop_reason(&self) -> String {
+        let abort = self
+            .classes
+            .iter()
+            .find(|c| matches!(c.stop_reason, StopReason::Aborted { .. }));
+        let reason = abort
+            .or(self.classes.first())
+            .map(|c| c.stop_reason.to_string())
+            .unwrap_or_else(|| "stopped".into());
+        if self.interrupted && !reason.starts_with("interrupted") {
+            format!("interrupted ({reason})")
+        } else {
+            reason
+        }
+    }
+
+    pub fn connections(&self) -> usize {
+        self.classes.iter().map(|c| c.connections).sum()
+    }
 }

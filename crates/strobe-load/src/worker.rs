@@ -1,39 +1,46 @@
-//! Running one request on a worker's connection and reporting it.
+//! Running one request on a worker's connection and reporting it: the one request path every
+//! schedule shares.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use strobe_client::Connection;
-use strobe_core::{ChunkArrivals, Outcome, RequestRecord, RequestSpec, RunClock};
+use strobe_core::{ChunkArrivals, ClassId, Outcome, RequestRecord, RequestSpec, RunClock};
+use strobe_workload::Workload;
 use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::JoinHandle;
 
-use crate::plan::Progress;
+use crate::plan::{Backpressure, Progress};
 
 /// Connections opened at once while a load warms up: a burst of thousands of SYNs overflows many
 /// servers' accept queues (each dropped SYN costs a one-second retransmission).
 pub(crate) const WARM_CONNECTS: usize = 32;
 
-/// What every worker shares: read-mostly handles and atomic counters, no lock.
+/// What every worker of the run shares: read-mostly handles and atomic counters, no lock.
 pub(crate) struct Shared {
     pub clock: RunClock,
-    pub records: mpsc::UnboundedSender<RequestRecord>,
-    pub progress: Arc<Progress>,
+    records: mpsc::Sender<RequestRecord>,
+    pub total: Arc<Progress>,
     pub hard_cancel: watch::Receiver<bool>,
     pub connecting: Semaphore,
+    backpressure_waits: AtomicU64,
+    backpressure_ns: AtomicU64,
 }
 
 impl Shared {
     pub fn new(
         clock: RunClock,
-        records: mpsc::UnboundedSender<RequestRecord>,
-        progress: Arc<Progress>,
+        records: mpsc::Sender<RequestRecord>,
+        total: Arc<Progress>,
         hard_cancel: watch::Receiver<bool>,
     ) -> Shared {
         Shared {
             clock,
             records,
-            progress,
+            total,
             hard_cancel,
             connecting: Semaphore::new(WARM_CONNECTS),
+            backpressure_waits: AtomicU64::new(0),
+            backpressure_ns: AtomicU64::new(0),
         }
     }
 
@@ -44,25 +51,57 @@ impl Shared {
         let _ = conn.warm().await;
         drop(permit);
     }
+
+    pub fn backpressure(&self) -> Backpressure {
+        Backpressure {
+            waits: self.backpressure_waits.load(Ordering::Relaxed),
+            wait_s: self.backpressure_ns.load(Ordering::Relaxed) as f64 / 1e9,
+        }
+    }
+
+    /// Hands a record to the records thread. The channel is bounded: when it is full the worker
+    /// waits (and the wait is counted), so memory stays bounded and nothing is dropped.
+    async fn report(&self, record: RequestRecord) {
+        match self.records.try_send(record) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(record)) => {
+                let t = std::time::Instant::now();
+                let _ = self.records.send(record).await;
+                self.backpressure_waits.fetch_add(1, Ordering::Relaxed);
+                self.backpressure_ns
+                    .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
 }
 
-/// Sends `spec`, records it (cancelled if the hard-cancel signal fires first) and reports it.
+/// One request ready to go.
+pub(crate) struct Job {
+    pub spec: RequestSpec,
+    pub intended_ns: u64,
+    pub batch: Option<u64>,
+}
+
+/// Sends `job`, records it (cancelled if the hard-cancel signal fires first) and reports it.
 pub(crate) async fn run_request(
     conn: &mut Connection,
-    spec: &RequestSpec,
-    intended_ns: u64,
+    job: &Job,
     shared: &Shared,
+    class: &Progress,
     hard: &mut watch::Receiver<bool>,
 ) {
-    let p = &shared.progress;
-    let now_in_flight = p.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
-    p.peak_in_flight.fetch_max(now_in_flight, Ordering::Relaxed);
-    p.sent.fetch_add(1, Ordering::Relaxed);
+    let spec = &job.spec;
+    for p in [class, &*shared.total] {
+        let now_in_flight = p.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        p.peak_in_flight.fetch_max(now_in_flight, Ordering::Relaxed);
+        p.sent.fetch_add(1, Ordering::Relaxed);
+    }
     let mut record = RequestRecord {
         index: spec.index,
         class: spec.class,
         warmup: spec.warmup,
-        intended_ns,
+        intended_ns: job.intended_ns,
         sent_ns: 0,
         first_token_ns: None,
         end_ns: 0,
@@ -72,6 +111,7 @@ pub(crate) async fn run_request(
         output_tokens: None,
         output_tokens_source: None,
         expected_input_tokens: spec.input_tokens,
+        batch: job.batch,
         outcome: Outcome::Cancelled,
     };
     let cancelled = *hard.borrow() || {
@@ -90,14 +130,50 @@ pub(crate) async fn run_request(
         record.outcome = Outcome::Cancelled;
         conn.reset();
     }
-    p.in_flight.fetch_sub(1, Ordering::Relaxed);
-    if !record.outcome.is_success() {
-        p.failed.fetch_add(1, Ordering::Relaxed);
+    let failed = !record.outcome.is_success();
+    for p in [class, &*shared.total] {
+        p.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if failed {
+            p.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(n) = record.output_tokens {
+            p.output_tokens.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        // Completed last, so that `failed ≤ completed` holds for every reader.
+        p.completed.fetch_add(1, Ordering::Relaxed);
     }
-    if let Some(n) = record.output_tokens {
-        p.output_tokens.fetch_add(n as u64, Ordering::Relaxed);
+    shared.report(record).await;
+}
+
+/// A request spec being prepared. Cheap workloads build it in place; costly ones (generated
+/// images) on the blocking pool, so encoding never runs on the runtime's threads and can overlap
+/// the request before it.
+pub(crate) enum Prepared {
+    Ready(RequestSpec),
+    Building(JoinHandle<RequestSpec>),
+}
+
+impl Prepared {
+    pub fn start(workload: &Arc<dyn Workload>, index: u64, class: ClassId) -> Prepared {
+        if workload.costly() {
+            let w = Arc::clone(workload);
+            Prepared::Building(tokio::task::spawn_blocking(move || {
+                let mut s = w.spec(index);
+                s.class = class;
+                s
+            }))
+        } else {
+            let mut s = workload.spec(index);
+            s.class = class;
+            Prepared::Ready(s)
+        }
     }
-    // Completed last, so that `failed ≤ completed` holds for every reader.
-    p.completed.fetch_add(1, Ordering::Relaxed);
-    let _ = shared.records.send(record);
+
+    /// The spec (for a costly one, once its thread is done). `None` only if that thread panicked.
+    pub async fn take(self) -> Option<RequestSpec> {
+        match self {
+            Prepared::Ready(s) => Some(s),
+            Prepared::Building(h) => h.await.ok(),
+        }
+    }
 }

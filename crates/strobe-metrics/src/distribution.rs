@@ -33,7 +33,8 @@ impl Default for Distribution {
 }
 
 /// The standard summary every distribution reports, in the unit chosen by the caller.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct Summary {
     pub count: u64,
     pub mean: f64,
@@ -49,10 +50,13 @@ pub struct Summary {
 
 /// Lossless serialised form of a [`Distribution`] (histogram as base64 HdrHistogram V2+deflate;
 /// the 128-bit sums as decimal strings, since JSON numbers cannot carry them).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct DistributionState {
     pub count: u64,
+    #[schemars(regex(pattern = r"^[0-9]+$"))]
     pub sum: String,
+    #[schemars(regex(pattern = r"^[0-9]+$"))]
     pub sum_sq: String,
     pub min: u64,
     pub max: u64,
@@ -67,6 +71,45 @@ pub enum StateError {
     Hdr(String),
     #[error("sum `{0}` is not an integer")]
     Sum(String),
+}
+
+/// Two distributions are equal when they hold the same values (histogram buckets and exact
+/// moments), however their histograms were sized.
+impl PartialEq for Distribution {
+    fn eq(&self, o: &Distribution) -> bool {
+        let buckets = |d: &Distribution| -> Vec<(u64, u64)> {
+            d.hist
+                .iter_recorded()
+                .map(|v| (v.value_iterated_to(), v.count_at_value()))
+                .collect()
+        };
+        (self.count, self.sum, self.sum_sq, self.min, self.max)
+            == (o.count, o.sum, o.sum_sq, o.min, o.max)
+            && buckets(self) == buckets(o)
+    }
+}
+
+impl schemars::JsonSchema for Distribution {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "DistributionState".into()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        DistributionState::json_schema(generator)
+    }
+}
+
+/// A distribution serialises as its lossless [`DistributionState`].
+impl Serialize for Distribution {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.state().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Distribution {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let state = DistributionState::deserialize(d)?;
+        Distribution::from_state(&state).map_err(serde::de::Error::custom)
+    }
 }
 
 impl Distribution {
@@ -88,6 +131,15 @@ impl Distribution {
 
     pub fn sum(&self) -> u128 {
         self.sum
+    }
+
+    /// Exact mean of the recorded values (0 when empty).
+    pub fn mean(&self) -> f64 {
+        if self.count == 0 {
+            0.0
+        } else {
+            self.sum as f64 / self.count as f64
+        }
     }
 
     /// Adds another distribution; the result equals recording both value streams into one.

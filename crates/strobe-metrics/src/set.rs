@@ -1,13 +1,112 @@
 //! All statistics of one stream of records (a run, or one class of it).
+//!
+//! [`MetricSet`] is defined once, by the `mergeable!` macro below: each field is declared a single
+//! time and is then serialised losslessly, deserialised and merged from that one declaration. A
+//! new metric is a new field (with a [`Merge`] type) and a line in [`MetricSet::add`].
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use strobe_core::{Outcome, RequestRecord, TokenSource};
 
-use crate::distribution::{Distribution, DistributionState, StateError};
+use crate::distribution::Distribution;
+use crate::slo::RequestSlo;
+
+/// Combining two partial statistics into what one stream of all their records would give.
+pub trait Merge {
+    fn merge(&mut self, other: &Self);
+}
+
+impl Merge for Distribution {
+    fn merge(&mut self, other: &Self) {
+        Distribution::merge(self, other)
+    }
+}
+
+impl Merge for u64 {
+    fn merge(&mut self, other: &Self) {
+        *self += *other;
+    }
+}
+
+impl Merge for BTreeMap<String, u64> {
+    fn merge(&mut self, other: &Self) {
+        for (k, v) in other {
+            *self.entry(k.clone()).or_default() += v;
+        }
+    }
+}
+
+impl Merge for Vec<(u64, u64)> {
+    fn merge(&mut self, other: &Self) {
+        self.extend_from_slice(other);
+        self.sort_unstable();
+    }
+}
+
+/// Defines a struct whose fields are merged field by field, so the field list is written once.
+macro_rules! mergeable {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $( $(#[$fmeta:meta])* pub $field:ident : $ty:ty, )*
+        }
+    ) => {
+        $(#[$meta])*
+        pub struct $name {
+            $( $(#[$fmeta])* pub $field: $ty, )*
+        }
+
+        impl Merge for $name {
+            fn merge(&mut self, other: &Self) {
+                $( Merge::merge(&mut self.$field, &other.$field); )*
+            }
+        }
+    };
+}
+
+/// A 128-bit sum, serialised as a decimal string (JSON numbers cannot carry it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sum128(pub u128);
+
+impl Merge for Sum128 {
+    fn merge(&mut self, other: &Self) {
+        self.0 += other.0;
+    }
+}
+
+impl schemars::JsonSchema for Sum128 {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Sum128".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^[0-9]+$",
+            "description": "a 128-bit sum as a decimal string"
+        })
+    }
+}
+
+impl Serialize for Sum128 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Sum128 {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse()
+            .map(Sum128)
+            .map_err(|_| serde::de::Error::custom(format!("sum `{s}` is not an integer")))
+    }
+}
 
 /// The measured window: first measured send to last measured completion (ns offsets).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[schemars(deny_unknown_fields)]
 pub struct Window {
     pub start_ns: u64,
     pub end_ns: u64,
@@ -24,73 +123,24 @@ impl Window {
     }
 }
 
-/// Statistics of a stream of records. Warm-up records are excluded from every statistic (they are
-/// only counted, and their time in flight inside the window still counts towards concurrency).
-#[derive(Clone, Debug, Default)]
-pub struct MetricSet {
-    pub ttft_ns: Distribution,
-    pub tpot_ns: Distribution,
-    pub itl_ns: Distribution,
-    pub e2e_ns: Distribution,
-    pub queue_delay_ns: Distribution,
-    /// Output tokens per content chunk, per request, in thousandths.
-    pub tokens_per_chunk_milli: Distribution,
-    pub output_tokens: Distribution,
-    pub input_tokens: Distribution,
-
-    pub successful: u64,
-    pub failed: BTreeMap<String, u64>,
-    pub cancelled: u64,
-    pub warmup: u64,
-    pub input_tokens_total: u64,
-    pub output_tokens_total: u64,
-    /// Successful requests by where their output count came from (`usage`, `chunks`, ...).
-    pub output_token_sources: BTreeMap<String, u64>,
-    pub content_chunks_total: u64,
-    /// Server-reported input lengths against the workload's intended ones.
-    pub input_check: InputCheck,
-
-    /// Measured requests: min send and max end.
-    window: Option<Window>,
-    /// Σ (end − sent) of measured requests (all lie inside the window by construction).
-    in_flight_ns_total: u128,
-    /// Σ (sent − intended) of measured requests.
-    queued_ns_total: u128,
-    /// Warm-up intervals, kept to add their overlap with the window at the end (few, bounded by the
-    /// warm-up size).
-    warmup_intervals: Vec<(u64, u64)>,
-}
-
-/// Lossless serialised form of a [`MetricSet`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MetricSetState {
-    pub ttft_ns: DistributionState,
-    pub tpot_ns: DistributionState,
-    pub itl_ns: DistributionState,
-    pub e2e_ns: DistributionState,
-    pub queue_delay_ns: DistributionState,
-    pub tokens_per_chunk_milli: DistributionState,
-    pub output_tokens: DistributionState,
-    pub input_tokens: DistributionState,
-    pub successful: u64,
-    pub failed: BTreeMap<String, u64>,
-    pub cancelled: u64,
-    pub warmup: u64,
-    pub input_tokens_total: u64,
-    pub output_tokens_total: u64,
-    pub output_token_sources: BTreeMap<String, u64>,
-    pub content_chunks_total: u64,
-    #[serde(default)]
-    pub input_check: InputCheck,
-    pub window: Option<Window>,
-    pub in_flight_ns_total: String,
-    pub queued_ns_total: String,
-    pub warmup_intervals: Vec<(u64, u64)>,
+impl Merge for Option<Window> {
+    fn merge(&mut self, other: &Self) {
+        *self = match (*self, *other) {
+            (Some(a), Some(b)) => Some(Window {
+                start_ns: a.start_ns.min(b.start_ns),
+                end_ns: a.end_ns.max(b.end_ns),
+            }),
+            (a, b) => a.or(b),
+        };
+    }
 }
 
 /// How the server's input counts (`usage.prompt_tokens`) compare with what the workload meant to
 /// send, over successful measured requests that have both.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[schemars(deny_unknown_fields)]
 pub struct InputCheck {
     pub compared: u64,
     /// Requests whose server count equals the intended length.
@@ -114,7 +164,9 @@ impl InputCheck {
         self.exact += (diff == 0) as u64;
         self.diff_sum += diff;
     }
+}
 
+impl Merge for InputCheck {
     fn merge(&mut self, o: &InputCheck) {
         if o.compared == 0 {
             return;
@@ -131,6 +183,90 @@ impl InputCheck {
     }
 }
 
+/// One lockstep batch, as its successful measured members describe it.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[schemars(deny_unknown_fields)]
+pub struct BatchStats {
+    pub members: u64,
+    /// The slowest member's E2E: the batch latency.
+    pub max_e2e_ns: u64,
+    /// The last member's TTFT: when every member had started generating.
+    pub max_ttft_ns: u64,
+}
+
+impl Merge for BTreeMap<u64, BatchStats> {
+    fn merge(&mut self, other: &Self) {
+        for (k, b) in other {
+            let e = self.entry(*k).or_default();
+            e.members += b.members;
+            e.max_e2e_ns = e.max_e2e_ns.max(b.max_e2e_ns);
+            e.max_ttft_ns = e.max_ttft_ns.max(b.max_ttft_ns);
+        }
+    }
+}
+
+/// The per-request SLO is configuration: merging keeps the first one given.
+impl Merge for Option<RequestSlo> {
+    fn merge(&mut self, other: &Self) {
+        if self.is_none() {
+            *self = *other;
+        }
+    }
+}
+
+mergeable! {
+    /// Statistics of a stream of records. Warm-up records are excluded from every statistic (they
+    /// are only counted, and their time in flight inside the window still counts towards
+    /// concurrency). Serialised, it is the lossless state a report carries.
+    #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+    #[schemars(deny_unknown_fields)]
+    pub struct MetricSet {
+        pub ttft_ns: Distribution,
+        pub tpot_ns: Distribution,
+        pub itl_ns: Distribution,
+        pub e2e_ns: Distribution,
+        pub queue_delay_ns: Distribution,
+        /// Output tokens per content chunk, per request, in thousandths.
+        pub tokens_per_chunk_milli: Distribution,
+        pub output_tokens: Distribution,
+        pub input_tokens: Distribution,
+
+        pub successful: u64,
+        pub failed: BTreeMap<String, u64>,
+        pub cancelled: u64,
+        pub warmup: u64,
+        pub input_tokens_total: u64,
+        pub output_tokens_total: u64,
+        /// Successful requests by where their output count came from (`usage`, `chunks`, ...).
+        pub output_token_sources: BTreeMap<String, u64>,
+        pub content_chunks_total: u64,
+        /// Server-reported input lengths against the workload's intended ones.
+        #[serde(default)]
+        pub input_check: InputCheck,
+
+        /// Measured requests: min send and max end.
+        pub window: Option<Window>,
+        /// Σ (end − sent) of measured requests (all lie inside the window by construction).
+        pub in_flight_ns_total: Sum128,
+        /// Σ (sent − intended) of measured requests.
+        pub queued_ns_total: Sum128,
+        /// Warm-up intervals, kept to add their overlap with the window at the end (few, bounded
+        /// by the warm-up size).
+        pub warmup_intervals: Vec<(u64, u64)>,
+        /// Lockstep batches by index (empty for other schedules).
+        #[serde(default)]
+        pub batches: BTreeMap<u64, BatchStats>,
+        /// The per-request SLO that `slo_met` counts against, if one was set.
+        #[serde(default)]
+        pub slo: Option<RequestSlo>,
+        /// Successful measured requests that met every per-request SLO.
+        #[serde(default)]
+        pub slo_met: u64,
+    }
+}
+
 fn source_label(s: TokenSource) -> &'static str {
     match s {
         TokenSource::Usage => "usage",
@@ -141,6 +277,14 @@ fn source_label(s: TokenSource) -> &'static str {
 }
 
 impl MetricSet {
+    /// An empty set that counts requests meeting `slo` (goodput).
+    pub fn with_slo(slo: Option<RequestSlo>) -> MetricSet {
+        MetricSet {
+            slo,
+            ..MetricSet::default()
+        }
+    }
+
     /// Adds one record. This is where the metric definitions of `docs/metrics.md` live.
     pub fn add(&mut self, r: &RequestRecord) {
         if r.warmup {
@@ -154,8 +298,8 @@ impl MetricSet {
         });
         w.start_ns = w.start_ns.min(r.sent_ns);
         w.end_ns = w.end_ns.max(r.end_ns);
-        self.in_flight_ns_total += r.e2e_ns() as u128;
-        self.queued_ns_total += r.queue_delay_ns() as u128;
+        self.in_flight_ns_total.0 += r.e2e_ns() as u128;
+        self.queued_ns_total.0 += r.queue_delay_ns() as u128;
         // Lateness is a property of the schedule, whatever the outcome.
         self.queue_delay_ns.record(r.queue_delay_ns());
 
@@ -205,6 +349,15 @@ impl MetricSet {
                 self.input_check.add(inp as i64 - expected as i64);
             }
         }
+        if let Some(b) = r.batch {
+            let e = self.batches.entry(b).or_default();
+            e.members += 1;
+            e.max_e2e_ns = e.max_e2e_ns.max(r.e2e_ns());
+            e.max_ttft_ns = e.max_ttft_ns.max(r.ttft_ns().unwrap_or(0));
+        }
+        if self.slo.is_some_and(|s| s.met_by(r)) {
+            self.slo_met += 1;
+        }
     }
 
     /// Measured requests (successful, failed or cancelled; warm-up excluded).
@@ -232,7 +385,7 @@ impl MetricSet {
             .iter()
             .map(|&(s, e)| w.overlap_ns(s, e) as u128)
             .sum();
-        (self.in_flight_ns_total + warm) as f64 / span as f64
+        (self.in_flight_ns_total.0 + warm) as f64 / span as f64
     }
 
     /// Time-averaged number of requests waiting to be sent (intended but not yet sent).
@@ -241,7 +394,7 @@ impl MetricSet {
         if span == 0 {
             return 0.0;
         }
-        self.queued_ns_total as f64 / span as f64
+        self.queued_ns_total.0 as f64 / span as f64
     }
 
     /// Per-second rate of `count` over the window.
@@ -254,106 +407,34 @@ impl MetricSet {
         }
     }
 
+    /// Σ (end − sent) of measured requests, in seconds: the request-time the set occupied.
+    pub fn request_seconds(&self) -> f64 {
+        self.in_flight_ns_total.0 as f64 / 1e9
+    }
+
+    /// Batch latencies (each batch's slowest member's E2E) as a distribution.
+    pub fn batch_latency_ns(&self) -> Distribution {
+        let mut d = Distribution::default();
+        for b in self.batches.values() {
+            d.record(b.max_e2e_ns);
+        }
+        d
+    }
+
     /// Adds another set; the result equals adding both record streams into one.
     pub fn merge(&mut self, o: &MetricSet) {
-        self.ttft_ns.merge(&o.ttft_ns);
-        self.tpot_ns.merge(&o.tpot_ns);
-        self.itl_ns.merge(&o.itl_ns);
-        self.e2e_ns.merge(&o.e2e_ns);
-        self.queue_delay_ns.merge(&o.queue_delay_ns);
-        self.tokens_per_chunk_milli.merge(&o.tokens_per_chunk_milli);
-        self.output_tokens.merge(&o.output_tokens);
-        self.input_tokens.merge(&o.input_tokens);
-        self.successful += o.successful;
-        for (k, v) in &o.failed {
-            *self.failed.entry(k.clone()).or_default() += v;
-        }
-        self.cancelled += o.cancelled;
-        self.warmup += o.warmup;
-        self.input_tokens_total += o.input_tokens_total;
-        self.output_tokens_total += o.output_tokens_total;
-        for (k, v) in &o.output_token_sources {
-            *self.output_token_sources.entry(k.clone()).or_default() += v;
-        }
-        self.content_chunks_total += o.content_chunks_total;
-        self.input_check.merge(&o.input_check);
-        self.window = match (self.window, o.window) {
-            (Some(a), Some(b)) => Some(Window {
-                start_ns: a.start_ns.min(b.start_ns),
-                end_ns: a.end_ns.max(b.end_ns),
-            }),
-            (a, b) => a.or(b),
-        };
-        self.in_flight_ns_total += o.in_flight_ns_total;
-        self.queued_ns_total += o.queued_ns_total;
-        self.warmup_intervals.extend_from_slice(&o.warmup_intervals);
-        self.warmup_intervals.sort_unstable();
-    }
-
-    pub fn state(&self) -> MetricSetState {
-        let mut warmup_intervals = self.warmup_intervals.clone();
-        warmup_intervals.sort_unstable();
-        MetricSetState {
-            ttft_ns: self.ttft_ns.state(),
-            tpot_ns: self.tpot_ns.state(),
-            itl_ns: self.itl_ns.state(),
-            e2e_ns: self.e2e_ns.state(),
-            queue_delay_ns: self.queue_delay_ns.state(),
-            tokens_per_chunk_milli: self.tokens_per_chunk_milli.state(),
-            output_tokens: self.output_tokens.state(),
-            input_tokens: self.input_tokens.state(),
-            successful: self.successful,
-            failed: self.failed.clone(),
-            cancelled: self.cancelled,
-            warmup: self.warmup,
-            input_tokens_total: self.input_tokens_total,
-            output_tokens_total: self.output_tokens_total,
-            output_token_sources: self.output_token_sources.clone(),
-            content_chunks_total: self.content_chunks_total,
-            input_check: self.input_check,
-            window: self.window,
-            in_flight_ns_total: self.in_flight_ns_total.to_string(),
-            queued_ns_total: self.queued_ns_total.to_string(),
-            warmup_intervals,
-        }
-    }
-
-    pub fn from_state(s: &MetricSetState) -> Result<MetricSet, StateError> {
-        let int = |v: &str| v.parse::<u128>().map_err(|_| StateError::Sum(v.to_owned()));
-        Ok(MetricSet {
-            ttft_ns: Distribution::from_state(&s.ttft_ns)?,
-            tpot_ns: Distribution::from_state(&s.tpot_ns)?,
-            itl_ns: Distribution::from_state(&s.itl_ns)?,
-            e2e_ns: Distribution::from_state(&s.e2e_ns)?,
-            queue_delay_ns: Distribution::from_state(&s.queue_delay_ns)?,
-            tokens_per_chunk_milli: Distribution::from_state(&s.tokens_per_chunk_milli)?,
-            output_tokens: Distribution::from_state(&s.output_tokens)?,
-            input_tokens: Distribution::from_state(&s.input_tokens)?,
-            successful: s.successful,
-            failed: s.failed.clone(),
-            cancelled: s.cancelled,
-            warmup: s.warmup,
-            input_tokens_total: s.input_tokens_total,
-            output_tokens_total: s.output_tokens_total,
-            output_token_sources: s.output_token_sources.clone(),
-            content_chunks_total: s.content_chunks_total,
-            input_check: s.input_check,
-            window: s.window,
-            in_flight_ns_total: int(&s.in_flight_ns_total)?,
-            queued_ns_total: int(&s.queued_ns_total)?,
-            warmup_intervals: s.warmup_intervals.clone(),
-        })
+        Merge::merge(self, o)
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use strobe_core::{ChunkArrivals, ClassId, ErrorKind};
 
     /// A hand-made record: sent at `sent` ms, first token after `ttft` ms, then `n − 1` more
     /// chunks `gap` ms apart.
-    fn rec(index: u64, intended: u64, sent: u64, ttft: u64, gap: u64, n: u32) -> RequestRecord {
+    pub fn rec(index: u64, intended: u64, sent: u64, ttft: u64, gap: u64, n: u32) -> RequestRecord {
         let ms = 1_000_000;
         let arrivals: Vec<u64> = (0..n as u64).map(|k| (ttft + k * gap) * ms).collect();
         RequestRecord {
@@ -372,6 +453,7 @@ mod tests {
             output_tokens: Some(n),
             output_tokens_source: Some(TokenSource::Usage),
             expected_input_tokens: None,
+            batch: None,
             outcome: Outcome::Success,
         }
     }
@@ -430,15 +512,19 @@ mod tests {
         assert_eq!(m.tokens_per_chunk_milli.summary(1e-3).mean, 1.0);
     }
 
+    fn json(m: &MetricSet) -> String {
+        serde_json::to_string(m).unwrap()
+    }
+
     #[test]
-    fn sets_merge_exactly() {
+    fn sets_merge_exactly_through_their_serialised_state() {
         let (mut a, mut b, mut all) = (
             MetricSet::default(),
             MetricSet::default(),
             MetricSet::default(),
         );
         for i in 0..300u64 {
-            let r = rec(
+            let mut r = rec(
                 i,
                 i * 7,
                 i * 7 + i % 3,
@@ -446,6 +532,8 @@ mod tests {
                 5 + i % 4,
                 2 + (i % 20) as u32,
             );
+            r.batch = Some(i / 10);
+            r.warmup = i < 5;
             if i % 2 == 0 {
                 a.add(&r)
             } else {
@@ -453,11 +541,45 @@ mod tests {
             }
             all.add(&r);
         }
-        let mut merged = MetricSet::from_state(&b.state()).unwrap();
-        merged.merge(&MetricSet::from_state(&a.state()).unwrap());
-        assert_eq!(merged.ttft_ns.summary(1.0), all.ttft_ns.summary(1.0));
-        assert_eq!(merged.itl_ns.summary(1.0), all.itl_ns.summary(1.0));
+        let back = |m: &MetricSet| -> MetricSet { serde_json::from_str(&json(m)).unwrap() };
+        let mut merged = back(&b);
+        merged.merge(&back(&a));
+        // Every field, histograms included, equals the one-stream set.
+        assert_eq!(merged, all);
         assert_eq!(merged.achieved_concurrency(), all.achieved_concurrency());
-        assert_eq!(merged.window(), all.window());
+        assert_eq!(
+            merged.batch_latency_ns().summary(1.0),
+            all.batch_latency_ns().summary(1.0)
+        );
+    }
+
+    #[test]
+    fn lockstep_batch_latency_is_the_slowest_member() {
+        let mut m = MetricSet::default();
+        for (i, (ttft, n)) in [(10, 5), (30, 3), (20, 9)].into_iter().enumerate() {
+            let mut r = rec(i as u64, 0, 0, ttft, 10, n);
+            r.batch = Some(0);
+            m.add(&r);
+        }
+        let b = m.batches[&0];
+        // E2E: 10+40=50, 30+20=50, 20+80=100 ms; the slowest TTFT is 30 ms.
+        assert_eq!(
+            (b.members, b.max_e2e_ns, b.max_ttft_ns),
+            (3, 100_000_000, 30_000_000)
+        );
+        assert_eq!(m.batch_latency_ns().summary(1e-6).max, 100.0);
+    }
+
+    #[test]
+    fn a_corrupt_state_is_an_error_not_a_panic() {
+        let mut v: serde_json::Value = serde_json::from_str(&json(&MetricSet::default())).unwrap();
+        v["ttft_ns"]["hdr"] = "not base64!".into();
+        assert!(serde_json::from_value::<MetricSet>(v.clone()).is_err());
+        v["ttft_ns"] = serde_json::to_value(Distribution::default()).unwrap();
+        v["in_flight_ns_total"] = "12x".into();
+        let e = serde_json::from_value::<MetricSet>(v)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("12x"), "{e}");
     }
 }

@@ -1,15 +1,19 @@
-//! The console exporter: vLLM's "Serving Benchmark Result" block, then a latency table with
-//! mean/median/p95/p99/min/max, errors and warnings.
+//! The console exporter. A run: vLLM's "Serving Benchmark Result" block per class, then a latency
+//! table with mean/median/p95/p99/min/max, the schedule's own block (seed 003's offline figures,
+//! seed 001's lockstep batches), SLOs, cost, errors and warnings. An experiment: a table across
+//! its runs, and for seed 000's conditions the seed's own layout with each figure beside its
+//! baseline.
 
 use std::fmt::Write;
-use strobe_metrics::Summary;
+use strobe_metrics::{Cost, Summary};
 
-use crate::Report;
+use crate::summary::{ClassSummary, ExperimentSummary};
+use crate::{ClassReport, Report};
 
 const WIDTH: usize = 50;
 
 fn title(out: &mut String, text: &str, fill: char) {
-    let pad = WIDTH.saturating_sub(text.len());
+    let pad = WIDTH.saturating_sub(text.chars().count());
     let left = pad / 2;
     let fill_l: String = std::iter::repeat_n(fill, left).collect();
     let fill_r: String = std::iter::repeat_n(fill, pad - left).collect();
@@ -21,57 +25,108 @@ fn row(out: &mut String, label: &str, value: impl std::fmt::Display) {
 }
 
 pub fn render(report: &Report) -> String {
-    let r = &report.results;
     let mut out = String::new();
+    let several = report.classes.len() > 1;
+    if let (Some(label), false) = (&report.run.label, several) {
+        let _ = writeln!(out, "--- {label} ---");
+    }
+    for c in &report.classes {
+        if several {
+            let _ = writeln!(out);
+            title(&mut out, &format!(" class `{}` ", c.name), '#');
+        }
+        class_block(&mut out, report, c);
+    }
+    if several {
+        let _ = writeln!(out);
+        all_classes(&mut out, report);
+    }
+    if let Some(cost) = &report.cost {
+        if several {
+            cost_block(&mut out, "Cost of the whole run", cost);
+        }
+    }
+    server_side(&mut out, report);
+    let c = &report.client;
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "Client: {:.2} CPU-s ({:.2} of {} cores){}, {} connections, arrivals dated by {} timestamps",
+        c.cpu_seconds,
+        c.cpu_cores_used,
+        c.cpu_cores_available,
+        c.cpu_us_per_output_token
+            .map(|u| format!(", {u:.3} CPU-µs per output token"))
+            .unwrap_or_default(),
+        c.connections,
+        c.receive_timestamps
+    );
+    for w in &c.warnings {
+        let _ = writeln!(out, "warning: {w}");
+    }
+    if report.run.interrupted || report.run.aborted {
+        let _ = writeln!(out, "stopped: {}", report.run.stop_reason);
+    }
+    out
+}
+
+fn class_block(out: &mut String, report: &Report, c: &ClassReport) {
+    let r = &c.results;
+    let load = &c.load;
+    if load.schedule == "offline" {
+        offline_block(out, c);
+    }
     let heading = if report.run.interrupted {
         " Serving Benchmark Result (partial) "
     } else {
         " Serving Benchmark Result "
     };
-    title(&mut out, heading, '=');
-    row(&mut out, "Successful requests:", r.requests.successful);
-    row(&mut out, "Failed requests:", r.requests.failed);
+    title(out, heading, '=');
+    row(out, "Successful requests:", r.requests.successful);
+    row(out, "Failed requests:", r.requests.failed);
     if r.requests.cancelled > 0 {
-        row(&mut out, "Cancelled requests:", r.requests.cancelled);
+        row(out, "Cancelled requests:", r.requests.cancelled);
     }
-    match r.concurrency.requested {
-        Some(c) if report.run.load.mode == "concurrency" => {
-            row(&mut out, "Maximum request concurrency:", c)
-        }
-        Some(c) => row(&mut out, "Maximum request concurrency (cap):", c),
-        None => {}
+    if r.requests.unsent > 0 {
+        row(out, "Due but never sent:", r.requests.unsent);
+    }
+    match (load.schedule.as_str(), r.concurrency.requested) {
+        ("closed", Some(n)) => row(out, "Maximum request concurrency:", n),
+        ("lockstep", Some(n)) => row(out, "Batch size:", n),
+        (_, Some(n)) => row(out, "Maximum request concurrency (cap):", n),
+        _ => {}
     }
     row(
-        &mut out,
+        out,
         "Achieved concurrency (mean in flight):",
         format!("{:.2}", r.concurrency.achieved_mean),
     );
-    if let Some(rate) = report.run.load.rate_per_s {
+    if let Some(rate) = load.rate_per_s {
         row(
-            &mut out,
+            out,
             "Request rate configured (req/s):",
             format!("{rate:.2}"),
         );
     }
     row(
-        &mut out,
+        out,
         "Benchmark duration (s):",
         format!("{:.2}", r.duration_s),
     );
-    row(&mut out, "Total input tokens:", r.tokens.input);
-    row(&mut out, "Total generated tokens:", r.tokens.output);
+    row(out, "Total input tokens:", r.tokens.input);
+    row(out, "Total generated tokens:", r.tokens.output);
     row(
-        &mut out,
+        out,
         "Request throughput (req/s):",
         format!("{:.2}", r.throughput.requests_per_s),
     );
     row(
-        &mut out,
+        out,
         "Output token throughput (tok/s):",
         format!("{:.2}", r.throughput.output_tokens_per_s),
     );
     row(
-        &mut out,
+        out,
         "Total Token throughput (tok/s):",
         format!("{:.2}", r.throughput.total_tokens_per_s),
     );
@@ -91,19 +146,80 @@ pub fn render(report: &Report) -> String {
     };
     let l = &r.latency;
     if l.ttft_ms.count > 0 {
-        block(&mut out, "Time to First Token", "TTFT", &l.ttft_ms);
+        block(out, "Time to First Token", "TTFT", &l.ttft_ms);
         block(
-            &mut out,
+            out,
             "Time per Output Token (excl. 1st token)",
             "TPOT",
             &l.tpot_ms,
         );
-        block(&mut out, "Inter-token Latency", "ITL", &l.itl_ms);
+        block(out, "Inter-token Latency", "ITL", &l.itl_ms);
     }
-    block(&mut out, "End-to-end Latency", "E2EL", &l.e2e_ms);
-    title(&mut out, "", '=');
+    block(out, "End-to-end Latency", "E2EL", &l.e2e_ms);
+    title(out, "", '=');
 
     let _ = writeln!(out);
+    latency_table(out, r);
+    if let Some(b) = &r.batches {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "Lockstep batches: {} of {} requests; batch latency (slowest member) p50 {:.2} ms, p95 {:.2} ms, mean {:.2} ms, max {:.2} ms; prefill (slowest first token) p50 {:.2} ms",
+            b.count,
+            load.batch_size.unwrap_or(0),
+            b.latency_ms.p50,
+            b.latency_ms.p95,
+            b.latency_ms.mean,
+            b.latency_ms.max,
+            b.prefill_ms.p50
+        );
+    }
+    if let Some(slo) = &c.slo {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "SLOs: {}",
+            if slo.all_met { "all met" } else { "MISSED" }
+        );
+        for ch in &slo.checks {
+            let actual = ch
+                .actual_ms
+                .map(|a| format!("{a:.2} ms"))
+                .unwrap_or_else(|| "per request".into());
+            let _ = writeln!(
+                out,
+                "  {:<18} ≤ {:>10.2} ms   {:>14}   {}",
+                ch.name,
+                ch.limit_ms,
+                actual,
+                if ch.met { "met" } else { "missed" }
+            );
+        }
+        if let (Some(met), Some(att), Some(g)) =
+            (slo.requests_met, slo.attainment, slo.goodput_per_s)
+        {
+            let _ = writeln!(
+                out,
+                "  requests within every per-request limit: {met} ({:.1}%); goodput {g:.2} req/s",
+                att * 100.0
+            );
+        }
+    }
+    if let Some(cost) = &c.cost {
+        cost_block(out, "Cost", cost);
+    }
+    workload_lines(out, c);
+    if !r.requests.errors.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "Errors:");
+        for e in &r.requests.errors {
+            let _ = writeln!(out, "  {:<16} {:>8}  e.g. {}", e.kind, e.count, e.example);
+        }
+    }
+}
+
+fn latency_table(out: &mut String, r: &crate::Results) {
+    let l = &r.latency;
     let _ = writeln!(
         out,
         "| {:<20} | {:>9} | {:>9} | {:>9} | {:>9} | {:>9} | {:>9} | {:>8} |",
@@ -137,7 +253,85 @@ pub fn render(report: &Report) -> String {
             r.tokens_per_chunk.mean, r.tokens_per_chunk.max
         );
     }
-    let w = &report.run.workload;
+}
+
+/// Seed 003's offline block.
+fn offline_block(out: &mut String, c: &ClassReport) {
+    let r = &c.results;
+    let line = "* ==========================================================";
+    let _ = writeln!(out, "{line}");
+    let _ = writeln!(out, "* Total Time:                   {:.2}", r.duration_s);
+    let _ = writeln!(
+        out,
+        "* Total Generations:            {}",
+        r.requests.successful
+    );
+    let _ = writeln!(out, "*");
+    let _ = writeln!(
+        out,
+        "* Generations / Sec:            {:.2}",
+        r.throughput.requests_per_s
+    );
+    let _ = writeln!(
+        out,
+        "* Generation Tok / Sec:         {:.2}",
+        r.throughput.output_tokens_per_s
+    );
+    let _ = writeln!(
+        out,
+        "* Prompt Tok / Sec:             {:.2}",
+        r.throughput.input_tokens_per_s
+    );
+    let _ = writeln!(out, "*");
+    let _ = writeln!(
+        out,
+        "* Avg Generation Tokens:        {:.2}",
+        r.output_tokens_per_request.mean
+    );
+    let _ = writeln!(
+        out,
+        "* Avg Prompt Tokens:            {:.2}",
+        r.input_tokens_per_request.mean
+    );
+    let _ = writeln!(out, "{line}");
+}
+
+fn money(v: Option<f64>) -> String {
+    v.map(|v| format!("${v:.4}"))
+        .unwrap_or_else(|| "n/a".into())
+}
+
+fn cost_block(out: &mut String, heading: &str, c: &Cost) {
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "{heading} (${:.2} per GPU-hour × {} GPU{}, {:.1} s): ${:.4} in all",
+        c.usd_per_gpu_hour,
+        c.gpus,
+        if c.gpus == 1 { "" } else { "s" },
+        c.seconds,
+        c.total_usd
+    );
+    let _ = writeln!(
+        out,
+        "  per 1M input tokens (prefill) {}   per 1M output tokens (generation) {}",
+        money(c.usd_per_million_input_tokens),
+        money(c.usd_per_million_output_tokens)
+    );
+    let _ = writeln!(
+        out,
+        "  per 1M tokens (blended) {}   per 1,000 requests {}{}",
+        money(c.usd_per_million_tokens),
+        money(c.usd_per_thousand_requests),
+        c.prefill_share
+            .map(|s| format!("   prefill share of time {:.1}%", s * 100.0))
+            .unwrap_or_default()
+    );
+}
+
+fn workload_lines(out: &mut String, c: &ClassReport) {
+    let w = &c.workload;
+    let r = &c.results;
     let _ = writeln!(out, "Workload: {}", w.description);
     let _ = writeln!(
         out,
@@ -149,11 +343,11 @@ pub fn render(report: &Report) -> String {
         },
         w.tokenizer
     );
-    if let Some(c) = &r.input_length_check {
+    if let Some(ch) = &r.input_length_check {
         let _ = writeln!(
             out,
             "Server-counted input vs intended: {} of {} exact; difference mean {:+.2}, min {:+}, max {:+} tokens",
-            c.exact, c.compared, c.mean_diff, c.min_diff, c.max_diff
+            ch.exact, ch.compared, ch.mean_diff, ch.min_diff, ch.max_diff
         );
     }
     if let Some(d) = &w.dataset {
@@ -176,35 +370,36 @@ pub fn render(report: &Report) -> String {
             }
         );
     }
-    if !r.requests.errors.is_empty() {
-        let _ = writeln!(out);
-        let _ = writeln!(out, "Errors:");
-        for e in &r.requests.errors {
-            let _ = writeln!(out, "  {:<16} {:>8}  e.g. {}", e.kind, e.count, e.example);
-        }
-    }
-    server_side(&mut out, report);
-    let c = &report.client;
-    let _ = writeln!(out);
+}
+
+fn all_classes(out: &mut String, report: &Report) {
+    title(out, " All classes ", '#');
     let _ = writeln!(
         out,
-        "Client: {:.2} CPU-s ({:.2} of {} cores){}, {} connections, arrivals dated by {} timestamps",
-        c.cpu_seconds,
-        c.cpu_cores_used,
-        c.cpu_cores_available,
-        c.cpu_us_per_output_token
-            .map(|u| format!(", {u:.3} CPU-µs per output token"))
-            .unwrap_or_default(),
-        c.connections,
-        c.receive_timestamps
+        "| {:<14} | {:>9} | {:>7} | {:>9} | {:>10} | {:>11} | {:>10} | {:>10} |",
+        "class", "schedule", "ok", "req/s", "out tok/s", "total tok/s", "TTFT p95", "E2E p95"
     );
-    for w in &c.warnings {
-        let _ = writeln!(out, "warning: {w}");
+    let _ = writeln!(
+        out,
+        "|{:-<16}|{:->11}|{:->9}|{:->11}|{:->12}|{:->13}|{:->12}|{:->12}|",
+        "", "", "", "", "", "", "", ""
+    );
+    let mut line = |name: &str, schedule: &str, r: &crate::Results| {
+        let _ = writeln!(
+            out,
+            "| {name:<14} | {schedule:>9} | {:>7} | {:>9.2} | {:>10.1} | {:>11.1} | {:>10.2} | {:>10.2} |",
+            r.requests.successful,
+            r.throughput.requests_per_s,
+            r.throughput.output_tokens_per_s,
+            r.throughput.total_tokens_per_s,
+            r.latency.ttft_ms.p95,
+            r.latency.e2e_ms.p95
+        );
+    };
+    for c in &report.classes {
+        line(&c.name, &c.load.schedule, &c.results);
     }
-    if report.run.interrupted || report.run.aborted {
-        let _ = writeln!(out, "stopped: {}", report.run.stop_reason);
-    }
-    out
+    line("(all)", "", &report.results);
 }
 
 /// What the server and its GPUs said, beside the client's view.
@@ -289,6 +484,246 @@ fn server_side(out: &mut String, report: &Report) {
                 .map(|v| format!(", version {v}"))
                 .unwrap_or_default(),
             e.log_path
+        );
+    }
+}
+
+/// An experiment: a table across its runs (and for seed 000's conditions, the seed's layout with
+/// every interactive figure beside its isolated baseline).
+pub fn render_experiment(s: &ExperimentSummary) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out);
+    title(&mut out, &format!(" {} ", s.title), '#');
+    if s.kind == "interference" {
+        interference(&mut out, s);
+    } else {
+        points_table(&mut out, s);
+    }
+    if s.interrupted {
+        let _ = writeln!(
+            out,
+            "stopped after {} of {} runs",
+            s.points.len(),
+            s.planned
+        );
+    }
+    out
+}
+
+fn points_table(out: &mut String, s: &ExperimentSummary) {
+    let _ = writeln!(
+        out,
+        "| {:<14} | {:<12} | {:>7} | {:>6} | {:>9} | {:>11} | {:>10} | {:>10} | {:>10} |",
+        "run", "class", "ok", "failed", "req/s", "out tok/s", "TTFT mean", "TPOT mean", "E2E p95"
+    );
+    let _ = writeln!(
+        out,
+        "|{:-<16}|{:-<14}|{:->9}|{:->8}|{:->11}|{:->13}|{:->12}|{:->12}|{:->12}|",
+        "", "", "", "", "", "", "", "", ""
+    );
+    for p in &s.points {
+        for c in &p.classes {
+            let _ = writeln!(
+                out,
+                "| {:<14} | {:<12} | {:>7} | {:>6} | {:>9.2} | {:>11.1} | {:>10.2} | {:>10.2} | {:>10.2} |",
+                p.label,
+                c.name,
+                c.successful,
+                c.failed,
+                c.throughput.requests_per_s,
+                c.throughput.output_tokens_per_s,
+                c.ttft_ms.mean,
+                c.tpot_ms.mean,
+                c.e2e_ms.p95
+            );
+        }
+    }
+    for p in &s.points {
+        if let Some(f) = &p.report_file {
+            let _ = writeln!(out, "{}: {f}", p.label);
+        }
+    }
+}
+
+fn secs(ms: f64) -> String {
+    format!("{:.4}s", ms / 1e3)
+}
+
+fn batch_lines(out: &mut String, b: &ClassSummary) {
+    let _ = writeln!(out, "-   **Token usage (batch-wide):**");
+    let _ = writeln!(out, "    -   Prompt tokens: total={}", b.input_tokens);
+    let _ = writeln!(out, "    -   Completion tokens: total={}", b.output_tokens);
+    let _ = writeln!(out, "-   **Token throughput:**");
+    let _ = writeln!(
+        out,
+        "    -   Prompt tokens/sec: {:.2}",
+        b.throughput.input_tokens_per_s
+    );
+    let _ = writeln!(
+        out,
+        "    -   Completion tokens/sec: {:.2}",
+        b.throughput.output_tokens_per_s
+    );
+    let _ = writeln!(
+        out,
+        "    -   Total tokens/sec: {:.2}",
+        b.throughput.total_tokens_per_s
+    );
+    if b.failed > 0 {
+        let _ = writeln!(out, "-   Failed batch requests: {}", b.failed);
+    }
+}
+
+fn user_lines(out: &mut String, u: &ClassSummary, base: Option<&ClassSummary>) {
+    let _ = writeln!(out, "-   **Successful requests:** {}", u.successful);
+    let _ = writeln!(
+        out,
+        "-   **Throughput:** {:.2} req/s",
+        u.throughput.requests_per_s
+    );
+    if u.failed > 0 {
+        let _ = writeln!(out, "-   **Failed requests:** {}", u.failed);
+    }
+    for (name, s, b) in [
+        ("Latency", &u.e2e_ms, base.map(|b| &b.e2e_ms)),
+        ("TTFT", &u.ttft_ms, base.map(|b| &b.ttft_ms)),
+    ] {
+        let _ = writeln!(out);
+        match b {
+            Some(_) => {
+                let _ = writeln!(out, "| {name} Stats | Value | Isolated | Ratio |");
+                let _ = writeln!(out, "| :--- | :--- | :--- | :--- |");
+            }
+            None => {
+                let _ = writeln!(out, "| {name} Stats | Value |");
+                let _ = writeln!(out, "| :--- | :--- |");
+            }
+        }
+        for (stat, v, bv) in [
+            ("Average", s.mean, b.map(|b| b.mean)),
+            ("Median (p50)", s.p50, b.map(|b| b.p50)),
+            ("p95", s.p95, b.map(|b| b.p95)),
+            ("p99", s.p99, b.map(|b| b.p99)),
+            ("Min", s.min, b.map(|b| b.min)),
+            ("Max", s.max, b.map(|b| b.max)),
+        ] {
+            match bv {
+                Some(bv) => {
+                    let r = if bv > 0.0 {
+                        format!("{:.2}x", v / bv)
+                    } else {
+                        "n/a".into()
+                    };
+                    let _ = writeln!(out, "| {stat} | {} | {} | {r} |", secs(v), secs(bv));
+                }
+                None => {
+                    let _ = writeln!(out, "| {stat} | {} |", secs(v));
+                }
+            }
+        }
+    }
+}
+
+/// Seed 000's three test conditions.
+fn interference(out: &mut String, s: &ExperimentSummary) {
+    let batch_only = s.point("batch-only").and_then(|p| p.class("batch"));
+    if let Some(b) = batch_only {
+        let _ = writeln!(out, "\n### Test Condition 1: Batch-Only Performance\n");
+        batch_lines(out, b);
+    }
+    let isolated: Vec<_> = s
+        .points
+        .iter()
+        .filter(|p| p.label.starts_with("isolated-"))
+        .collect();
+    if !isolated.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n### Test Condition 2: Isolated Interactive Performance"
+        );
+        for p in &isolated {
+            if let Some(u) = p.class("interactive") {
+                let _ = writeln!(
+                    out,
+                    "\n#### Interactive Test (Concurrency: {}, Duration: {:.2}s)\n",
+                    p.parameters
+                        .get("users")
+                        .map(|v| v.to_string())
+                        .unwrap_or_default(),
+                    u.duration_s
+                );
+                user_lines(out, u, None);
+            }
+        }
+    }
+    let mixed: Vec<_> = s
+        .points
+        .iter()
+        .filter(|p| p.label.starts_with("mixed-"))
+        .collect();
+    if !mixed.is_empty() {
+        let _ = writeln!(out, "\n### Test Condition 3: Mixed-Workload Performance");
+    }
+    for p in &mixed {
+        let users = p
+            .parameters
+            .get("users")
+            .map(|v| v.to_string())
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "\n#### Mixed-Workload Test (Batch + {users} Concurrent Users)\n"
+        );
+        if let Some(b) = p.class("batch") {
+            batch_lines(out, b);
+        }
+        if let Some(u) = p.class("interactive") {
+            let base = s
+                .point(&format!("isolated-c{users}"))
+                .and_then(|p| p.class("interactive"));
+            let _ = writeln!(
+                out,
+                "\n**Interactive Results (Concurrency: {users}, Duration: {:.2}s)**",
+                u.duration_s
+            );
+            user_lines(out, u, base);
+        }
+    }
+    if s.comparisons.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n### Interference at a glance (with the batch ÷ without it)\n"
+    );
+    let _ = writeln!(
+        out,
+        "| {:<12} | {:<12} | {:>9} | {:>9} | {:>9} | {:>9} | {:>9} | {:>9} |",
+        "run", "class", "req/s", "E2E mean", "E2E p95", "TTFT mean", "TTFT p95", "tok/s"
+    );
+    let _ = writeln!(
+        out,
+        "|{:-<14}|{:-<14}|{:->11}|{:->11}|{:->11}|{:->11}|{:->11}|{:->11}|",
+        "", "", "", "", "", "", "", ""
+    );
+    for c in &s.comparisons {
+        let r = |m: &str| {
+            c.row(m)
+                .and_then(|r| r.ratio)
+                .map(|x| format!("{x:.2}x"))
+                .unwrap_or_else(|| "".into())
+        };
+        let _ = writeln!(
+            out,
+            "| {:<12} | {:<12} | {:>9} | {:>9} | {:>9} | {:>9} | {:>9} | {:>9} |",
+            c.label,
+            c.class,
+            r("requests_per_s"),
+            r("e2e_ms.mean"),
+            r("e2e_ms.p95"),
+            r("ttft_ms.mean"),
+            r("ttft_ms.p95"),
+            r("total_tokens_per_s")
         );
     }
 }

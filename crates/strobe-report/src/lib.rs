@@ -1,17 +1,24 @@
-//! The report: one versioned type, and exporters that turn it into bytes.
+//! The report: one versioned type, the experiment summary, and exporters that turn them into
+//! bytes.
 //!
-//! [`Report`] is what a run produced, in the shape of `schema/report.v1.schema.json`. Every field
-//! carries its unit in its name (`ttft_ms`, `duration_s`). The report also carries the lossless
-//! state of its statistics, so reports of several processes can be merged exactly.
+//! [`Report`] is what a run produced, in the shape of `schema/report.v2.schema.json`: the run as a
+//! whole and each request class on its own. Every field carries its unit in its name (`ttft_ms`,
+//! `duration_s`). Each class carries the lossless state of its statistics, so reports of several
+//! processes can be merged exactly. [`ExperimentSummary`] (`schema/experiment.v1.schema.json`) is
+//! derived from the reports of an experiment's runs.
 //!
-//! Exporters are pure functions of a report ([`console::render`], [`json::render`]); the per-request
-//! records stream has its own line encoder ([`records::line`]). Nothing here runs a benchmark.
+//! Exporters ([`export::Exporter`]: [`console`], [`json`]) are pure functions of a report or a
+//! summary; the per-request records stream has its own line encoder ([`records::line`]). Nothing
+//! here runs a benchmark or writes a file.
 
 pub mod console;
+pub mod export;
 pub mod json;
 mod model;
 pub mod records;
+pub mod summary;
 mod telemetry;
 
 pub use model::*;
+pub use summary::{ClassSummary, Comparison, ExperimentSummary, PointSummary, Ratio};
 pub use telemetry::*;

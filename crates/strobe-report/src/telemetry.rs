@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// A sampled value over the run.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct Series {
     pub mean: f64,
     pub max: f64,
@@ -31,7 +32,8 @@ impl Series {
 /// A server-side latency histogram's change over the run, in milliseconds. Quantiles are
 /// interpolated within the server's buckets (as Prometheus' `histogram_quantile` does), so they
 /// are only as fine as those buckets; the mean is exact.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct HistogramDelta {
     pub count: f64,
     pub mean_ms: f64,
@@ -41,7 +43,8 @@ pub struct HistogramDelta {
 }
 
 /// What the server's Prometheus endpoint said during the run.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct ServerMetrics {
     pub url: String,
     /// Whose metric names were recognised: `vllm`, `sglang`, `tgi`, or `unknown`.
@@ -64,7 +67,8 @@ pub struct ServerMetrics {
 }
 
 /// One GPU's samples.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct GpuDevice {
     pub index: u32,
     pub name: String,
@@ -75,7 +79,8 @@ pub struct GpuDevice {
 }
 
 /// GPU telemetry (seed 002's mem_usage).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct Gpu {
     /// `nvml` (this machine), `server_metrics` (the engine's /metrics), or `none`.
     pub source: String,
@@ -85,7 +90,8 @@ pub struct Gpu {
 }
 
 /// The engine strobe launched (`--launch`).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct Engine {
     pub command: String,
     /// `--flag value` pairs of the command line (seed 002's engine_params); bare flags map to "true".

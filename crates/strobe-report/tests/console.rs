@@ -1,10 +1,14 @@
-//! The human-facing summary, snapshot-tested on a report built from hand-made records (so every
-//! number is exact and stable).
+//! The human-facing summaries, snapshot-tested on reports built from hand-made records (so every
+//! number is exact and stable): one class, several classes with lockstep batches, SLOs and cost,
+//! and seed 000's interference summary.
 
 use std::collections::BTreeMap;
 use strobe_core::{ChunkArrivals, ClassId, ErrorKind, Outcome, RequestRecord, TokenSource};
-use strobe_metrics::MetricSet;
-use strobe_report::{LoadInfo, Report, ReportInputs, TargetInfo};
+use strobe_metrics::{slo, ClassSets, GpuPrice, RequestSlo};
+use strobe_report::{
+    ClassInput, Comparison, ExperimentSummary, LoadInfo, PointSummary, Report, ReportInputs,
+    RequestInfo, TargetInfo, WorkloadInfo,
+};
 
 const MS: u64 = 1_000_000;
 
@@ -35,12 +39,94 @@ fn record(
         output_tokens: Some(tokens),
         output_tokens_source: Some(TokenSource::Usage),
         expected_input_tokens: None,
+        batch: None,
         outcome,
     }
 }
 
+fn workload() -> WorkloadInfo {
+    WorkloadInfo {
+        description: "synthetic: input 128 tokens, output 64 tokens".into(),
+        kind: "synthetic".into(),
+        tokenizer: "words".into(),
+        exact_input_lengths: true,
+        input_len: "128".into(),
+        output_len: "64".into(),
+        prefix_groups: 1,
+        turns: 1,
+        ..Default::default()
+    }
+}
+
+fn request() -> RequestInfo {
+    RequestInfo {
+        api: "completions".into(),
+        endpoint: "http://127.0.0.1:8000/v1/completions".into(),
+        streaming: true,
+        extra_body: Default::default(),
+    }
+}
+
+fn class(name: &str, id: u16, load: LoadInfo, slo: Vec<strobe_metrics::SloTarget>) -> ClassInput {
+    ClassInput {
+        name: name.into(),
+        id,
+        request: request(),
+        workload: workload(),
+        load,
+        stop_reason: "request count reached".into(),
+        unsent: 0,
+        peak_in_flight: 2,
+        slo,
+    }
+}
+
+fn inputs(classes: Vec<ClassInput>, price: Option<GpuPrice>) -> ReportInputs {
+    let mut examples = BTreeMap::new();
+    examples.insert(
+        "stream_cut".to_owned(),
+        "stream ended without [DONE] after 1 content chunks".to_owned(),
+    );
+    ReportInputs {
+        started_at: "2026-11-28T12:00:00Z".into(),
+        experiment: None,
+        label: None,
+        target: TargetInfo {
+            base_url: "http://127.0.0.1:8000".into(),
+            model: "m".into(),
+            built_in: false,
+            extra_header_names: vec![],
+        },
+        classes,
+        stop_reason: "request count reached".into(),
+        interrupted: false,
+        aborted: false,
+        peak_in_flight: 2,
+        error_examples: examples,
+        cpu_seconds: 0.5,
+        wall_seconds: 2.0,
+        cpu_cores_available: 2,
+        connections: 2,
+        includes_built_in_target: false,
+        receive_timestamps: "kernel".into(),
+        backpressure_waits: 0,
+        backpressure_s: 0.0,
+        price,
+    }
+}
+
+fn closed(c: u32, n: u64) -> LoadInfo {
+    LoadInfo {
+        schedule: "closed".into(),
+        concurrency: Some(c),
+        requests: Some(n),
+        request_timeout_s: 600.0,
+        ..LoadInfo::default()
+    }
+}
+
 fn report() -> Report {
-    let mut m = MetricSet::default();
+    let mut m = ClassSets::new([(ClassId(0), None)]);
     for i in 0..10 {
         m.add(&record(i, i * 100, 50 + i, 10, 64, Outcome::Success));
     }
@@ -55,62 +141,59 @@ fn report() -> Report {
             message: "stream ended without [DONE]".into(),
         },
     ));
-    let mut examples = BTreeMap::new();
-    examples.insert(
-        "stream_cut".to_owned(),
-        "stream ended without [DONE] after 1 content chunks".to_owned(),
-    );
     Report::build(
         &m,
-        ReportInputs {
-            started_at: "2026-11-28T12:00:00Z".into(),
-            target: TargetInfo {
-                base_url: "http://127.0.0.1:8000".into(),
-                api: "completions".into(),
-                endpoint: "http://127.0.0.1:8000/v1/completions".into(),
-                model: "m".into(),
-                streaming: true,
-                built_in: false,
-                extra_header_names: vec![],
-                extra_body: Default::default(),
-            },
-            workload: strobe_report::WorkloadInfo {
-                description: "synthetic: input 128 tokens, output 64 tokens".into(),
-                kind: "synthetic".into(),
-                tokenizer: "words".into(),
-                exact_input_lengths: true,
-                input_len: "128".into(),
-                output_len: "64".into(),
-                prefix_groups: 1,
-                turns: 1,
-                ..Default::default()
-            },
-            load: LoadInfo {
-                mode: "concurrency".into(),
-                concurrency: Some(2),
-                rate_per_s: None,
-                arrival: None,
-                burstiness: None,
-                max_concurrency: None,
-                requests: Some(11),
-                duration_s: None,
-                warmup_requests: 0,
-                warmup_duration_s: 0.0,
-                seed: 0,
-                request_timeout_s: 600.0,
-            },
-            stop_reason: "request count reached".into(),
-            interrupted: false,
-            aborted: false,
-            peak_in_flight: 2,
-            error_examples: examples,
-            cpu_seconds: 0.5,
-            wall_seconds: 2.0,
-            cpu_cores_available: 2,
-            connections: 2,
-            includes_built_in_target: false,
-            receive_timestamps: "kernel".into(),
-        },
+        inputs(vec![class("default", 0, closed(2, 11), vec![])], None),
+    )
+}
+
+/// A lockstep batch class with a cost, beside an interactive class with SLOs.
+fn mixed() -> Report {
+    let targets = slo::parse("ttft_p95=60ms,e2e=700ms").unwrap();
+    let mut m = ClassSets::new([
+        (ClassId(0), None),
+        (ClassId(1), RequestSlo::from_targets(&targets)),
+    ]);
+    for b in 0..3u64 {
+        for j in 0..4u64 {
+            let mut r = record(
+                b * 4 + j,
+                b * 1000,
+                100 + 10 * j,
+                20,
+                32 + 8 * j as u32,
+                Outcome::Success,
+            );
+            r.batch = Some(b);
+            m.add(&r);
+        }
+    }
+    for i in 0..6 {
+        let mut r = record(i, 50 + i * 450, 40 + 8 * i, 12, 48, Outcome::Success);
+        r.class = ClassId(1);
+        m.add(&r);
+    }
+    let lockstep = LoadInfo {
+        schedule: "lockstep".into(),
+        batch_size: Some(4),
+        num_batches: Some(3),
+        request_timeout_s: 600.0,
+        ..LoadInfo::default()
+    };
+    let mut users = closed(1, 6);
+    users.until_class = Some("batch".into());
+    Report::build(
+        &m,
+        inputs(
+            vec![
+                class("batch", 0, lockstep, vec![]),
+                class("interactive", 1, users, targets),
+            ],
+            Some(GpuPrice {
+                usd_per_gpu_hour: 2.5,
+                gpus: 2,
+            }),
+        ),
     )
 }
 
@@ -120,8 +203,60 @@ fn summary_looks_like_vllm_and_adds_the_latency_table() {
 }
 
 #[test]
+fn several_classes_each_get_their_block_with_batches_slos_and_cost() {
+    let r = mixed();
+    let b = r.class("batch").unwrap().results.batches.as_ref().unwrap();
+    // Slowest member of each batch: TTFT 130 ms + 55 gaps of 20 ms.
+    assert_eq!((b.count, b.latency_ms.max), (3, 1230.0));
+    insta::assert_snapshot!(strobe_report::console::render(&r));
+}
+
+#[test]
+fn the_interference_summary_sets_each_figure_beside_its_baseline() {
+    let alone = report();
+    let both = mixed();
+    let mut s = ExperimentSummary::new(
+        "interference",
+        "batch and interactive users",
+        "2026-11-28T12:00:00Z",
+        3,
+    );
+    let mut only_batch = alone.clone();
+    only_batch.classes[0].name = "batch".into();
+    let mut users = alone;
+    users.classes[0].name = "interactive".into();
+    let users_param = BTreeMap::from([("users".to_owned(), serde_json::json!(1))]);
+    s.points.push(PointSummary::of(
+        "batch-only",
+        BTreeMap::new(),
+        &only_batch,
+        None,
+    ));
+    s.points.push(PointSummary::of(
+        "isolated-c1",
+        users_param.clone(),
+        &users,
+        Some("r.isolated-c1.json".into()),
+    ));
+    s.points
+        .push(PointSummary::of("mixed-c1", users_param, &both, None));
+    let cur = s.points[2].class("interactive").unwrap();
+    let base = s.points[1].class("interactive").unwrap();
+    s.comparisons
+        .push(Comparison::latency("mixed-c1", cur, "isolated-c1", base));
+    let cur = s.points[2].class("batch").unwrap();
+    let base = s.points[0].class("batch").unwrap();
+    s.comparisons
+        .push(Comparison::throughput("mixed-c1", cur, "batch-only", base));
+    let r = s.comparisons[0].row("e2e_ms.mean").unwrap();
+    assert_eq!(r.ratio, Some(r.value / r.baseline));
+    insta::assert_snapshot!(strobe_report::console::render_experiment(&s));
+}
+
+#[test]
 fn json_round_trips() {
-    let r = report();
-    let back: Report = serde_json::from_slice(&strobe_report::json::render(&r)).unwrap();
-    assert_eq!(back, r);
+    for r in [report(), mixed()] {
+        let back: Report = serde_json::from_slice(&strobe_report::json::render(&r)).unwrap();
+        assert_eq!(back, r);
+    }
 }

@@ -134,6 +134,8 @@ pub struct Delays {
     pub ttft: Duration,
     pub itl: Duration,
     pub jitter: Duration,
+    /// Added to each gap per other stream being served.
+    pub itl_per_stream: Duration,
     pub rng: rand::rngs::SmallRng,
 }
 
@@ -166,30 +168,38 @@ pub struct TokenStream {
     first_sent: Option<Instant>,
     truth: Arc<Truth>,
     buf: Vec<u8>,
+    /// The running slot this stream holds (with a `max_running` cap), freed when it ends.
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl TokenStream {
+    /// A stream admitted at `start` (after any queueing); `first` is added to its time to first
+    /// token (prefill), and its truth counts from `received`.
     pub fn new(
         plan: Plan,
         mut delays: Delays,
         received: Instant,
+        start: Instant,
+        prefill: Duration,
         truth: Arc<Truth>,
+        slot: Option<tokio::sync::OwnedSemaphorePermit>,
     ) -> TokenStream {
         truth.stream_started();
-        let first = delays.jittered(delays.ttft);
+        let first = delays.jittered(delays.ttft) + prefill;
         TokenStream {
             phase: if plan.chat {
                 Phase::Role
             } else {
                 Phase::Token(0)
             },
-            sleep: Box::pin(tokio::time::sleep_until(received + first)),
+            sleep: Box::pin(tokio::time::sleep_until(start + first)),
             plan,
             delays,
             received,
             first_sent: None,
             truth,
             buf: Vec::with_capacity(512),
+            _slot: slot,
         }
     }
 
@@ -276,7 +286,9 @@ impl Body for TokenStream {
                     this.phase = Phase::Token(k + 1);
                     // Deadlines follow the previous *deadline*, not the wake-up, so timer lateness
                     // does not accumulate over the stream.
-                    let gap = this.delays.jittered(this.delays.itl);
+                    let others = (this.truth.running() - 1).max(0) as u32;
+                    let gap =
+                        this.delays.jittered(this.delays.itl) + this.delays.itl_per_stream * others;
                     let next = this.sleep.deadline() + gap;
                     this.sleep.as_mut().reset(next);
                 }

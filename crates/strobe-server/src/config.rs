@@ -74,6 +74,26 @@ pub struct ServerConfig {
     pub max_model_len: u32,
     /// Prompt tokens each image adds to `usage.prompt_tokens`.
     pub image_tokens: u32,
+    /// Load-dependent timing, for tests and demos whose latency must grow with load.
+    pub load: LoadModel,
+}
+
+/// A simple model of an engine under load: a cap on requests served at once (the rest queue, in
+/// arrival order, and their wait is part of their TTFT), token gaps that widen with every other
+/// stream served (as decode steps slow with batch size) and a prefill cost per prompt token.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LoadModel {
+    pub max_running: Option<u32>,
+    /// Added to each token gap per other stream being served.
+    pub itl_per_stream: Duration,
+    /// Added to the time to first token per prompt token.
+    pub prefill_per_token: Duration,
+}
+
+impl LoadModel {
+    pub fn is_none(&self) -> bool {
+        *self == LoadModel::default()
+    }
 }
 
 impl Default for ServerConfig {
@@ -91,6 +111,7 @@ impl Default for ServerConfig {
             send_done: true,
             max_model_len: 8192,
             image_tokens: 0,
+            load: LoadModel::default(),
         }
     }
 }
@@ -98,7 +119,7 @@ impl Default for ServerConfig {
 impl ServerConfig {
     /// True when responses can be written at once, pre-rendered.
     pub fn is_instant(&self) -> bool {
-        self.ttft.is_zero() && self.itl.is_zero() && self.jitter.is_zero()
+        self.ttft.is_zero() && self.itl.is_zero() && self.jitter.is_zero() && self.load.is_none()
     }
 }
 

@@ -10,6 +10,10 @@
 //! With zero delays it answers each request with one pre-rendered write, so that it is cheap enough
 //! not to be the bottleneck of a client capacity test.
 //!
+//! With a [`LoadModel`] its latency grows with load (a cap on requests served at once with a queue,
+//! token gaps that widen per stream, prefill per prompt token), so that experiments can show
+//! interference against it.
+//!
 //! A request's "received" instant is when its bytes reached the machine (a kernel receive
 //! timestamp where Linux gives one), so the truth includes the server's own intake queueing.
 //!
@@ -21,6 +25,6 @@ mod service;
 mod stamped;
 mod truth;
 
-pub use config::{Fault, FaultParseError, ServerConfig};
+pub use config::{Fault, FaultParseError, LoadModel, ServerConfig};
 pub use service::{bind, serve, ServerHandle};
 pub use truth::{Truth, TruthSummary};

@@ -71,6 +71,8 @@ struct State {
     counter: AtomicU64,
     /// Pre-rendered zero-delay streams.
     rendered: Mutex<HashMap<RenderKey, Bytes>>,
+    /// Running slots, with a `max_running` cap (a fair, first-come queue).
+    slots: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 /// A running target: its address, its truth and a way to stop it.
@@ -109,6 +111,10 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 pub fn serve(listener: TcpListener, config: ServerConfig) -> std::io::Result<ServerHandle> {
     let addr = listener.local_addr()?;
     let truth = Arc::new(Truth::default());
+    let slots = config
+        .load
+        .max_running
+        .map(|n| Arc::new(tokio::sync::Semaphore::new(n.max(1) as usize)));
     let state = Arc::new(State {
         epoch: tokio::time::Instant::now(),
         model_json: serde_json::to_string(&config.model)
@@ -118,6 +124,7 @@ pub fn serve(listener: TcpListener, config: ServerConfig) -> std::io::Result<Ser
         truth: Arc::clone(&truth),
         counter: AtomicU64::new(0),
         rendered: Mutex::new(HashMap::new()),
+        slots,
     });
     let (stop, stop_rx) = watch::channel(false);
     let task = tokio::spawn(accept_loop(listener, state, stop_rx));
@@ -468,13 +475,34 @@ async fn completion(
         send_done: config.send_done,
     };
 
+    // With a running cap, wait (first come, first served) for a slot; the wait is part of TTFT.
+    let slot = match &state.slots {
+        Some(s) => {
+            state.truth.waiting(1);
+            let permit = Arc::clone(s).acquire_owned().await.ok();
+            state.truth.waiting(-1);
+            permit
+        }
+        None => None,
+    };
+    let start = if slot.is_some() {
+        tokio::time::Instant::now()
+    } else {
+        received
+    };
+    let prefill = config.load.prefill_per_token * prompt_tokens;
     if !request.stream {
         // The whole answer once the last token would have been generated.
         let body = plan.render_whole();
-        let delay = config.ttft + config.itl * (tokens - 1);
+        let others = state.truth.running().max(0) as u32;
+        let gap = config.itl + config.load.itl_per_stream * others;
+        let delay = config.ttft + prefill + gap * (tokens - 1);
+        state.truth.stream_started();
         if !delay.is_zero() {
-            tokio::time::sleep_until(received + delay).await;
+            tokio::time::sleep_until(start + delay).await;
         }
+        state.truth.stream_ended();
+        drop(slot);
         state.truth.record_whole(received.elapsed());
         return json_response(StatusCode::OK, String::from_utf8_lossy(&body).into_owned());
     }
@@ -507,6 +535,7 @@ async fn completion(
         ttft: config.ttft,
         itl: config.itl,
         jitter: config.jitter,
+        itl_per_stream: config.load.itl_per_stream,
         rng,
     };
     builder
@@ -514,7 +543,10 @@ async fn completion(
             plan,
             delays,
             received,
+            start,
+            prefill,
             Arc::clone(&state.truth),
+            slot,
         ))))
         .expect("valid response")
 }

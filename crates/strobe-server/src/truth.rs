@@ -10,6 +10,8 @@ pub struct Truth {
     inner: Mutex<Inner>,
     /// Streams being served now.
     running: std::sync::atomic::AtomicI64,
+    /// Requests waiting for a running slot (with `max_running`).
+    waiting: std::sync::atomic::AtomicI64,
 }
 
 impl Inner {
@@ -157,6 +159,7 @@ impl Default for Truth {
         Truth {
             inner: Mutex::new(Inner::new()),
             running: std::sync::atomic::AtomicI64::new(0),
+            waiting: std::sync::atomic::AtomicI64::new(0),
         }
     }
 }
@@ -210,6 +213,17 @@ impl Truth {
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Streams being served now.
+    pub fn running(&self) -> i64 {
+        self.running.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A request starts (`+1`) or stops (`-1`) waiting for a running slot.
+    pub fn waiting(&self, delta: i64) {
+        self.waiting
+            .fetch_add(delta, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// `GET /metrics`: Prometheus text in vLLM's metric names (so that scrapers can be tested
     /// against the built-in target): running streams, and TTFT and E2E histograms of completed ones.
     pub fn prometheus(&self, model: &str) -> String {
@@ -225,7 +239,14 @@ impl Truth {
             "vllm:num_requests_running{{model_name=\"{model}\"}} {running}"
         );
         let _ = writeln!(out, "# TYPE vllm:num_requests_waiting gauge");
-        let _ = writeln!(out, "vllm:num_requests_waiting{{model_name=\"{model}\"}} 0");
+        let waiting = self
+            .waiting
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .max(0);
+        let _ = writeln!(
+            out,
+            "vllm:num_requests_waiting{{model_name=\"{model}\"}} {waiting}"
+        );
         let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         g.ttft_buckets
             .render("vllm:time_to_first_token_seconds", model, &mut out);

@@ -33,10 +33,11 @@ pub enum LaunchError {
         log: String,
         tail: String,
     },
-    #[error("--launch: the engine did not serve {url} within {timeout:?} (raise --launch-timeout?). Last lines of {log}:\n{tail}")]
+    #[error("--launch: the engine did not serve {url} within {timeout:?} (raise --launch-timeout?); last it said: {last}. Last lines of {log}:\n{tail}")]
     NotReady {
         url: String,
         timeout: Duration,
+        last: String,
         log: String,
         tail: String,
     },
@@ -50,6 +51,39 @@ pub struct Launched {
     pub command: String,
     pub log_path: PathBuf,
     stopped: bool,
+}
+
+/// The engine serves.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ready {
+    pub after: Duration,
+    /// Set when it was accepted without a model list (see [`Launched::wait_ready`]).
+    pub warning: Option<String>,
+}
+
+/// Longest wait for one readiness or version probe.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn lists_models(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| {
+            v.get("data")
+                .and_then(|d| d.as_array())
+                .map(|d| !d.is_empty())
+        })
+        .unwrap_or(false)
+}
+
+fn snippet(body: &[u8]) -> String {
+    let t = String::from_utf8_lossy(&body[..body.len().min(120)])
+        .trim()
+        .to_owned();
+    if t.is_empty() {
+        String::new()
+    } else {
+        format!("({t})")
+    }
 }
 
 /// Grace period between SIGTERM and SIGKILL.
@@ -90,16 +124,22 @@ impl Launched {
         self.child.id()
     }
 
-    /// Polls `/health`, then `/v1/models`, every 500 ms until both answer 200, the engine exits, or
-    /// `timeout` passes. Returns how long it took.
+    /// Polls `/health`, then `/v1/models`, every 500 ms (each probe bounded by 5 s, so an engine
+    /// that accepts connections and never answers cannot hold strobe past `timeout`) until both
+    /// answer, the engine exits, or `timeout` passes. `on_status` hears what the engine answers
+    /// whenever that changes. With `model` given, a model list that fails or is empty once
+    /// `/health` answers is accepted, with a warning in [`Ready::warning`].
     pub async fn wait_ready(
         &mut self,
         base: &BaseUrl,
         addr: SocketAddr,
         headers: &HeaderMap,
         timeout: Duration,
-    ) -> Result<Duration, LaunchError> {
+        model: Option<&str>,
+        on_status: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<Ready, LaunchError> {
         let started = Instant::now();
+        let mut last_status = String::new();
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(LaunchError::Exited {
@@ -109,21 +149,63 @@ impl Launched {
                     tail: tail(&self.log_path, 20),
                 });
             }
-            let ok = |r: Result<(u16, Vec<u8>, bool), String>| matches!(r, Ok((200, _, _)));
-            if ok(strobe_client::get(base, addr, "/health", headers).await)
-                && ok(strobe_client::get(base, addr, "/v1/models", headers).await)
-            {
-                return Ok(started.elapsed());
+            let remaining = timeout.saturating_sub(started.elapsed());
+            let probe = PROBE_TIMEOUT.min(remaining.max(Duration::from_millis(1)));
+            let get = |path: &'static str| async move {
+                match tokio::time::timeout(probe, strobe_client::get(base, addr, path, headers))
+                    .await
+                {
+                    Err(_) => Err(format!("no answer within {probe:?}")),
+                    Ok(Err(e)) => Err(e),
+                    Ok(Ok((status, body, _))) => Ok((status, body)),
+                }
+            };
+            let status = match get("/health").await {
+                Ok((200, _)) => match get("/v1/models").await {
+                    Ok((200, body)) if lists_models(&body) => {
+                        return Ok(Ready {
+                            after: started.elapsed(),
+                            warning: None,
+                        })
+                    }
+                    other => {
+                        let what = match other {
+                            Ok((200, _)) => "an empty model list".to_owned(),
+                            Ok((code, body)) => format!("HTTP {code} {}", snippet(&body)),
+                            Err(e) => e,
+                        };
+                        let url = base.url_of("/v1/models");
+                        if let Some(m) = model {
+                            return Ok(Ready {
+                                after: started.elapsed(),
+                                warning: Some(format!(
+                                    "{url} answered {what}; going on with --model {m} unchecked"
+                                )),
+                            });
+                        }
+                        format!("/health answers, but {url} answered {what} (pass --model NAME to go on without a model list)")
+                    }
+                },
+                Ok((code, body)) => format!("/health answered HTTP {code} {}", snippet(&body)),
+                Err(e) => format!("/health: {e}"),
+            };
+            if status != last_status {
+                on_status(&status);
+                last_status = status.clone();
             }
-            if started.elapsed() > timeout {
+            if started.elapsed() >= timeout {
                 return Err(LaunchError::NotReady {
                     url: base.display.clone(),
                     timeout,
+                    last: status,
                     log: self.log_path.display().to_string(),
                     tail: tail(&self.log_path, 20),
                 });
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            tokio::time::sleep(
+                Duration::from_millis(500).min(timeout.saturating_sub(started.elapsed())),
+            )
+            .await;
         }
     }
 
@@ -199,7 +281,9 @@ pub fn tail(path: &Path, n: usize) -> String {
 /// The engine's version, from `/version` (vLLM: `{"version": "..."}`) or `/info` (TGI).
 pub async fn version(base: &BaseUrl, addr: SocketAddr, headers: &HeaderMap) -> Option<String> {
     for path in ["/version", "/info"] {
-        if let Ok((200, body, _)) = strobe_client::get(base, addr, path, headers).await {
+        let probe =
+            tokio::time::timeout(PROBE_TIMEOUT, strobe_client::get(base, addr, path, headers));
+        if let Ok(Ok((200, body, _))) = probe.await {
             if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) {
                 if let Some(s) = v.get("version").and_then(|s| s.as_str()) {
                     return Some(s.to_owned());
@@ -240,7 +324,8 @@ pub fn words(command: &str) -> Vec<String> {
 }
 
 /// The engine parameters of a command line: `--key value`, `--key=value`, and bare `--flag`
-/// (recorded as "true"), in the spirit of seed 002's engine_params.txt.
+/// (recorded as "true"), in the spirit of seed 002's engine_params.txt. Values of secret-looking
+/// flags (`--api-key`, `--hf-token`) are `***`.
 pub fn params(command: &str) -> BTreeMap<String, String> {
     let w = words(command);
     let mut out = BTreeMap::new();
@@ -257,6 +342,11 @@ pub fn params(command: &str) -> BTreeMap<String, String> {
             }
         }
         i += 1;
+    }
+    for (k, v) in out.iter_mut() {
+        if strobe_core::is_secret_name(k) {
+            *v = "***".into();
+        }
     }
     out
 }
@@ -275,6 +365,12 @@ mod tests {
         assert_eq!(p["enforce-eager"], "true");
         assert_eq!(p["served-model-name"], "my model");
         assert_eq!(p["port"], "8000");
+        let p = params("vllm serve m --api-key sk-123 --hf-token=hf_x --max-num-batched-tokens 8");
+        assert_eq!(
+            (p["api-key"].as_str(), p["hf-token"].as_str()),
+            ("***", "***")
+        );
+        assert_eq!(p["max-num-batched-tokens"], "8");
     }
 
     #[test]
@@ -298,6 +394,8 @@ mod tests {
                 "127.0.0.1:9".parse().unwrap(),
                 &HeaderMap::new(),
                 Duration::from_secs(20),
+                None,
+                &mut |_| {},
             ))
             .unwrap_err()
             .to_string();

@@ -45,7 +45,19 @@ impl Scraper {
     /// requests, since engines update their metrics a moment after a response ends.
     pub async fn finish(self, expect_finished: Option<u64>) -> (ServerMetrics, Option<Gpu>) {
         let _ = self.stop.send(Some(expect_finished.unwrap_or(0)));
-        self.task.await.unwrap_or_default()
+        match self.task.await {
+            Ok(done) => done,
+            // A panicked scraper must not pass for a server that exports nothing.
+            Err(e) => (
+                ServerMetrics {
+                    note: Some(format!(
+                        "the metrics scraper failed: {e}; no server metrics for this run"
+                    )),
+                    ..ServerMetrics::default()
+                },
+                None,
+            ),
+        }
     }
 }
 

@@ -59,6 +59,8 @@ fn main() {
         sessions: 16,
         images: None,
         seed: 1,
+        content_seed: 1,
+        sessions_given: true,
     };
     let mut cases: Vec<(String, Box<dyn Workload>)> = vec![
         ("completions, 128 tokens".into(), Box::new(base.clone())),
@@ -137,6 +139,7 @@ fn main() {
                 chat_shape: None,
                 specials: 0,
                 seed: 0,
+                start: 0,
             }),
         ));
     }

@@ -16,7 +16,8 @@ use crate::lengths::LengthDist;
 use crate::pyrandom::PyRandom;
 use crate::synthetic::ChatShape;
 use crate::tokenizer::{TokenCounter, TokenizerError};
-use crate::{rng_for, Workload};
+use crate::{rng_for, Variation, Workload};
+use rand::RngCore;
 
 /// A data-set file format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -126,6 +127,106 @@ impl FilterRules {
         } else {
             None
         }
+    }
+}
+
+/// A data set's reading and filtering as the user asked for it (flags or a scenario file).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DatasetSpec {
+    pub path: PathBuf,
+    /// `None`: detected from the content.
+    pub format: Option<DatasetFormat>,
+    pub skip_invalid: bool,
+    pub min_input: Option<u32>,
+    pub max_input: Option<u32>,
+    pub min_output: Option<u32>,
+    pub max_total: Option<u32>,
+    /// Apply no length filters at all.
+    pub no_filter: bool,
+    /// Keep the file's order (ShareGPT is otherwise shuffled as vLLM does).
+    pub keep_order: bool,
+}
+
+impl DatasetSpec {
+    /// A data set read with its format's defaults.
+    pub fn at(path: impl Into<PathBuf>) -> DatasetSpec {
+        DatasetSpec {
+            path: path.into(),
+            ..DatasetSpec::default()
+        }
+    }
+
+    /// The filter rules: the format's defaults (vLLM's for ShareGPT, else the server's context),
+    /// then the explicit ones.
+    pub fn rules(
+        &self,
+        format: DatasetFormat,
+        output_given: bool,
+        context: Option<u32>,
+    ) -> FilterRules {
+        if self.no_filter {
+            return FilterRules::none();
+        }
+        let mut r = if format == DatasetFormat::ShareGpt {
+            FilterRules::vllm_sharegpt(output_given)
+        } else {
+            FilterRules {
+                max_total: context,
+                ..FilterRules::none()
+            }
+        };
+        if let Some(v) = self.min_input {
+            r.min_input = v;
+        }
+        if let Some(v) = self.max_input {
+            r.max_input = Some(v);
+        }
+        if let Some(v) = self.min_output {
+            r.min_output = v;
+        }
+        if let Some(v) = self.max_total {
+            r.max_total = Some(v);
+        }
+        r
+    }
+
+    /// The format: as given, else detected from the file's first bytes.
+    pub fn format(&self) -> Result<DatasetFormat, DatasetError> {
+        if let Some(f) = self.format {
+            return Ok(f);
+        }
+        let mut head = vec![0u8; 4096];
+        let n = std::fs::File::open(&self.path)
+            .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+            .map_err(|e| DatasetError::Read {
+                path: self.path.clone(),
+                reason: e.to_string(),
+            })?;
+        head.truncate(n);
+        Ok(DatasetFormat::detect(&head))
+    }
+
+    /// Load options for this data set.
+    pub fn load_options(
+        &self,
+        output_fixed: Option<u32>,
+        output_given: bool,
+        context: Option<u32>,
+        seed: u64,
+        limit: Option<usize>,
+    ) -> Result<LoadOptions, DatasetError> {
+        let format = self.format()?;
+        Ok(LoadOptions {
+            default_output: crate::DEFAULT_LEN,
+            format: Some(format),
+            skip_invalid: self.skip_invalid,
+            rules: self.rules(format, output_given, context),
+            output_given,
+            output_fixed,
+            shuffle: format == DatasetFormat::ShareGpt && !self.keep_order,
+            seed,
+            limit,
+        })
     }
 }
 
@@ -644,12 +745,27 @@ pub struct DatasetWorkload {
     pub chat_shape: Option<ChatShape>,
     /// Tokens the tokenizer adds to a completions prompt (removed before adding template tokens).
     pub specials: u32,
+    /// Seeds drawn output lengths.
     pub seed: u64,
+    /// Request `i` uses entry `(i + start) mod n`: a run with another content seed starts
+    /// elsewhere in the data set, so consecutive runs do not resend the same prompts.
+    pub start: u64,
 }
 
 impl Workload for DatasetWorkload {
+    fn vary(&self, v: Variation) -> Arc<dyn Workload> {
+        let mut w = self.clone();
+        w.start = if v.content_seed == self.seed {
+            0
+        } else {
+            rng_for(v.content_seed, 0).next_u64() % self.entries.len().max(1) as u64
+        };
+        Arc::new(w)
+    }
+
     fn spec(&self, index: u64) -> RequestSpec {
-        let e = &self.entries[(index % self.entries.len() as u64) as usize];
+        let n = self.entries.len() as u64;
+        let e = &self.entries[(index.wrapping_add(self.start) % n) as usize];
         let max_tokens = match &self.output {
             Some(d) => d.sample(&mut rng_for(self.seed, index)),
             None => e.output_tokens.unwrap_or(self.default_output),

@@ -30,6 +30,34 @@ pub enum LengthDist {
     Empirical { lengths: Arc<[u32]>, source: String },
 }
 
+/// A length as the user gives it: a distribution, or `empirical:FILE` (a data set's own lengths,
+/// counted with the run's tokenizer when the workload is built).
+#[derive(Clone, Debug, PartialEq)]
+pub enum LengthSpec {
+    Dist(LengthDist),
+    Empirical(std::path::PathBuf),
+}
+
+impl LengthSpec {
+    /// Parses what [`LengthDist::parse`] does, plus `empirical:FILE`.
+    pub fn parse(s: &str) -> Result<LengthSpec, String> {
+        match s.trim().strip_prefix("empirical:") {
+            Some("") => Err(format!("`{s}`: empirical:FILE needs a data-set file")),
+            Some(file) => Ok(LengthSpec::Empirical(file.into())),
+            None => LengthDist::parse(s).map(LengthSpec::Dist),
+        }
+    }
+}
+
+impl std::fmt::Display for LengthSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LengthSpec::Dist(d) => d.fmt(f),
+            LengthSpec::Empirical(p) => write!(f, "empirical:{}", p.display()),
+        }
+    }
+}
+
 /// The largest length any distribution yields unless told otherwise.
 pub const DEFAULT_MAX_LEN: u32 = 1 << 20;
 

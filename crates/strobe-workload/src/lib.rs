@@ -22,18 +22,38 @@ use rand::SeedableRng;
 use strobe_core::RequestSpec;
 
 pub use dataset::{
-    Dataset, DatasetError, DatasetFormat, DatasetWorkload, FilterRules, LoadOptions,
+    Dataset, DatasetError, DatasetFormat, DatasetSpec, DatasetWorkload, FilterRules, LoadOptions,
 };
-pub use lengths::LengthDist;
+
+/// Input and output length when neither flags nor a profile give one (and the output length of a
+/// data-set record that has none).
+pub const DEFAULT_LEN: u32 = 128;
+pub use lengths::{LengthDist, LengthSpec};
 pub use synthetic::{ChatShape, ImageSettings, SyntheticWorkload, WordPool};
 pub use tokenizer::{HfTokenizer, TokenCounter, TokenizerError, WordCounter};
 
+/// How one run of an experiment varies a workload built once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Variation {
+    /// Seeds the text (and a data set's starting record); lengths keep the workload's own seed.
+    pub content_seed: u64,
+    /// Conversations interleaved (multi-turn), when the user did not fix it: the run's concurrency.
+    pub sessions: Option<u32>,
+}
+
 /// A seeded source of request specs.
 pub trait Workload: Send + Sync {
+    /// The same workload for another run: fresh text under `v.content_seed`, same lengths.
+    fn vary(&self, v: Variation) -> std::sync::Arc<dyn Workload>;
     /// The spec of request `index`. The same workload and index always give the same spec.
     fn spec(&self, index: u64) -> RequestSpec;
     /// A one-line human description, for reports.
     fn describe(&self) -> String;
+    /// Building a spec takes long enough (generated images: milliseconds) that schedules build it
+    /// on a blocking thread, off the async runtime, ahead of its send.
+    fn costly(&self) -> bool {
+        false
+    }
 }
 
 /// The RNG of request `index` under `seed`: splitmix64 of both, so neighbouring indices get

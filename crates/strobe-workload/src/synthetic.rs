@@ -17,7 +17,7 @@ use crate::images::ImageSource;
 use crate::lengths::LengthDist;
 use crate::tokenizer::{TokenCounter, TokenizerError};
 use crate::words::WORDS;
-use crate::{rng_for, Workload};
+use crate::{rng_for, Variation, Workload};
 
 /// Fewer usable words than this and prompts would repeat too often: refuse.
 const MIN_POOL: usize = 32;
@@ -211,12 +211,19 @@ pub struct SyntheticWorkload {
     /// requests later).
     pub sessions: u32,
     pub images: Option<ImageSettings>,
+    /// Seeds the lengths (and, unless `content_seed` differs, the text).
     pub seed: u64,
+    /// Seeds the words, shared prefixes and images. Runs of one experiment vary it, so each run
+    /// sends fresh text (no prefix-cache hits from the run before) with the same lengths.
+    pub content_seed: u64,
+    /// `sessions` was given by the user (else a run may set it to its concurrency).
+    pub sessions_given: bool,
 }
 
 /// Stream ids that keep the RNG streams of different uses apart.
 const PREFIX_STREAM: u64 = 0x7072_6566_6978_0000;
 const TURN_STREAM: u64 = 0x7475_726e_0000_0000;
+const CONTENT_STREAM: u64 = 0x636f_6e74_656e_7400;
 
 impl SyntheticWorkload {
     /// Content words for a total of `tokens`, given the fixed tokens around the content.
@@ -225,7 +232,7 @@ impl SyntheticWorkload {
     }
 
     fn prefix_text(&self, group: u64) -> String {
-        let mut rng = rng_for(self.seed ^ PREFIX_STREAM, group);
+        let mut rng = rng_for(self.content_seed ^ PREFIX_STREAM, group);
         let mut s = String::new();
         self.pool.push_words(&mut rng, self.shared_prefix, &mut s);
         s
@@ -254,12 +261,17 @@ impl SyntheticWorkload {
         (b * s + p % s, (p / s) as u32)
     }
 
-    /// Lengths of turn `t` of conversation `conv`: (user tokens, answer tokens).
+    /// Lengths of turn `t` of conversation `conv` (user tokens, answer tokens), and the RNG of
+    /// its text.
     fn turn_lengths(&self, conv: u64, t: u32) -> (u32, u32, StdRng) {
         let mut rng = rng_for(self.seed ^ TURN_STREAM ^ ((t as u64) << 40), conv);
         let input = self.input.sample(&mut rng);
         let output = self.output.sample(&mut rng);
-        (input, output, rng)
+        let text = rng_for(
+            self.content_seed ^ CONTENT_STREAM ^ ((t as u64) << 40),
+            conv,
+        );
+        (input, output, text)
     }
 
     fn attach_images(&self, index: u64, text: String) -> MessageContent {
@@ -270,7 +282,7 @@ impl SyntheticWorkload {
         for k in 0..img.per_request {
             parts.push(ContentPart::ImageUrl {
                 image_url: ImageUrl {
-                    url: img.source.data_url(self.seed, index, k),
+                    url: img.source.data_url(self.content_seed, index, k),
                 },
             });
         }
@@ -279,6 +291,25 @@ impl SyntheticWorkload {
 }
 
 impl Workload for SyntheticWorkload {
+    fn vary(&self, v: Variation) -> Arc<dyn Workload> {
+        let mut w = self.clone();
+        w.content_seed = v.content_seed;
+        if let (Some(s), false) = (v.sessions, self.sessions_given) {
+            w.sessions = s.max(1);
+        }
+        Arc::new(w)
+    }
+
+    fn costly(&self) -> bool {
+        matches!(
+            self.images,
+            Some(ImageSettings {
+                source: ImageSource::Generated { .. },
+                ..
+            })
+        )
+    }
+
     fn spec(&self, index: u64) -> RequestSpec {
         let (conv, turn) = self.conversation_of(index);
         let group = conv % self.prefix_groups.max(1) as u64;

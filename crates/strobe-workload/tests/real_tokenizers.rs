@@ -53,6 +53,8 @@ fn workload(
         sessions: 1,
         images: None,
         seed: 11,
+        content_seed: 11,
+        sessions_given: true,
     };
     extra(&mut w);
     w

@@ -1,11 +1,9 @@
-//! Command-line definitions (raw values). Validation and defaults that depend on several flags
-//! happen in [`crate::settings`].
+//! Command-line definitions (raw values). [`crate::settings`] turns them into typed settings.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
-
-use crate::units::{parse_count, parse_count_u32, parse_duration};
+use strobe_core::units::{parse_count, parse_count_u32, parse_duration};
 
 /// Benchmark LLM inference servers (vLLM and any OpenAI-compatible server), precisely.
 #[derive(Debug, Parser)]
@@ -17,8 +15,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Benchmark a server (the built-in target when no --url is given).
+    /// Benchmark a server (the built-in target when no --url is given): one class of requests, or
+    /// several at once from a scenario file.
     Run(Box<RunArgs>),
+    /// Seed 000's three conditions: a batch alone, interactive users alone, and the batch with the
+    /// users beside it, every interactive figure set beside its isolated baseline.
+    Interference(Box<InterferenceArgs>),
     /// Serve the built-in OpenAI-compatible target with exact, configurable timing.
     Serve(ServeArgs),
     /// Inspect data sets: token length distributions and fitted length specs.
@@ -158,9 +160,9 @@ pub enum ArrivalArg {
     Gamma,
 }
 
+/// The server, and how strobe talks to it and watches it.
 #[derive(Debug, Args)]
-pub struct RunArgs {
-    // --- target ---
+pub struct TargetArgs {
     /// Base URL of the server, e.g. http://127.0.0.1:8000 (a trailing /v1 is fine). Without it,
     /// strobe starts its built-in target in-process and benchmarks that.
     #[arg(
@@ -173,12 +175,6 @@ pub struct RunArgs {
     /// Model name to request (default: the first model the server lists at /v1/models).
     #[arg(long, help_heading = "Target")]
     pub model: Option<String>,
-    /// Which endpoint to benchmark [default: completions, or the profile's].
-    #[arg(long, value_enum, help_heading = "Target")]
-    pub api: Option<ApiArg>,
-    /// Ask for whole responses instead of streams (TTFT, TPOT and ITL are then unavailable).
-    #[arg(long, help_heading = "Target")]
-    pub no_stream: bool,
     /// Environment variable holding the API key (sent as a Bearer token; never printed or saved).
     #[arg(
         long,
@@ -198,14 +194,6 @@ pub struct RunArgs {
         help_heading = "Target"
     )]
     pub headers: Vec<String>,
-    /// Extra JSON body fields for every request, as one JSON object, e.g.
-    /// '{"temperature":0,"min_tokens":64}'. They override strobe's own fields of the same name.
-    #[arg(long, value_name = "JSON", help_heading = "Target")]
-    pub body: Option<String>,
-    /// Do not send `ignore_eos: true` (sent by default so that outputs have exactly --output-len
-    /// tokens; some servers reject unknown fields).
-    #[arg(long, help_heading = "Target")]
-    pub no_ignore_eos: bool,
     /// Per-request timeout (a stalled stream fails as `timeout` after it).
     #[arg(long, default_value = "10m", value_parser = parse_duration, help_heading = "Target")]
     pub timeout: Duration,
@@ -214,10 +202,9 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value = "kernel", help_heading = "Target")]
     pub timestamps: TimestampsArg,
 
-    // --- engine and telemetry ---
-    /// Start the engine with this shell command before the run (e.g. a `vllm serve ...` line), wait
-    /// until it serves --url (default http://127.0.0.1:8000), and stop its whole process group at
-    /// the end, on error and on Ctrl-C.
+    /// Start the engine with this shell command before the runs (e.g. a `vllm serve ...` line),
+    /// wait until it serves --url (default http://127.0.0.1:8000), and stop its whole process
+    /// group at the end, on error and on Ctrl-C or SIGTERM.
     #[arg(long, value_name = "COMMAND", help_heading = "Engine and telemetry")]
     pub launch: Option<String>,
     /// How long a launched engine may take to serve.
@@ -226,7 +213,7 @@ pub struct RunArgs {
     /// Where the launched engine's output goes (default: next to --output, else the temp folder).
     #[arg(long, value_name = "PATH", help_heading = "Engine and telemetry")]
     pub launch_log: Option<PathBuf>,
-    /// Prometheus endpoint to scrape during the run (default: the server's /metrics).
+    /// Prometheus endpoint to scrape during each run (default: the server's /metrics).
     #[arg(long, value_name = "URL", help_heading = "Engine and telemetry")]
     pub metrics_url: Option<String>,
     /// Do not scrape server metrics.
@@ -238,9 +225,13 @@ pub struct RunArgs {
     /// How often server metrics and GPUs are sampled.
     #[arg(long, default_value = "1s", value_parser = parse_duration, help_heading = "Engine and telemetry")]
     pub telemetry_interval: Duration,
+}
 
-    // --- load ---
-    /// Closed loop: keep this many requests in flight (default 10 when no --rate is given).
+/// When one class's requests are sent.
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Closed loop: keep this many requests in flight (default 10 when no other schedule is
+    /// given).
     #[arg(short = 'c', long, value_parser = parse_count_u32, help_heading = "Load")]
     pub concurrency: Option<u32>,
     /// Open loop: send this many requests per second, whatever the server does.
@@ -252,17 +243,28 @@ pub struct RunArgs {
     /// Gamma shape for --arrival gamma (implies it): <1 burstier than Poisson, >1 more regular.
     #[arg(long, help_heading = "Load")]
     pub burstiness: Option<f64>,
-    /// With --rate: at most this many requests in flight; the rest wait, and their wait is reported
-    /// as queue delay.
+    /// With --rate or --offline: at most this many requests in flight; the rest wait, and their
+    /// wait is reported as queue delay.
     #[arg(long, value_parser = parse_count_u32, help_heading = "Load")]
     pub max_concurrency: Option<u32>,
+    /// Offline throughput (seed 003): offer all -n requests at once (at most 1024 connections
+    /// unless --max-concurrency says otherwise) and report total time, generations/s and tokens/s.
+    #[arg(long, help_heading = "Load")]
+    pub offline: bool,
+    /// Lockstep batches (seed 001): send this many requests together, wait for all, repeat.
+    #[arg(long, value_parser = parse_count_u32, help_heading = "Load")]
+    pub batch_size: Option<u32>,
+    /// Lockstep batches to send (default 20).
+    #[arg(long, value_parser = parse_count, help_heading = "Load")]
+    pub num_batches: Option<u64>,
     /// Stop after this many measured requests (default 100 when no --duration is given).
     #[arg(short = 'n', long, value_parser = parse_count, help_heading = "Load")]
     pub requests: Option<u64>,
     /// Stop sending this long after the first measured request, e.g. 30s, 5m.
     #[arg(short = 'd', long, value_parser = parse_duration, help_heading = "Load")]
     pub duration: Option<Duration>,
-    /// Warm-up: the first N requests are sent but excluded from the statistics.
+    /// Warm-up: the first N requests are sent but excluded from the statistics (lockstep: the
+    /// batches they fill).
     #[arg(long, default_value = "0", value_parser = parse_count, help_heading = "Load")]
     pub warmup_requests: u64,
     /// Warm-up: requests intended within this time from the start are excluded.
@@ -271,15 +273,34 @@ pub struct RunArgs {
     /// Seed for arrivals and prompts: the same seed gives the same request stream.
     #[arg(long, default_value = "0", help_heading = "Load")]
     pub seed: u64,
-    /// On Ctrl-C, how long in-flight requests may finish before they are cancelled.
-    #[arg(long, default_value = "10s", value_parser = parse_duration, help_heading = "Load")]
-    pub drain_timeout: Duration,
+    /// Service-level objectives: METRIC_STAT=DURATION on a distribution (ttft_p99=500ms) or
+    /// METRIC=DURATION per request (e2e=2s, counted as goodput); METRIC is ttft, tpot, itl, e2e
+    /// or queue_delay, comma-separated.
+    #[arg(long, value_name = "SPEC", help_heading = "Load")]
+    pub slo: Option<String>,
+}
 
-    // --- workload ---
+/// What one class sends.
+#[derive(Debug, Args)]
+pub struct WorkloadArgs {
     /// Start from a named preset of workload and load (`strobe profiles` lists them); flags given
     /// here override its values.
     #[arg(long, value_name = "NAME", help_heading = "Workload")]
     pub profile: Option<String>,
+    /// Which endpoint to benchmark [default: completions, or the profile's].
+    #[arg(long, value_enum, help_heading = "Workload")]
+    pub api: Option<ApiArg>,
+    /// Ask for whole responses instead of streams (TTFT, TPOT and ITL are then unavailable).
+    #[arg(long, help_heading = "Workload")]
+    pub no_stream: bool,
+    /// Extra JSON body fields for every request, as one JSON object, e.g.
+    /// '{"temperature":0,"min_tokens":64}'. They override strobe's own fields of the same name.
+    #[arg(long, value_name = "JSON", help_heading = "Workload")]
+    pub body: Option<String>,
+    /// Do not send `ignore_eos: true` (sent by default so that outputs have exactly --output-len
+    /// tokens; some servers reject unknown fields).
+    #[arg(long, help_heading = "Workload")]
+    pub no_ignore_eos: bool,
     /// Input tokens per request: N, uniform:LO:HI, normal:MEAN:STD[:MIN:MAX],
     /// lognormal:MEAN:STD[:MIN:MAX], or empirical:FILE (a data set's own prompt lengths)
     /// [default: 128].
@@ -301,11 +322,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value = "0", value_parser = parse_count_u32, help_heading = "Workload")]
     pub shared_prefix: u32,
     /// Number of distinct shared prefixes, used in turn.
-    #[arg(long, value_name = "N", default_value = "1", value_parser = parse_count_u32, help_heading = "Workload")]
-    pub prefix_groups: u32,
+    #[arg(long, value_name = "N", value_parser = parse_count_u32, help_heading = "Workload")]
+    pub prefix_groups: Option<u32>,
     /// Turns per conversation (chat): each turn resends the previous turns and answers.
-    #[arg(long, value_name = "N", default_value = "1", value_parser = parse_count_u32, help_heading = "Workload")]
-    pub turns: u32,
+    #[arg(long, value_name = "N", value_parser = parse_count_u32, help_heading = "Workload")]
+    pub turns: Option<u32>,
     /// Conversations interleaved in the request stream, so a follow-up turn is sent this many
     /// requests after the one before [default: the concurrency; with --rate, --max-concurrency
     /// or else 64].
@@ -325,17 +346,149 @@ pub struct RunArgs {
     pub image_files: Vec<PathBuf>,
     #[command(flatten)]
     pub data: DatasetArgs,
+}
 
-    // --- output ---
-    /// Write the JSON report here (schema: strobe.report.v1).
+/// Where results go, and what they cost.
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// Write the JSON report here (schema strobe.report.v2). For several runs (profile levels,
+    /// `strobe interference`) this is the experiment summary, and each run's report goes beside
+    /// it as FILE.LABEL.json.
     #[arg(short = 'o', long, value_name = "FILE.json", help_heading = "Output")]
     pub output: Option<PathBuf>,
-    /// Append one JSON line per request here, as requests finish.
+    /// Append one JSON line per request here, as requests finish (FILE.LABEL.jsonl per run for
+    /// several runs).
     #[arg(long, value_name = "FILE.jsonl", help_heading = "Output")]
     pub records: Option<PathBuf>,
     /// No live progress and no summary on the terminal (errors still go to stderr).
     #[arg(short, long, help_heading = "Output")]
     pub quiet: bool,
+    /// GPU price in USD per GPU-hour: adds $ per million input and output tokens and per 1,000
+    /// requests to every report.
+    #[arg(long, value_name = "USD", help_heading = "Output")]
+    pub gpu_price: Option<f64>,
+    /// GPUs the server uses (with --gpu-price).
+    #[arg(long, default_value = "1", value_parser = parse_count_u32, help_heading = "Output")]
+    pub gpus: u32,
+    /// On Ctrl-C or SIGTERM, how long in-flight requests may finish before they are cancelled.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, help_heading = "Output")]
+    pub drain_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Run the classes of this scenario file (TOML, docs/scenarios.md) at once, instead of the
+    /// one class the load and workload flags describe.
+    #[arg(long, value_name = "FILE.toml", help_heading = "Scenario")]
+    pub scenario: Option<PathBuf>,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub load: LoadArgs,
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ConditionArg {
+    /// Condition 1: the batch alone.
+    Batch,
+    /// Condition 2: the interactive users alone, for --user-duration each.
+    Isolated,
+    /// Condition 3: the batch with the users beside it, for as long as the batch runs.
+    Mixed,
+}
+
+#[derive(Debug, Args)]
+pub struct InterferenceArgs {
+    /// Take the `batch` and `interactive` classes from this scenario file (TOML) instead of the
+    /// flags below.
+    #[arg(long, value_name = "FILE.toml", help_heading = "Scenario")]
+    pub scenario: Option<PathBuf>,
+    /// Concurrent interactive users, one isolated and one mixed run each.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1,10",
+        help_heading = "Conditions"
+    )]
+    pub users: Vec<u32>,
+    /// How long each isolated interactive run lasts.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, help_heading = "Conditions")]
+    pub user_duration: Duration,
+    /// Which conditions to run.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "batch,isolated,mixed",
+        help_heading = "Conditions"
+    )]
+    pub conditions: Vec<ConditionArg>,
+    /// Requests in the batch.
+    #[arg(long, default_value = "1000", value_parser = parse_count, help_heading = "Batch")]
+    pub batch_requests: u64,
+    /// The batch's prompts from this data set (any --dataset format, e.g. an OpenAI batch file)
+    /// instead of synthetic ones.
+    #[arg(long, value_name = "FILE", help_heading = "Batch")]
+    pub batch_dataset: Option<PathBuf>,
+    /// The batch's input tokens per request (same forms as --input-len).
+    #[arg(
+        long,
+        value_name = "SPEC",
+        default_value = "1024",
+        help_heading = "Batch"
+    )]
+    pub batch_input_len: String,
+    /// The batch's output tokens per request [default: 128, or the data set's own].
+    #[arg(long, value_name = "SPEC", help_heading = "Batch")]
+    pub batch_output_len: Option<String>,
+    /// Send the batch as a closed loop of this many requests instead of all at once.
+    #[arg(long, value_parser = parse_count_u32, help_heading = "Batch")]
+    pub batch_concurrency: Option<u32>,
+    /// With the batch sent all at once: at most this many in flight.
+    #[arg(long, value_parser = parse_count_u32, help_heading = "Batch")]
+    pub batch_max_concurrency: Option<u32>,
+    /// The interactive users' input tokens per request.
+    #[arg(
+        long,
+        value_name = "SPEC",
+        default_value = "128",
+        help_heading = "Interactive users"
+    )]
+    pub input_len: String,
+    /// The interactive users' output tokens per request.
+    #[arg(
+        long,
+        value_name = "SPEC",
+        default_value = "64",
+        help_heading = "Interactive users"
+    )]
+    pub output_len: String,
+    /// The interactive users' SLOs (as `strobe run --slo`).
+    #[arg(long, value_name = "SPEC", help_heading = "Interactive users")]
+    pub slo: Option<String>,
+    /// Which endpoint both classes use.
+    #[arg(long, value_enum, default_value = "chat", help_heading = "Requests")]
+    pub api: ApiArg,
+    /// Token counting, as `strobe run --tokenizer`.
+    #[arg(long, value_name = "PATH|server|words", help_heading = "Requests")]
+    pub tokenizer: Option<String>,
+    /// Extra JSON body fields for every request.
+    #[arg(long, value_name = "JSON", help_heading = "Requests")]
+    pub body: Option<String>,
+    /// Do not send `ignore_eos: true`.
+    #[arg(long, help_heading = "Requests")]
+    pub no_ignore_eos: bool,
+    /// Seed for prompts (each run adds its index, for fresh text of the same lengths).
+    #[arg(long, default_value = "0", help_heading = "Requests")]
+    pub seed: u64,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -358,6 +511,17 @@ pub struct ServeArgs {
     /// Uniform jitter added to each delay, ±this.
     #[arg(long, default_value = "0ms", value_parser = parse_duration)]
     pub jitter: Duration,
+    /// Load-dependent timing: at most this many requests are served at once; the rest wait in a
+    /// first-come queue (their wait is part of their TTFT), as an engine's max_num_seqs.
+    #[arg(long, value_parser = parse_count_u32)]
+    pub max_running: Option<u32>,
+    /// Load-dependent timing: each token gap grows by this much per other stream being served
+    /// (ITL = --itl + this × (running − 1)), as decode steps do with batch size.
+    #[arg(long, default_value = "0ms", value_parser = parse_duration)]
+    pub itl_per_stream: Duration,
+    /// Load-dependent timing: time to first token grows by this much per prompt token (prefill).
+    #[arg(long, default_value = "0ms", value_parser = parse_duration)]
+    pub prefill_per_token: Duration,
     /// Output tokens of every response (default: the request's max_tokens).
     #[arg(long, value_parser = parse_count_u32)]
     pub output_len: Option<u32>,

@@ -19,15 +19,8 @@ pub fn stats(a: DatasetStatsArgs) -> anyhow::Result<i32> {
         ),
         Some(p) => Arc::new(HfTokenizer::load(Path::new(p)).context("--tokenizer")?),
     };
-    let opts = crate::workload::load_options(
-        &a.input.file,
-        &a.input.data,
-        None,
-        false,
-        None,
-        a.input.seed,
-        a.limit.map(|n| n as usize),
-    )?;
+    let spec = crate::settings::dataset_spec(&a.input.file, &a.input.data);
+    let opts = spec.load_options(None, false, None, a.input.seed, a.limit.map(|n| n as usize))?;
     let data = dataset::load(&a.input.file, counter.as_ref(), &opts)?;
     let inputs: Vec<u32> = data.entries.iter().map(|e| e.input_tokens).collect();
     let outputs: Vec<u32> = data
@@ -37,7 +30,7 @@ pub fn stats(a: DatasetStatsArgs) -> anyhow::Result<i32> {
         .collect();
     let input = length_stats(&inputs);
     let output = length_stats(&outputs);
-    let info = crate::workload::dataset_info(&data.summary, &opts.rules);
+    let info = strobe_experiment::workloads::dataset_info(&data.summary, &opts.rules);
     if a.json {
         let v = serde_json::json!({
             "dataset": info,
@@ -141,34 +134,35 @@ fn histogram(out: &mut String, s: &LengthStats) {
 
 /// The requests `strobe run --dataset` would send, built by the same code path.
 pub fn sample(a: DatasetSampleArgs) -> anyhow::Result<i32> {
-    let ws = crate::settings::WorkloadSettings {
-        input_len: crate::settings::DEFAULT_LEN.into(),
-        context_minus: None,
-        output_len: a.output_len.clone(),
-        tokenizer: a.input.tokenizer.clone(),
-        dataset: Some(a.input.file.clone()),
-        data: a.input.data.clone(),
-        shared_prefix: 0,
-        prefix_groups: 1,
-        turns: 1,
-        sessions: None,
-        images: 0,
-        image_size: (1, 1),
-        image_format: strobe_workload::picture::ImageFormat::Png,
-        image_files: vec![],
+    let output = match &a.output_len {
+        Some(s) => Some(
+            strobe_workload::LengthSpec::parse(s)
+                .map_err(|e| anyhow::anyhow!("--output-len {e}"))?,
+        ),
+        None => None,
     };
-    let ctx = crate::workload::BuildContext {
+    let ws = strobe_experiment::WorkloadSpec {
+        output,
+        tokenizer: match a.input.tokenizer.as_deref() {
+            None | Some("words") => strobe_experiment::TokenizerChoice::Words,
+            Some("server") => anyhow::bail!(
+                "--tokenizer server needs a server: give a tokenizer.json or model folder here"
+            ),
+            Some(p) => strobe_experiment::TokenizerChoice::File(p.into()),
+        },
+        dataset: Some(crate::settings::dataset_spec(&a.input.file, &a.input.data)),
+        ..strobe_experiment::WorkloadSpec::default()
+    };
+    let ctx = strobe_experiment::workloads::BuildContext {
         api: strobe_core::Api::Completions,
         seed: a.input.seed,
-        // Without --tokenizer, count words (as for the built-in target) rather than warn.
         built_in: true,
         server_tokenizer: None,
         max_model_len: None,
         needed: Some(a.requests),
         concurrency: 1,
-        profile: None,
     };
-    let built = crate::workload::build(&ws, ctx)?;
+    let built = strobe_experiment::workloads::build(&ws, ctx)?;
     for w in &built.warnings {
         eprintln!("warning: {w}");
     }

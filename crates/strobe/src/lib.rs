@@ -1,51 +1,51 @@
-//! The strobe binary's library half: command-line definitions, settings validation, the glue that
-//! wires workload → load → records → metrics → report, progress display and exit codes. Everything
-//! of substance lives in the `strobe-*` crates; this crate only connects them, so that tests can
-//! drive whole runs in-process.
+//! The strobe binary's library half: command-line definitions, their conversion into typed
+//! settings, the terminal observer and exit codes. Everything of substance lives in the `strobe-*`
+//! crates (experiments in `strobe-experiment`); this crate only connects them, so that tests can
+//! drive whole commands in-process.
 
 pub mod cli;
-pub mod dataset_cmd;
+mod commands;
+mod dataset_cmd;
 pub mod exit;
-mod launch;
 mod profiles_cmd;
 mod progress;
-mod run_cmd;
 mod serve_cmd;
-mod server_tokenizer;
 pub mod settings;
-mod telemetry;
-pub mod units;
-pub mod workload;
 
-pub use run_cmd::{execute_run, Interactivity, RunOutcome};
+pub use commands::{execute, Execution};
+pub use progress::Interactivity;
+pub use strobe_experiment::Shutdown;
 
 /// Runs a parsed command line and returns the process exit code.
 pub fn run(cli: cli::Cli) -> anyhow::Result<i32> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    match cli.command {
-        cli::Command::Run(args) => {
-            let settings = settings::RunSettings::from_args(*args)?;
-            runtime.block_on(async {
-                match run_cmd::execute_run(settings, run_cmd::Interactivity::from_env()).await {
-                    Ok(outcome) => Ok(outcome.exit_code),
-                    Err(e)
-                        if matches!(
-                            e.downcast_ref(),
-                            Some(strobe_telemetry::launch::LaunchError::Interrupted)
-                        ) =>
-                    {
-                        eprintln!("interrupted while the engine started; it was stopped");
-                        Ok(exit::INTERRUPTED)
-                    }
-                    Err(e) => Err(e),
-                }
+    runtime.block_on(async move {
+        // One process-wide stop, listening from the first instant.
+        let shutdown = Shutdown::new();
+        let ui = Interactivity::from_env();
+        let listen = |drain: std::time::Duration| {
+            shutdown.listen_for_signals(move |name, state| match state {
+                strobe_load::StopState::Drain => eprintln!(
+                    "\n{name}: stopping: no new requests; in-flight ones get {drain:?} to finish (again to cancel them)"
+                ),
+                _ => eprintln!("\n{name}: cancelling in-flight requests"),
             })
+        };
+        match cli.command {
+            cli::Command::Run(args) => {
+                listen(args.output.drain_timeout)?;
+                execute(settings::run(*args)?, ui, &shutdown).await.map(|e| e.exit_code)
+            }
+            cli::Command::Interference(args) => {
+                listen(args.output.drain_timeout)?;
+                execute(settings::interference(*args)?, ui, &shutdown).await.map(|e| e.exit_code)
+            }
+            cli::Command::Serve(args) => serve_cmd::serve(args).await,
+            cli::Command::Dataset(cli::DatasetCommand::Stats(args)) => dataset_cmd::stats(args),
+            cli::Command::Dataset(cli::DatasetCommand::Sample(args)) => dataset_cmd::sample(args),
+            cli::Command::Profiles(args) => profiles_cmd::profiles(args),
         }
-        cli::Command::Serve(args) => runtime.block_on(serve_cmd::serve(args)),
-        cli::Command::Dataset(cli::DatasetCommand::Stats(args)) => dataset_cmd::stats(args),
-        cli::Command::Dataset(cli::DatasetCommand::Sample(args)) => dataset_cmd::sample(args),
-        cli::Command::Profiles(args) => profiles_cmd::profiles(args),
-    }
+    })
 }

@@ -1,51 +1,161 @@
-//! The live progress line (stderr, terminals only). It only reads the load's atomic counters.
+//! What the terminal shows: the experiment's messages and warnings on stderr, a live progress line
+//! (terminals only; it only reads the load's atomic counters), and each run's summary on stdout.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
-use strobe_core::RunClock;
-use strobe_load::Progress;
+use strobe_experiment::{LiveRun, Observer, Stage};
+use strobe_report::{ExperimentSummary, Report};
 
 const INTERVAL: Duration = Duration::from_millis(500);
 
-/// `planned` is the number of requests the run will send, when a request count bounds it.
-pub fn spawn(
-    progress: Arc<Progress>,
-    clock: RunClock,
-    planned: Option<u64>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut last_done = 0u64;
-        let mut last_tokens = 0u64;
-        let mut tick = tokio::time::interval(INTERVAL);
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            let done = progress.completed.load(Ordering::Relaxed);
-            let tokens = progress.output_tokens.load(Ordering::Relaxed);
-            let secs = INTERVAL.as_secs_f64();
-            let line = format!(
-                "\r[{:>7.1}s] done {done}{} ({} failed) | in flight {} | {:.1} req/s | {:.0} tok/s   ",
-                clock.now_ns() as f64 / 1e9,
-                planned.map(|n| format!("/{n}")).unwrap_or_default(),
-                progress.failed.load(Ordering::Relaxed),
-                progress.in_flight.load(Ordering::Relaxed),
-                (done - last_done) as f64 / secs,
-                (tokens - last_tokens) as f64 / secs,
-            );
-            last_done = done;
-            last_tokens = tokens;
-            let mut err = std::io::stderr().lock();
-            let _ = err.write_all(line.as_bytes());
-            let _ = err.flush();
-        }
-    })
+/// What the terminal side of a command does.
+#[derive(Clone, Copy, Debug)]
+pub struct Interactivity {
+    /// Live progress line on stderr.
+    pub progress: bool,
+    /// Print summaries to stdout.
+    pub print_summary: bool,
 }
 
-/// Erases the progress line.
-pub fn clear() {
-    let mut err = std::io::stderr().lock();
-    let _ = err.write_all(b"\r\x1b[2K");
-    let _ = err.flush();
+impl Interactivity {
+    /// Progress only on a terminal.
+    pub fn from_env() -> Interactivity {
+        Interactivity {
+            progress: std::io::stderr().is_terminal(),
+            print_summary: true,
+        }
+    }
+
+    /// Silent: for tests that drive commands in-process.
+    pub fn silent() -> Interactivity {
+        Interactivity {
+            progress: false,
+            print_summary: false,
+        }
+    }
+}
+
+/// The console observer.
+pub struct Console {
+    pub quiet: bool,
+    pub ui: Interactivity,
+    line: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Console {
+    pub fn new(quiet: bool, ui: Interactivity) -> Console {
+        Console {
+            quiet,
+            ui,
+            line: None,
+        }
+    }
+
+    fn say(&self, text: &str) {
+        if !self.quiet && (self.ui.print_summary || self.ui.progress) {
+            eprintln!("{text}");
+        }
+    }
+
+    fn stop_line(&mut self) {
+        if let Some(t) = self.line.take() {
+            t.abort();
+            let mut err = std::io::stderr().lock();
+            let _ = err.write_all(b"\r\x1b[2K");
+            let _ = err.flush();
+        }
+    }
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        self.stop_line();
+    }
+}
+
+impl Observer for Console {
+    fn stage(&mut self, stage: &Stage) {
+        match stage {
+            Stage::LaunchingEngine { pid, command, log } => self.say(&format!(
+                "launching the engine (pid {pid}, log {}): {command}",
+                log.display()
+            )),
+            Stage::EngineWaiting { status } => {
+                self.say(&format!("  waiting for the engine: {status}"))
+            }
+            Stage::EngineReady { after_s } => {
+                self.say(&format!("the engine serves after {after_s:.1} s"))
+            }
+            Stage::Run {
+                index,
+                of,
+                label: Some(label),
+            } => self.say(&format!("--- {label} ({} of {of}) ---", index + 1)),
+            _ => {}
+        }
+    }
+
+    fn message(&mut self, text: &str) {
+        self.say(text);
+    }
+
+    fn warning(&mut self, text: &str) {
+        if !self.quiet {
+            eprintln!("warning: {text}");
+        }
+    }
+
+    fn run_started(&mut self, live: &LiveRun) {
+        if !self.ui.progress || self.quiet {
+            return;
+        }
+        let (total, clock, planned) = (live.total.clone(), live.clock, live.planned);
+        self.line = Some(tokio::spawn(async move {
+            let (mut last_done, mut last_tokens) = (0u64, 0u64);
+            let mut tick = tokio::time::interval(INTERVAL);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let done = total.completed.load(Ordering::Relaxed);
+                let tokens = total.output_tokens.load(Ordering::Relaxed);
+                let secs = INTERVAL.as_secs_f64();
+                let line = format!(
+                    "\r[{:>7.1}s] done {done}{} ({} failed) | in flight {} | {:.1} req/s | {:.0} tok/s   ",
+                    clock.now_ns() as f64 / 1e9,
+                    planned.map(|n| format!("/{n}")).unwrap_or_default(),
+                    total.failed.load(Ordering::Relaxed),
+                    total.in_flight.load(Ordering::Relaxed),
+                    (done - last_done) as f64 / secs,
+                    (tokens - last_tokens) as f64 / secs,
+                );
+                (last_done, last_tokens) = (done, tokens);
+                let mut err = std::io::stderr().lock();
+                let _ = err.write_all(line.as_bytes());
+                let _ = err.flush();
+            }
+        }));
+    }
+
+    fn run_finished(&mut self, report: &Report, files: &[PathBuf]) {
+        self.stop_line();
+        if self.ui.print_summary && !self.quiet {
+            print!("{}", strobe_report::console::render(report));
+            let _ = std::io::stdout().flush();
+        }
+        if let Some(f) = files.first() {
+            self.say(&format!("report written to {}", f.display()));
+        }
+    }
+
+    fn experiment_finished(&mut self, summary: &ExperimentSummary, file: Option<&PathBuf>) {
+        if self.ui.print_summary && !self.quiet {
+            print!("{}", strobe_report::console::render_experiment(summary));
+            let _ = std::io::stdout().flush();
+        }
+        if let Some(f) = file {
+            self.say(&format!("summary written to {}", f.display()));
+        }
+    }
 }

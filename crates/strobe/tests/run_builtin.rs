@@ -112,7 +112,7 @@ async fn chat_role_only_first_chunk_does_not_count_as_first_token() {
         r.latency.ttft_ms
     );
     assert_eq!(r.tokens.output, 48);
-    assert_eq!(out.report.run.target.api, "chat");
+    assert_eq!(out.report.classes[0].request.api, "chat");
     server.shutdown().await;
 }
 
@@ -190,7 +190,7 @@ async fn warmup_is_recorded_but_excluded_and_records_reanalyse_to_the_report() {
     for l in &lines {
         again.add(l);
     }
-    assert_eq!(again.state(), out.report.state);
+    assert_eq!(again, out.report.classes[0].state);
     server.shutdown().await;
 }
 
@@ -222,7 +222,7 @@ async fn open_loop_constant_rate_sends_on_schedule() {
     .await
     .unwrap();
     assert_eq!(out.report.results.requests.successful, 30);
-    assert_eq!(out.report.run.load.mode, "rate");
+    assert_eq!(out.report.classes[0].load.schedule, "open");
     let mut intended: Vec<u64> = std::fs::read_to_string(&records)
         .unwrap()
         .lines()
@@ -338,6 +338,6 @@ async fn extra_headers_and_body_fields_reach_the_server() {
     .await
     .unwrap();
     assert_eq!(out.report.results.tokens.output, 9);
-    assert_eq!(out.report.run.target.extra_body["max_tokens"], 3);
+    assert_eq!(out.report.classes[0].request.extra_body["max_tokens"], 3);
     server.shutdown().await;
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{fast_config, run, settings, start, temp_path, url_of};
+use common::{fast_config, plan, run, start, temp_path, url_of};
 use std::time::Duration;
 use strobe_client::{BaseUrl, Target};
 use strobe_core::Api;
@@ -52,7 +52,7 @@ fn sharegpt_fixture(name: &str) -> std::path::PathBuf {
     path
 }
 
-fn err_of(r: anyhow::Result<strobe::RunOutcome>) -> String {
+fn err_of(r: anyhow::Result<common::Out>) -> String {
     format!("{:#}", r.err().expect("the run should fail"))
 }
 
@@ -71,10 +71,10 @@ async fn every_profile_resolves_and_runs_against_the_built_in_target() {
         let r = &out.report;
         let levels = p.concurrency.len().max(1) as u64;
         assert_eq!(out.exit_code, 0, "{}", p.name);
-        assert_eq!(r.run.workload.profile.as_deref(), Some(p.name));
+        assert_eq!(r.classes[0].workload.profile.as_deref(), Some(p.name));
         assert_eq!(r.results.requests.successful, 3, "{}", p.name);
         assert_eq!(
-            r.run.target.api,
+            r.classes[0].request.api,
             if p.api == Api::Chat {
                 "chat"
             } else {
@@ -85,8 +85,8 @@ async fn every_profile_resolves_and_runs_against_the_built_in_target() {
         );
         // The last level ran at the profile's last concurrency (or its rate).
         match p.rate {
-            Some(_) => assert_eq!(r.run.load.rate_per_s, Some(200.0)),
-            None => assert_eq!(r.run.load.concurrency, p.concurrency.last().copied()),
+            Some(_) => assert_eq!(r.classes[0].load.rate_per_s, Some(200.0)),
+            None => assert_eq!(r.classes[0].load.concurrency, p.concurrency.last().copied()),
         }
         let after = server.truth.summary();
         assert_eq!(
@@ -102,10 +102,10 @@ async fn every_profile_resolves_and_runs_against_the_built_in_target() {
             "{}",
             p.name
         );
-        assert_eq!(r.run.workload.images_per_request as u64, images);
+        assert_eq!(r.classes[0].workload.images_per_request as u64, images);
         // Lengths are exact under the server's own counting (found at /tokenize).
         assert!(
-            r.run.workload.tokenizer.starts_with("server:"),
+            r.classes[0].workload.tokenizer.starts_with("server:"),
             "{}",
             p.name
         );
@@ -113,7 +113,7 @@ async fn every_profile_resolves_and_runs_against_the_built_in_target() {
         assert_eq!((check.compared, check.exact), (3, 3), "{}", p.name);
         if p.name == "high" {
             // Context 8192 minus 2048.
-            assert_eq!(r.run.workload.input_len, "6144");
+            assert_eq!(r.classes[0].workload.input_len, "6144");
             assert_eq!(r.results.input_tokens_per_request.mean, 6144.0);
         }
     }
@@ -155,7 +155,7 @@ async fn a_vision_request_is_accepted_by_the_built_in_target_and_counted() {
     assert_eq!(truth.images, 8);
     assert_eq!(out.report.results.requests.successful, 4);
     assert_eq!(
-        out.report.run.workload.images.as_deref(),
+        out.report.classes[0].workload.images.as_deref(),
         Some("generated 64x48 image/png")
     );
     // The server added 100 tokens per image; strobe reports the difference.
@@ -194,17 +194,9 @@ async fn a_vision_request_is_accepted_by_the_built_in_target_and_counted() {
     assert_eq!(out.report.results.requests.successful, 3);
     assert_eq!(server.truth.summary().images, 8 + 3);
     // Images need chat.
-    let e = strobe::settings::RunSettings::from_args(
-        match <strobe::cli::Cli as clap::Parser>::try_parse_from(["strobe", "run", "--images", "1"])
-            .unwrap()
-            .command
-        {
-            strobe::cli::Command::Run(a) => *a,
-            _ => unreachable!(),
-        },
-    )
-    .unwrap_err()
-    .to_string();
+    let e = plan("http://x:1", &["--images", "1"])
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("--api chat"), "{e}");
     server.shutdown().await;
 }
@@ -220,7 +212,7 @@ async fn data_sets_load_filter_and_fail_clearly() {
     let out = run(&url, &["--dataset", s, "-n", "8", "-c", "2"])
         .await
         .unwrap();
-    let d = out.report.run.workload.dataset.clone().unwrap();
+    let d = out.report.classes[0].workload.dataset.clone().unwrap();
     assert_eq!((d.records, d.kept, d.format.as_str()), (6, 4, "sharegpt"));
     assert_eq!(d.dropped.get("not_a_conversation"), Some(&1));
     assert_eq!(d.dropped.get("input_too_short"), Some(&1));
@@ -244,7 +236,7 @@ async fn data_sets_load_filter_and_fail_clearly() {
     let out = run(&url, &["--dataset", c, "--skip-invalid", "-n", "2"])
         .await
         .unwrap();
-    let d = out.report.run.workload.dataset.clone().unwrap();
+    let d = out.report.classes[0].workload.dataset.clone().unwrap();
     assert_eq!(d.records, 5);
     assert!(d.truncated.unwrap().contains("5 complete records"));
 
@@ -277,7 +269,7 @@ async fn data_sets_load_filter_and_fail_clearly() {
     )
     .await
     .unwrap();
-    let d = out.report.run.workload.dataset.clone().unwrap();
+    let d = out.report.classes[0].workload.dataset.clone().unwrap();
     assert_eq!((d.records, d.malformed_skipped, d.kept), (4, 1, 3));
     // 5 + 3 + the default 128 for the record without a length (warned).
     assert_eq!(out.report.results.tokens.output, 5 + 3 + 128);
@@ -311,7 +303,12 @@ async fn data_sets_load_filter_and_fail_clearly() {
     .await
     .unwrap();
     assert_eq!(
-        out.report.run.workload.dataset.as_ref().unwrap().format,
+        out.report.classes[0]
+            .workload
+            .dataset
+            .as_ref()
+            .unwrap()
+            .format,
         "openai-batch"
     );
     assert_eq!(out.report.results.tokens.output, 2 * (7 + 2));
@@ -345,18 +342,17 @@ async fn data_sets_load_filter_and_fail_clearly() {
 
 /// The JSON bodies of the first `n` requests of a run's workload.
 fn bodies(args: &[&str], api: Api, n: u64) -> Vec<Vec<u8>> {
-    let s = settings("http://127.0.0.1:9", args);
-    let ctx = strobe::workload::BuildContext {
+    let p = plan("http://127.0.0.1:9", args).unwrap();
+    let ctx = strobe_experiment::workloads::BuildContext {
         api,
-        seed: s.plan.seed,
+        seed: p.experiment.runs[0].classes[0].seed,
         built_in: true,
         server_tokenizer: None,
         max_model_len: Some(4096),
         needed: Some(n),
         concurrency: 4,
-        profile: None,
     };
-    let built = strobe::workload::build(&s.workload, ctx).unwrap();
+    let built = strobe_experiment::workloads::build(&p.experiment.workloads[0], ctx).unwrap();
     let base = BaseUrl::parse("http://127.0.0.1:9").unwrap();
     let target = Target {
         addr: "127.0.0.1:9".parse().unwrap(),
@@ -440,40 +436,75 @@ fn the_same_seed_gives_byte_identical_request_streams() {
 
 #[test]
 fn profiles_resolve_to_their_documented_settings_and_flags_override_them() {
-    let s = settings("http://x:1", &["--profile", "medium"]);
-    assert_eq!(s.levels, vec![32, 64, 128]);
+    use strobe_experiment::InputLength;
+    use strobe_load::Schedule;
+    use strobe_workload::LengthSpec;
+    let levels = |e: &strobe_experiment::Experiment| -> Vec<u32> {
+        e.runs
+            .iter()
+            .map(|r| match r.classes[0].schedule {
+                Schedule::Closed { concurrency } => concurrency,
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    };
+    let len = |s: &str| InputLength::Spec(LengthSpec::parse(s).unwrap());
+    let e = plan("http://x:1", &["--profile", "medium"])
+        .unwrap()
+        .experiment;
+    assert_eq!(levels(&e), vec![32, 64, 128]);
+    let w = &e.workloads[0];
     assert_eq!(
-        (
-            s.workload.input_len.as_str(),
-            s.workload.output_len.as_deref()
-        ),
-        ("200", Some("250"))
+        (&w.input, &w.output),
+        (&len("200"), &LengthSpec::parse("250").ok())
     );
-    assert_eq!(s.plan.requests, Some(320));
-    let s = settings(
+    // 10 × concurrency per level, and fresh text per level.
+    let requests: Vec<_> = e.runs.iter().map(|r| r.classes[0].requests).collect();
+    assert_eq!(requests, vec![Some(320), Some(640), Some(1280)]);
+    let seeds: Vec<_> = e.runs.iter().map(|r| r.classes[0].content_seed).collect();
+    assert_eq!(seeds, vec![0, 1, 2]);
+    let e = plan(
         "http://x:1",
         &["--profile", "low", "-c", "3", "--output-len", "9"],
-    );
-    assert!(s.levels.is_empty());
-    assert_eq!(s.workload.output_len.as_deref(), Some("9"));
-    assert_eq!(s.workload.input_len, "100");
-    let s = settings("http://x:1", &["--profile", "high"]);
+    )
+    .unwrap()
+    .experiment;
+    assert_eq!(levels(&e), vec![3]);
+    assert_eq!(e.workloads[0].output, LengthSpec::parse("9").ok());
+    assert_eq!(e.workloads[0].input, len("100"));
+    let e = plan("http://x:1", &["--profile", "high"])
+        .unwrap()
+        .experiment;
     assert_eq!(
-        (s.workload.context_minus, s.levels.clone()),
-        (Some(2048), vec![1, 5, 10])
+        (e.workloads[0].input.clone(), levels(&e)),
+        (InputLength::ContextMinus(2048), vec![1, 5, 10])
     );
-    let s = settings("http://x:1", &["--profile", "vision-b"]);
+    let e = plan("http://x:1", &["--profile", "vision-b"])
+        .unwrap()
+        .experiment;
+    let c = &e.runs[0].classes[0];
     assert_eq!(
-        (s.api, s.workload.images, s.workload.image_size),
-        (Api::Chat, 1, (512, 512))
+        (c.request.api, e.workloads[0].images_per_request),
+        (Api::Chat, 1)
     );
-    assert_eq!(s.levels, vec![1, 8, 16, 32]);
-    let s = settings(
+    assert_eq!(
+        e.workloads[0].images,
+        Some(strobe_experiment::ImageSpec::Generated {
+            width: 512,
+            height: 512,
+            format: strobe_workload::picture::ImageFormat::Jpeg
+        })
+    );
+    assert_eq!(levels(&e), vec![1, 8, 16, 32]);
+    let e = plan(
         "http://x:1",
         &["--profile", "sharegpt", "--dataset", "x.json"],
-    );
-    assert!(matches!(s.plan.mode, strobe_load::LoadMode::Rate { rate, .. } if rate == 1.0));
-    assert_eq!(s.plan.requests, Some(200));
+    )
+    .unwrap()
+    .experiment;
+    let c = &e.runs[0].classes[0];
+    assert!(matches!(c.schedule, Schedule::Open { rate, .. } if rate == 1.0));
+    assert_eq!(c.requests, Some(200));
 }
 
 #[test]

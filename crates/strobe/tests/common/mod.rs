@@ -5,7 +5,6 @@
 use clap::Parser;
 use std::time::Duration;
 use strobe::cli::{Cli, Command};
-use strobe::settings::RunSettings;
 use strobe_server::{ServerConfig, ServerHandle};
 
 /// Starts the built-in target on a free loopback port.
@@ -36,17 +35,57 @@ pub fn fast_config() -> ServerConfig {
     }
 }
 
-pub fn settings(url: &str, args: &[&str]) -> RunSettings {
+/// The typed plan of `strobe run --url URL -q ARGS`.
+pub fn plan(url: &str, args: &[&str]) -> anyhow::Result<strobe::settings::Plan> {
     let mut all = vec!["strobe", "run", "--url", url, "-q"];
     all.extend_from_slice(args);
-    let Command::Run(a) = Cli::try_parse_from(all).unwrap().command else {
+    let Command::Run(a) = Cli::try_parse_from(all)?.command else {
         unreachable!()
     };
-    RunSettings::from_args(*a).unwrap()
+    strobe::settings::run(*a)
 }
 
-pub async fn run(url: &str, args: &[&str]) -> anyhow::Result<strobe::RunOutcome> {
-    strobe::execute_run(settings(url, args), strobe::Interactivity::silent()).await
+/// What a command produced, its last report at hand.
+pub struct Out {
+    pub exit_code: i32,
+    pub report: strobe_report::Report,
+    pub reports: Vec<strobe_report::Report>,
+    pub summary: Option<strobe_report::ExperimentSummary>,
+}
+
+pub async fn execute(plan: strobe::settings::Plan) -> anyhow::Result<Out> {
+    let e = strobe::execute(
+        plan,
+        strobe::Interactivity::silent(),
+        &strobe::Shutdown::new(),
+    )
+    .await?;
+    let report = e
+        .reports
+        .last()
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("no report"))?;
+    Ok(Out {
+        exit_code: e.exit_code,
+        report,
+        reports: e.reports,
+        summary: e.summary,
+    })
+}
+
+/// `strobe run --url URL -q ARGS`, in-process.
+pub async fn run(url: &str, args: &[&str]) -> anyhow::Result<Out> {
+    execute(plan(url, args)?).await
+}
+
+/// `strobe interference --url URL -q ARGS`, in-process.
+pub async fn interference(url: &str, args: &[&str]) -> anyhow::Result<Out> {
+    let mut all = vec!["strobe", "interference", "--url", url, "-q"];
+    all.extend_from_slice(args);
+    let Command::Interference(a) = Cli::try_parse_from(all)?.command else {
+        unreachable!()
+    };
+    execute(strobe::settings::interference(*a)?).await
 }
 
 pub fn temp_path(name: &str) -> std::path::PathBuf {

@@ -22,6 +22,7 @@ struct Inner {
 }
 
 /// The server's tokenizer. Its methods block: call them from a blocking thread.
+#[derive(Clone)]
 pub struct ServerTokenizer {
     inner: Arc<Inner>,
     handle: tokio::runtime::Handle,

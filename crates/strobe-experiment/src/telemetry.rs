@@ -1,6 +1,5 @@
 //! Starting and finishing the samplers that run beside the load (server metrics, GPUs).
 
-use anyhow::Context;
 use http::HeaderMap;
 use std::net::SocketAddr;
 use strobe_client::BaseUrl;
@@ -9,7 +8,8 @@ use strobe_report::{Gpu, ServerMetrics};
 use strobe_telemetry::gpu::GpuSampler;
 use strobe_telemetry::scrape::{ScrapeConfig, Scraper};
 
-use crate::settings::RunSettings;
+use crate::error::ExperimentError;
+use crate::target::{MetricsSource, TelemetrySpec};
 
 pub struct Telemetry {
     scraper: Option<Scraper>,
@@ -18,23 +18,24 @@ pub struct Telemetry {
 
 impl Telemetry {
     pub async fn start(
-        settings: &RunSettings,
+        spec: &TelemetrySpec,
         base: &BaseUrl,
         addr: SocketAddr,
         headers: &HeaderMap,
         clock: RunClock,
-    ) -> anyhow::Result<Telemetry> {
-        let scraper = match &settings.server_metrics {
-            None => None,
-            Some(url) => {
-                let (base, addr, path) = match url {
-                    None => (base.clone(), addr, "/metrics".to_owned()),
-                    Some(u) => {
-                        let b = BaseUrl::parse(u).with_context(|| format!("--metrics-url {u}"))?;
-                        let a = b
-                            .resolve()
-                            .await
-                            .with_context(|| format!("--metrics-url {u}"))?;
+    ) -> Result<Telemetry, ExperimentError> {
+        let bad = |u: &str, e: &dyn std::fmt::Display| ExperimentError::MetricsUrl {
+            flag: "--metrics-url",
+            url: u.to_owned(),
+            reason: e.to_string(),
+        };
+        let scraper = match &spec.server_metrics {
+            MetricsSource::Off => None,
+            source => {
+                let (base, addr, path) = match source {
+                    MetricsSource::Url(u) => {
+                        let b = BaseUrl::parse(u).map_err(|e| bad(u, &e))?;
+                        let a = b.resolve().await.map_err(|e| bad(u, &e))?;
                         let path = if b.prefix.is_empty() {
                             "/metrics".to_owned()
                         } else {
@@ -42,20 +43,19 @@ impl Telemetry {
                         };
                         (b, a, path)
                     }
+                    _ => (base.clone(), addr, "/metrics".to_owned()),
                 };
                 let config = ScrapeConfig {
                     base,
                     addr,
                     headers: headers.clone(),
                     path,
-                    interval: settings.telemetry_interval,
+                    interval: spec.interval,
                 };
                 Some(Scraper::start(config, clock))
             }
         };
-        let gpu = settings
-            .gpu
-            .then(|| GpuSampler::start(settings.telemetry_interval, clock));
+        let gpu = spec.gpu.then(|| GpuSampler::start(spec.interval, clock));
         Ok(Telemetry { scraper, gpu })
     }
 
@@ -72,7 +72,11 @@ impl Telemetry {
         let local = match self.gpu {
             Some(g) => tokio::task::spawn_blocking(move || g.finish())
                 .await
-                .unwrap_or_default(),
+                .unwrap_or_else(|e| Gpu {
+                    source: "none".into(),
+                    note: Some(format!("GPU sampling failed: {e}")),
+                    devices: vec![],
+                }),
             None => Gpu {
                 source: "none".into(),
                 note: Some("not sampled (--no-gpu)".into()),

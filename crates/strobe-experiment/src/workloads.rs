@@ -1,34 +1,114 @@
-//! Turns the workload settings into a workload, once the server is known (its tokenizer, its
-//! context length). Runs on a blocking thread: counting may call the server's /tokenize.
+//! Turns a workload spec into a workload, once the server is known (its tokenizer, its context
+//! length). Runs on a blocking thread: counting may call the server's /tokenize. Built once per
+//! experiment; each run then varies it (fresh text, same lengths).
 
-use anyhow::{bail, Context};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 use strobe_core::Api;
 use strobe_report::{DatasetInfo, WorkloadInfo};
-use strobe_workload::dataset::{self, LoadOptions};
+use strobe_workload::dataset::{self, LoadSummary};
 use strobe_workload::images::ImageSource;
+use strobe_workload::picture::ImageFormat;
 use strobe_workload::{
-    ChatShape, DatasetFormat, DatasetWorkload, FilterRules, HfTokenizer, ImageSettings, LengthDist,
-    SyntheticWorkload, TokenCounter, WordCounter, WordPool, Workload,
+    ChatShape, DatasetError, DatasetSpec, DatasetWorkload, FilterRules, HfTokenizer, ImageSettings,
+    LengthDist, LengthSpec, SyntheticWorkload, TokenCounter, TokenizerError, WordCounter, WordPool,
+    Workload, DEFAULT_LEN,
 };
 
-use crate::cli::{DatasetArgs, DatasetFormatArg};
-use crate::settings::{WorkloadSettings, DEFAULT_LEN};
+use crate::server_tokenizer::ServerTokenizer;
+
+/// How tokens are counted for exact lengths.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum TokenizerChoice {
+    /// The built-in target's word rule for the built-in target, else the server's /tokenize when
+    /// it answers, else approximate lengths (warned about).
+    #[default]
+    Auto,
+    Words,
+    Server,
+    /// A tokenizer.json or a model folder.
+    File(PathBuf),
+}
+
+/// How long prompts are.
+#[derive(Clone, Debug, PartialEq)]
+pub enum InputLength {
+    Spec(LengthSpec),
+    /// The server's context length minus this many tokens (seed 002's "high" profile).
+    ContextMinus(u32),
+}
+
+/// Where a vision workload's images come from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ImageSpec {
+    Generated {
+        width: u32,
+        height: u32,
+        format: ImageFormat,
+    },
+    Files(Vec<PathBuf>),
+}
+
+/// What to send, as the user asked for it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkloadSpec {
+    pub input: InputLength,
+    /// `None`: a data set's own lengths, else the default.
+    pub output: Option<LengthSpec>,
+    pub tokenizer: TokenizerChoice,
+    pub dataset: Option<DatasetSpec>,
+    pub shared_prefix: u32,
+    pub prefix_groups: u32,
+    pub turns: u32,
+    /// Conversations interleaved; `None`: the run's concurrency.
+    pub sessions: Option<u32>,
+    pub images_per_request: u32,
+    pub images: Option<ImageSpec>,
+    /// The profile the defaults came from, for the report.
+    pub profile: Option<String>,
+}
+
+impl Default for WorkloadSpec {
+    fn default() -> Self {
+        WorkloadSpec {
+            input: InputLength::Spec(LengthSpec::Dist(LengthDist::Fixed(DEFAULT_LEN))),
+            output: None,
+            tokenizer: TokenizerChoice::Auto,
+            dataset: None,
+            shared_prefix: 0,
+            prefix_groups: 1,
+            turns: 1,
+            sessions: None,
+            images_per_request: 0,
+            images: None,
+            profile: None,
+        }
+    }
+}
+
+/// Why a workload could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkloadError {
+    #[error(transparent)]
+    Dataset(#[from] DatasetError),
+    #[error("--tokenizer: {0}")]
+    Tokenizer(#[from] TokenizerError),
+    #[error("{0}")]
+    Invalid(String),
+}
 
 /// What the builder knows about the run and the server.
 pub struct BuildContext {
     pub api: Api,
     pub seed: u64,
     pub built_in: bool,
-    /// The server's /tokenize, when it answered.
-    pub server_tokenizer: Option<Result<crate::server_tokenizer::ServerTokenizer, String>>,
+    /// The server's /tokenize, when it was probed.
+    pub server_tokenizer: Option<Result<ServerTokenizer, String>>,
     pub max_model_len: Option<u32>,
-    /// Requests the run will send (measured + warm-up), when known in advance.
+    /// Requests the experiment will send with this workload, when known in advance.
     pub needed: Option<u64>,
     pub concurrency: u32,
-    pub profile: Option<String>,
 }
 
 /// A workload ready to run, with its report section.
@@ -38,107 +118,43 @@ pub struct Built {
     pub warnings: Vec<String>,
 }
 
-/// Picks the token counter: an explicit `--tokenizer`, else the built-in target's word rule, else
-/// the server's /tokenize, else none (lengths approximate).
-pub fn counter(
-    choice: Option<&str>,
+/// Picks the token counter: an explicit choice, else the built-in target's word rule, else the
+/// server's /tokenize, else none (lengths approximate).
+fn counter(
+    choice: &TokenizerChoice,
     ctx: &mut BuildContext,
-) -> anyhow::Result<Option<Arc<dyn TokenCounter>>> {
+) -> Result<Option<Arc<dyn TokenCounter>>, WorkloadError> {
     Ok(match choice {
-        Some("words") => Some(Arc::new(WordCounter)),
-        Some("server") => match ctx.server_tokenizer.take() {
+        TokenizerChoice::Words => Some(Arc::new(WordCounter)),
+        TokenizerChoice::Server => match ctx.server_tokenizer.take() {
             Some(Ok(t)) => Some(Arc::new(t)),
-            Some(Err(e)) => bail!("--tokenizer server: {e}"),
-            None => bail!("--tokenizer server: the server's /tokenize was not checked"),
+            Some(Err(e)) => return Err(WorkloadError::Invalid(format!("--tokenizer server: {e}"))),
+            None => {
+                return Err(WorkloadError::Invalid(
+                    "--tokenizer server: the server's /tokenize was not checked".into(),
+                ))
+            }
         },
-        Some(path) => Some(Arc::new(
-            HfTokenizer::load(Path::new(path)).context("--tokenizer")?,
-        )),
-        None if ctx.built_in => Some(Arc::new(WordCounter)),
-        None => match ctx.server_tokenizer.take() {
+        TokenizerChoice::File(path) => Some(Arc::new(HfTokenizer::load(path)?)),
+        TokenizerChoice::Auto if ctx.built_in => Some(Arc::new(WordCounter)),
+        TokenizerChoice::Auto => match ctx.server_tokenizer.take() {
             Some(Ok(t)) => Some(Arc::new(t)),
             _ => None,
         },
     })
 }
 
-fn format_of(a: &DatasetArgs) -> Option<DatasetFormat> {
-    a.dataset_format.map(|f| match f {
-        DatasetFormatArg::Sharegpt => DatasetFormat::ShareGpt,
-        DatasetFormatArg::Jsonl => DatasetFormat::Jsonl,
-        DatasetFormatArg::OpenaiBatch => DatasetFormat::OpenAiBatch,
-        DatasetFormatArg::Text => DatasetFormat::Text,
-    })
+/// Whether building `spec` wants the server's /tokenize probed.
+pub fn wants_server_tokenizer(spec: &WorkloadSpec, built_in: bool) -> bool {
+    match spec.tokenizer {
+        TokenizerChoice::Server => true,
+        TokenizerChoice::Auto => !built_in,
+        _ => false,
+    }
 }
 
-/// The filter rules: the format's defaults (vLLM's for ShareGPT), then explicit flags.
-pub fn rules_for(
-    a: &DatasetArgs,
-    format: DatasetFormat,
-    output_given: bool,
-    context: Option<u32>,
-) -> FilterRules {
-    if a.no_filter {
-        return FilterRules::none();
-    }
-    let mut r = if format == DatasetFormat::ShareGpt {
-        FilterRules::vllm_sharegpt(output_given)
-    } else {
-        FilterRules {
-            max_total: context,
-            ..FilterRules::none()
-        }
-    };
-    if let Some(v) = a.min_input_len {
-        r.min_input = v;
-    }
-    if let Some(v) = a.max_input_len {
-        r.max_input = Some(v);
-    }
-    if let Some(v) = a.min_output_len {
-        r.min_output = v;
-    }
-    if let Some(v) = a.max_total_len {
-        r.max_total = Some(v);
-    }
-    r
-}
-
-/// Load options for `path` under the data-set flags.
-pub fn load_options(
-    path: &Path,
-    a: &DatasetArgs,
-    output_fixed: Option<u32>,
-    output_given: bool,
-    context: Option<u32>,
-    seed: u64,
-    limit: Option<usize>,
-) -> anyhow::Result<LoadOptions> {
-    let format = match format_of(a) {
-        Some(f) => f,
-        None => {
-            let mut head = vec![0u8; 4096];
-            let n = std::fs::File::open(path)
-                .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
-                .with_context(|| format!("data set {}: cannot read it", path.display()))?;
-            head.truncate(n);
-            DatasetFormat::detect(&head)
-        }
-    };
-    Ok(LoadOptions {
-        default_output: DEFAULT_LEN.parse().unwrap_or(128),
-        format: Some(format),
-        skip_invalid: a.skip_invalid,
-        rules: rules_for(a, format, output_given, context),
-        output_given,
-        output_fixed,
-        shuffle: format == DatasetFormat::ShareGpt && !a.no_shuffle,
-        seed,
-        limit,
-    })
-}
-
-pub fn dataset_info(s: &dataset::LoadSummary, rules: &FilterRules) -> DatasetInfo {
+/// The report's view of a loaded data set.
+pub fn dataset_info(s: &LoadSummary, rules: &FilterRules) -> DatasetInfo {
     DatasetInfo {
         path: s.path.display().to_string(),
         format: s.format.into(),
@@ -160,17 +176,19 @@ pub fn dataset_info(s: &dataset::LoadSummary, rules: &FilterRules) -> DatasetInf
 
 /// Resolves `empirical:FILE` into the file's own input or output lengths.
 fn resolve_len(
-    spec: &str,
+    spec: &LengthSpec,
     outputs: bool,
-    ws: &WorkloadSettings,
+    ws: &WorkloadSpec,
     counter: &dyn TokenCounter,
     seed: u64,
-) -> anyhow::Result<LengthDist> {
-    let Some(file) = spec.strip_prefix("empirical:") else {
-        return LengthDist::parse(spec).map_err(|e| anyhow::anyhow!(e));
+) -> Result<LengthDist, WorkloadError> {
+    let path = match spec {
+        LengthSpec::Dist(d) => return Ok(d.clone()),
+        LengthSpec::Empirical(p) => p,
     };
-    let path = Path::new(file);
-    let opts = load_options(path, &ws.data, None, !outputs, None, seed, None)?;
+    let mut ds = ws.dataset.clone().unwrap_or_default();
+    ds.path = path.clone();
+    let opts = ds.load_options(None, !outputs, None, seed, None)?;
     let data = dataset::load(path, counter, &opts)?;
     let lengths: Vec<u32> = data
         .entries
@@ -183,14 +201,14 @@ fn resolve_len(
             }
         })
         .collect();
-    LengthDist::empirical(lengths, file.to_owned()).map_err(|e| anyhow::anyhow!(e))
+    LengthDist::empirical(lengths, path.display().to_string()).map_err(WorkloadError::Invalid)
 }
 
 /// Builds the workload.
-pub fn build(ws: &WorkloadSettings, mut ctx: BuildContext) -> anyhow::Result<Built> {
+pub fn build(ws: &WorkloadSpec, mut ctx: BuildContext) -> Result<Built, WorkloadError> {
     let chat = ctx.api == Api::Chat;
     let mut warnings = Vec::new();
-    let counter = counter(ws.tokenizer.as_deref(), &mut ctx)?;
+    let counter = counter(&ws.tokenizer, &mut ctx)?;
     let (counter, exact_counter): (Arc<dyn TokenCounter>, bool) = match counter {
         Some(c) => (c, true),
         None => {
@@ -230,12 +248,12 @@ pub fn build(ws: &WorkloadSettings, mut ctx: BuildContext) -> anyhow::Result<Bui
             counter.describe()
         ));
     }
-    let output = match &ws.output_len {
+    let output = match &ws.output {
         Some(s) => Some(resolve_len(s, true, ws, counter.as_ref(), ctx.seed)?),
         None => None,
     };
     let mut info = WorkloadInfo {
-        profile: ctx.profile.clone(),
+        profile: ws.profile.clone(),
         tokenizer: if exact_counter {
             counter.describe()
         } else {
@@ -244,17 +262,17 @@ pub fn build(ws: &WorkloadSettings, mut ctx: BuildContext) -> anyhow::Result<Bui
         chat_template_tokens: shape.map(|s| s.first),
         prefix_groups: 1,
         turns: 1,
+        content_seed: ctx.seed,
         ..Default::default()
     };
 
-    if let Some(path) = &ws.dataset {
+    if let Some(ds) = &ws.dataset {
+        let path = &ds.path;
         let fixed = match &output {
             Some(LengthDist::Fixed(n)) => Some(*n),
             _ => None,
         };
-        let opts = load_options(
-            path,
-            &ws.data,
+        let opts = ds.load_options(
             fixed,
             output.is_some(),
             ctx.max_model_len,
@@ -291,11 +309,12 @@ pub fn build(ws: &WorkloadSettings, mut ctx: BuildContext) -> anyhow::Result<Bui
             entries: Arc::new(data.entries),
             summary: data.summary.clone(),
             output: output.clone(),
-            default_output: DEFAULT_LEN.parse().unwrap_or(128),
+            default_output: DEFAULT_LEN,
             chat,
             chat_shape: shape,
             specials: pool.specials,
             seed: ctx.seed,
+            start: 0,
         };
         info.description = w.describe();
         info.kind = "dataset".into();
@@ -314,15 +333,15 @@ pub fn build(ws: &WorkloadSettings, mut ctx: BuildContext) -> anyhow::Result<Bui
         });
     }
 
-    let input = match ws.context_minus {
-        Some(minus) => match ctx.max_model_len {
-            Some(c) if c > minus => LengthDist::Fixed(c - minus),
-            Some(c) => bail!("the profile's input is the context length minus {minus}, but the server's context is only {c} tokens; pass --input-len"),
-            None => bail!("the profile's input is the context length minus {minus}, but the server does not report its context length (max_model_len); pass --input-len"),
+    let input = match &ws.input {
+        InputLength::ContextMinus(minus) => match ctx.max_model_len {
+            Some(c) if c > *minus => LengthDist::Fixed(c - minus),
+            Some(c) => return Err(WorkloadError::Invalid(format!("the profile's input is the context length minus {minus}, but the server's context is only {c} tokens; pass --input-len"))),
+            None => return Err(WorkloadError::Invalid(format!("the profile's input is the context length minus {minus}, but the server does not report its context length (max_model_len); pass --input-len"))),
         },
-        None => resolve_len(&ws.input_len, false, ws, counter.as_ref(), ctx.seed)?,
+        InputLength::Spec(s) => resolve_len(s, false, ws, counter.as_ref(), ctx.seed)?,
     };
-    let output = output.unwrap_or(LengthDist::Fixed(DEFAULT_LEN.parse().unwrap_or(128)));
+    let output = output.unwrap_or(LengthDist::Fixed(DEFAULT_LEN));
     if let Some(c) = ctx.max_model_len {
         if input.max() as u64 + output.max() as u64 > c as u64 {
             warnings.push(format!(
@@ -347,22 +366,28 @@ pub fn build(ws: &WorkloadSettings, mut ctx: BuildContext) -> anyhow::Result<Bui
             input
         ));
     }
-    let images = if ws.images > 0 {
-        let source = if ws.image_files.is_empty() {
-            ImageSource::Generated {
-                width: ws.image_size.0,
-                height: ws.image_size.1,
-                format: ws.image_format,
-            }
-        } else {
-            ImageSource::from_paths(&ws.image_files).map_err(|e| anyhow::anyhow!(e))?
-        };
-        Some(ImageSettings {
-            per_request: ws.images,
-            source,
-        })
-    } else {
-        None
+    let images = match (&ws.images, ws.images_per_request) {
+        (Some(spec), n) if n > 0 => {
+            let source = match spec {
+                ImageSpec::Generated {
+                    width,
+                    height,
+                    format,
+                } => ImageSource::Generated {
+                    width: *width,
+                    height: *height,
+                    format: *format,
+                },
+                ImageSpec::Files(paths) => {
+                    ImageSource::from_paths(paths).map_err(WorkloadError::Invalid)?
+                }
+            };
+            Some(ImageSettings {
+                per_request: n,
+                source,
+            })
+        }
+        _ => None,
     };
     if let Some(i) = &images {
         warnings.push(format!(
@@ -380,8 +405,10 @@ pub fn build(ws: &WorkloadSettings, mut ctx: BuildContext) -> anyhow::Result<Bui
         prefix_groups: ws.prefix_groups,
         turns: ws.turns,
         sessions: ws.sessions.unwrap_or(ctx.concurrency).max(1),
+        sessions_given: ws.sessions.is_some(),
         images: images.clone(),
         seed: ctx.seed,
+        content_seed: ctx.seed,
     };
     info.description = w.describe();
     info.kind = "synthetic".into();
@@ -391,7 +418,7 @@ pub fn build(ws: &WorkloadSettings, mut ctx: BuildContext) -> anyhow::Result<Bui
     info.shared_prefix_tokens = ws.shared_prefix;
     info.prefix_groups = ws.prefix_groups;
     info.turns = ws.turns;
-    info.images_per_request = ws.images;
+    info.images_per_request = images.as_ref().map_or(0, |i| i.per_request);
     info.images = images.map(|i| i.source.to_string());
     Ok(Built {
         workload: Arc::new(w),

@@ -1,0 +1,65 @@
+//! The records thread: aggregates records into per-class statistics as they arrive and appends
+//! each to the run's records file, flushing whenever the channel is momentarily empty, so that
+//! records already measured survive a crash.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use strobe_core::{Outcome, RequestRecord};
+use strobe_metrics::ClassSets;
+use tokio::sync::mpsc;
+
+pub(crate) struct Collected {
+    pub sets: ClassSets,
+    /// The first message of each failure kind.
+    pub error_examples: BTreeMap<String, String>,
+    /// Why writing the records file stopped, if it did.
+    pub records_error: Option<String>,
+}
+
+pub(crate) type RecordsFile = std::io::BufWriter<std::fs::File>;
+
+pub(crate) fn spawn(
+    mut rx: mpsc::Receiver<RequestRecord>,
+    mut file: Option<RecordsFile>,
+    sets: ClassSets,
+) -> std::io::Result<std::thread::JoinHandle<Collected>> {
+    std::thread::Builder::new()
+        .name("strobe-records".into())
+        .spawn(move || {
+            let mut c = Collected {
+                sets,
+                error_examples: BTreeMap::new(),
+                records_error: None,
+            };
+            let write =
+                |file: &mut Option<RecordsFile>, r: &RequestRecord, err: &mut Option<String>| {
+                    if let Some(f) = file.as_mut() {
+                        if let Err(e) = f.write_all(&strobe_report::records::line(r)) {
+                            *err = Some(e.to_string());
+                            *file = None;
+                        }
+                    }
+                };
+            while let Some(record) = rx.blocking_recv() {
+                let mut next = Some(record);
+                while let Some(r) = next {
+                    c.sets.add(&r);
+                    if let Outcome::Failed { kind, message } = &r.outcome {
+                        c.error_examples
+                            .entry(kind.label())
+                            .or_insert_with(|| message.clone());
+                    }
+                    write(&mut file, &r, &mut c.records_error);
+                    next = rx.try_recv().ok();
+                }
+                // Nothing waiting: put what we have on disk.
+                if let Some(f) = file.as_mut() {
+                    if let Err(e) = f.flush() {
+                        c.records_error = Some(e.to_string());
+                        file = None;
+                    }
+                }
+            }
+            c
+        })
+}
