@@ -350,6 +350,10 @@ pub async fn run(
             of: exp.runs.len(),
             label: exp.is_multi().then(|| run.label.clone()),
         });
+        if shutdown.is_requested() {
+            interrupted = true;
+            break;
+        }
         let records = outputs.begin_run(i)?;
         let report =
             crate::run::run_one(session, exp, i, run, &prepared, shutdown, observer, records)

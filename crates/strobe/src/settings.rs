@@ -429,6 +429,8 @@ pub fn interference(a: InterferenceArgs) -> anyhow::Result<Plan> {
             (b, u)
         }
     };
+    // A scenario's interactive class may fix its own isolated duration.
+    let duration = interactive.0.duration.unwrap_or(a.user_duration);
     let conditions = Conditions {
         batch_only: a.conditions.contains(&ConditionArg::Batch),
         isolated: a.conditions.contains(&ConditionArg::Isolated),
@@ -439,7 +441,7 @@ pub fn interference(a: InterferenceArgs) -> anyhow::Result<Plan> {
             batch,
             interactive,
             users: a.users,
-            duration: a.user_duration,
+            duration,
             conditions,
         },
         options,

@@ -218,8 +218,15 @@ fn launch_runs_the_engine_and_stops_it_and_a_failing_engine_is_a_clear_error() {
 }
 
 #[test]
-fn ctrl_c_during_a_launched_run_stops_the_engine_too() {
-    let dir = std::env::temp_dir().join(format!("strobe-launch-int-{}", std::process::id()));
+fn sigint_sigterm_and_sighup_during_a_launched_run_stop_the_engine_too() {
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        stop_a_launched_run_with(signal);
+    }
+}
+
+fn stop_a_launched_run_with(signal: i32) {
+    let dir =
+        std::env::temp_dir().join(format!("strobe-launch-int-{}-{signal}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -255,15 +262,15 @@ fn ctrl_c_during_a_launched_run_stops_the_engine_too() {
     }
     std::thread::sleep(Duration::from_millis(700));
     // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    unsafe { libc::kill(child.id() as i32, signal) };
     let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130));
+    assert_eq!(status.code(), Some(130), "signal {signal}");
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert_eq!(r["run"]["interrupted"], true);
     assert!(r["results"]["requests"]["successful"].as_u64().unwrap() > 0);
     assert!(
         std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
-        "the engine outlived Ctrl-C"
+        "the engine outlived signal {signal}"
     );
     let _ = std::fs::remove_dir_all(dir);
 }
