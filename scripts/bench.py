@@ -13,8 +13,10 @@ Prints figures and ratios measured in this one run; nothing is hard-coded.
    streams, 256 concurrent: requests/s, output tokens/s and client CPU-seconds per million streamed
    tokens for strobe and for vLLM's client.
 
-Usage: scripts/bench.py [--quick] [--no-vllm] [--out DIR]
-vLLM's client comes from scripts/setup-vllm.sh (run it first, or pass --no-vllm).
+Usage: scripts/bench.py [--quick] [--no-vllm] [--baseline BIN] [--out DIR]
+vLLM's client comes from scripts/setup-vllm.sh (run it first, or pass --no-vllm). --baseline runs
+another strobe binary (e.g. one built from an earlier commit) beside this one, in the same run, so a
+change's before/after figures come from one sitting of the machine.
 """
 
 import argparse
@@ -64,9 +66,9 @@ def children_cpu():
     return r.ru_utime + r.ru_stime
 
 
-def run_strobe(port, out, args):
+def run_strobe(port, out, args, binary=None):
     cpu0 = children_cpu()
-    subprocess.run([STROBE, "run", "--url", f"http://127.0.0.1:{port}", "-q", "-o", out, *args], check=True)
+    subprocess.run([binary or STROBE, "run", "--url", f"http://127.0.0.1:{port}", "-q", "-o", out, *args], check=True)
     cpu = children_cpu() - cpu0
     return json.load(open(out)), cpu
 
@@ -93,14 +95,17 @@ def accuracy(args, out_dir, vllm):
     try:
         for c in ([1, 100, 1000] if not args.quick else [1, 100]):
             n = max(100, 5 * c)
-            for stamps in ["kernel", "user"]:
+            clients = [("strobe (kernel)", None, "kernel"), ("strobe (user)", None, "user")]
+            if args.baseline:
+                clients.append(("baseline (kernel)", args.baseline, "kernel"))
+            for who, binary, stamps in clients:
                 http("DELETE", f"http://127.0.0.1:{port}/strobe/truth")
-                rep, _ = run_strobe(port, os.path.join(out_dir, f"acc-{c}-{stamps}.json"),
+                rep, _ = run_strobe(port, os.path.join(out_dir, f"acc-{c}-{who.split()[0]}-{stamps}.json"),
                                     ["-c", str(c), "-n", str(n), "--output-len", "64", "--input-len", "32",
-                                     "--timestamps", stamps])
+                                     "--timestamps", stamps], binary)
                 truth = http("GET", f"http://127.0.0.1:{port}/strobe/truth")
                 lat = rep["results"]["latency"]
-                rows.append((c, f"strobe ({stamps})", lat["ttft_ms"]["mean"], lat["ttft_ms"]["p99"], lat["tpot_ms"]["mean"],
+                rows.append((c, who, lat["ttft_ms"]["mean"], lat["ttft_ms"]["p99"], lat["tpot_ms"]["mean"],
                              rep["results"]["concurrency"]["achieved_mean"], truth))
             if vllm and c > 1:
                 http("DELETE", f"http://127.0.0.1:{port}/strobe/truth")
@@ -123,13 +128,17 @@ def capacity(args, out_dir, vllm):
     port = 18432
     server = start_serve(port, "--ttft", "0", "--itl", "0")
     duration = "5s" if args.quick else "15s"
-    try:
-        rep, _ = run_strobe(port, os.path.join(out_dir, "cap-strobe.json"),
-                            ["-c", "256", "-d", duration, "--output-len", "256", "--input-len", "16", "--warmup", "1s"])
+    def strobe_capacity(name, binary):
+        rep, _ = run_strobe(port, os.path.join(out_dir, f"cap-{name}.json"),
+                            ["-c", "256", "-d", duration, "--output-len", "256", "--input-len", "16", "--warmup", "1s"],
+                            binary)
         r = rep["results"]
-        s = {"rps": r["throughput"]["requests_per_s"], "tps": r["throughput"]["output_tokens_per_s"],
-             "cpu_per_m": rep["client"]["cpu_seconds"] / (r["tokens"]["output"] / 1e6),
-             "us_per_tok": rep["client"]["cpu_us_per_output_token"], "tokens": r["tokens"]["output"]}
+        return {"rps": r["throughput"]["requests_per_s"], "tps": r["throughput"]["output_tokens_per_s"],
+                "cpu_per_m": rep["client"]["cpu_seconds"] / (r["tokens"]["output"] / 1e6),
+                "us_per_tok": rep["client"]["cpu_us_per_output_token"], "tokens": r["tokens"]["output"]}
+    try:
+        s = strobe_capacity("strobe", None)
+        base = strobe_capacity("baseline", args.baseline) if args.baseline else None
         v = None
         if vllm:
             prompts = 1000 if args.quick else 3000
@@ -142,12 +151,15 @@ def capacity(args, out_dir, vllm):
     print("\n## Capacity: zero-delay target, 256-token streams, 256 concurrent\n")
     print("| client | requests/s | output tokens/s | CPU-s per 1M tokens | CPU-µs per token | tokens measured |")
     print("|---|---:|---:|---:|---:|---:|")
-    for who, x in [("strobe", s), ("vllm bench serve", v)]:
+    for who, x in [("strobe", s), ("baseline strobe", base), ("vllm bench serve", v)]:
         if x:
             print(f"| {who} | {x['rps']:.0f} | {x['tps']:.0f} | {x['cpu_per_m']:.2f} | {x['us_per_tok']:.3f} | {x['tokens']} |")
     if v:
         print(f"\nstrobe / vLLM: {s['rps'] / v['rps']:.1f}x requests/s, {s['tps'] / v['tps']:.1f}x output tokens/s, "
               f"{v['cpu_per_m'] / s['cpu_per_m']:.1f}x less CPU per token")
+    if base:
+        print(f"strobe / baseline strobe: {s['rps'] / base['rps']:.2f}x requests/s, "
+              f"{base['cpu_per_m'] / s['cpu_per_m']:.2f}x less CPU per token")
     return s, v
 
 
@@ -156,6 +168,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="smaller runs (skips 1,000 streams)")
     ap.add_argument("--no-vllm", action="store_true", help="skip vLLM's client")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench-out"), help="folder for raw results")
+    ap.add_argument("--baseline", help="another strobe binary to measure beside this one (before/after a change)")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "strobe"], cwd=ROOT, check=True)

@@ -5,6 +5,10 @@ usage: check_reports.py single REPORT --requests N --output-len L
        check_reports.py sweep REPORT...      (throughput must grow from the first to the last)
        check_reports.py launch REPORT --requests N
        check_reports.py exact REPORT --requests N   (every server input count equals strobe's intent)
+       check_reports.py offline REPORT --requests N --output-len L
+       check_reports.py lockstep REPORT --batch-size B --batches K
+       check_reports.py scenario REPORT --classes N
+       check_reports.py interference SUMMARY --users U1,U2
 
 Tolerance for strobe vs vLLM's own server-side histograms (TTFT and E2E means): the client figure
 must be no lower than the server's (minus 1 ms for rounding) and at most 15 ms + 2% higher. vLLM's
@@ -30,7 +34,8 @@ def load(path):
 def check_single(path, requests, output_len):
     r = load(path)
     res = r["results"]
-    name = f"{path} ({r['run']['target']['api']}, c={r['run']['load']['concurrency']})"
+    c0 = r["classes"][0]
+    name = f"{path} ({c0['request']['api']}, c={c0['load']['concurrency']})"
     if res["requests"]["successful"] != requests or res["requests"]["failed"] != 0:
         fail(f"{name}: {res['requests']}")
     if res["tokens"]["output"] != requests * output_len:
@@ -55,8 +60,8 @@ def check_single(path, requests, output_len):
 def check_exact(path, requests):
     r = load(path)
     res = r["results"]
-    w = r["run"]["workload"]
-    name = f"{path} ({r['run']['target']['api']}, {w['description']})"
+    w = r["classes"][0]["workload"]
+    name = f"{path} ({r['classes'][0]['request']['api']}, {w['description']})"
     if res["requests"]["successful"] != requests or res["requests"]["failed"] != 0:
         fail(f"{name}: {res['requests']} {res['requests'].get('errors')}")
     if not w["exact_input_lengths"]:
@@ -72,7 +77,7 @@ def check_sweep(paths):
     tps = []
     for p in paths:
         r = load(p)
-        c = r["run"]["load"]["concurrency"]
+        c = r["classes"][0]["load"]["concurrency"]
         t = r["results"]["throughput"]["output_tokens_per_s"]
         if r["results"]["requests"]["failed"]:
             fail(f"{p}: failures in the sweep")
@@ -95,6 +100,80 @@ def check_launch(path, requests):
     print(f"ok: launch (vLLM {e['version']}, ready after {e['ready_after_s']:.0f} s)")
 
 
+def check_offline(path, requests, output_len):
+    r = load(path)
+    c = r["classes"][0]
+    res = c["results"]
+    if c["load"]["schedule"] != "offline" or res["requests"]["successful"] != requests or res["requests"]["failed"]:
+        fail(f"{path}: {c['load']['schedule']} {res['requests']}")
+    if res["tokens"]["output"] != requests * output_len:
+        fail(f"{path}: {res['tokens']['output']} output tokens, expected {requests} x {output_len}")
+    t = res["throughput"]
+    print(f"ok: offline: {requests} generations in {res['duration_s']:.2f} s, {t['requests_per_s']:.2f} generations/s, "
+          f"{t['output_tokens_per_s']:.1f} generation tok/s, {t['input_tokens_per_s']:.1f} prompt tok/s")
+
+
+def check_lockstep(path, batch_size, batches):
+    r = load(path)
+    c = r["classes"][0]
+    b = c["results"]["batches"]
+    if c["load"]["batch_size"] != batch_size or not b or b["count"] != batches:
+        fail(f"{path}: expected {batches} batches of {batch_size}: {b}")
+    if c["results"]["requests"]["successful"] != batch_size * batches:
+        fail(f"{path}: {c['results']['requests']}")
+    if b["latency_ms"]["p50"] < c["results"]["latency"]["e2e_ms"]["p50"]:
+        fail(f"{path}: a batch cannot be faster than its median member")
+    cost = r.get("cost")
+    if not cost or not cost["usd_per_million_input_tokens"] or not cost["usd_per_million_output_tokens"]:
+        fail(f"{path}: no cost split: {cost}")
+    print(f"ok: lockstep: {batches} batches of {batch_size}, batch latency p50 {b['latency_ms']['p50']:.0f} ms "
+          f"p95 {b['latency_ms']['p95']:.0f} ms; ${cost['usd_per_million_input_tokens']:.2f}/1M input, "
+          f"${cost['usd_per_million_output_tokens']:.2f}/1M output tokens")
+
+
+def check_scenario(path, classes):
+    r = load(path)
+    if len(r["classes"]) != classes:
+        fail(f"{path}: {len(r['classes'])} classes, expected {classes}")
+    total = 0
+    for c in r["classes"]:
+        q = c["results"]["requests"]
+        if q["successful"] == 0 or q["failed"]:
+            fail(f"{path}: class {c['name']}: {q}")
+        total += q["successful"]
+        print(f"  class {c['name']} ({c['load']['schedule']}): {q['successful']} ok, TTFT p95 "
+              f"{c['results']['latency']['ttft_ms']['p95']:.1f} ms, stop: {c['stop_reason']}")
+    if r["results"]["requests"]["successful"] != total:
+        fail(f"{path}: the run's total is not its classes' sum")
+    print(f"ok: scenario with {classes} classes")
+
+
+def check_interference(path, users):
+    s = load(path)
+    labels = [p["label"] for p in s["points"]]
+    want = ["batch-only"] + [f"isolated-c{u}" for u in users] + [f"mixed-c{u}" for u in users]
+    if labels != want or s["interrupted"]:
+        fail(f"{path}: runs {labels}, expected {want}")
+    for p in s["points"]:
+        for c in p["classes"]:
+            if c["failed"] or c["successful"] == 0:
+                fail(f"{path}: {p['label']} {c['name']}: {c['successful']} ok, {c['failed']} failed")
+    batch = s["points"][0]["classes"][0]
+    for u in users:
+        mixed = next(p for p in s["points"] if p["label"] == f"mixed-c{u}")
+        mb = next(c for c in mixed["classes"] if c["name"] == "batch")
+        if (mb["input_tokens"], mb["output_tokens"]) != (batch["input_tokens"], batch["output_tokens"]):
+            fail(f"{path}: the batch beside {u} users is not the batch-only batch's size")
+    if len(s["comparisons"]) != 2 * len(users):
+        fail(f"{path}: {len(s['comparisons'])} comparisons")
+    for c in s["comparisons"]:
+        rows = {r["metric"]: r for r in c["rows"]}
+        keys = ["e2e_ms.mean", "e2e_ms.p95", "ttft_ms.p95"] if c["class"] == "interactive" else ["total_tokens_per_s"]
+        shown = ", ".join(f"{k} {rows[k]['baseline']:.1f} -> {rows[k]['value']:.1f} (x{rows[k]['ratio']:.2f})" for k in keys)
+        print(f"  {c['label']} {c['class']}: {shown}")
+    print("ok: interference")
+
+
 def main():
     args = sys.argv[1:]
     mode = args.pop(0)
@@ -107,6 +186,14 @@ def main():
         check_exact(args[0], opt("--requests"))
     elif mode == "launch":
         check_launch(args[0], opt("--requests"))
+    elif mode == "offline":
+        check_offline(args[0], opt("--requests"), opt("--output-len"))
+    elif mode == "lockstep":
+        check_lockstep(args[0], opt("--batch-size"), opt("--batches"))
+    elif mode == "scenario":
+        check_scenario(args[0], opt("--classes"))
+    elif mode == "interference":
+        check_interference(args[0], [int(u) for u in args[args.index("--users") + 1].split(",")])
     else:
         fail(f"unknown mode {mode}")
 

@@ -91,6 +91,55 @@ for c in 1 2 8; do
 done
 python3 scripts/check_reports.py sweep "${sweep[@]}"
 
+echo "== profile levels: one preflight and workload build, one report per level and a summary"
+"$strobe" run --url "$url" -q --profile low --input-len 32 --output-len 8 -n 2 -o "$out/low.json"
+python3 - "$out" <<'PY'
+import json, sys
+s = json.load(open(f"{sys.argv[1]}/low.json"))
+assert s["schema"] == "strobe.experiment.v1" and [p["label"] for p in s["points"]] == ["c1", "c4", "c8", "c16", "c32"], s
+for c in [1, 4, 8, 16, 32]:
+    r = json.load(open(f"{sys.argv[1]}/low.c{c}.json"))
+    assert r["classes"][0]["load"]["concurrency"] == c and r["results"]["requests"]["failed"] == 0
+print("ok: profile levels")
+PY
+
+echo "== offline (seed 003) and lockstep batches with cost (seed 001)"
+run --offline -n 12 -o "$out/offline.json"
+python3 scripts/check_reports.py offline "$out/offline.json" --requests 12 --output-len 32
+run --batch-size 4 --num-batches 3 --gpu-price 1.29 -o "$out/lockstep.json"
+python3 scripts/check_reports.py lockstep "$out/lockstep.json" --batch-size 4 --batches 3
+
+echo "== a scenario: three classes at once"
+cat > "$out/scenario.toml" <<'TOML'
+[[class]]
+name = "batch"
+schedule = "offline"
+requests = 8
+input_len = 128
+output_len = 16
+[[class]]
+name = "users"
+concurrency = 2
+until = "batch"
+api = "chat"
+input_len = 32
+output_len = 8
+[[class]]
+name = "arrivals"
+rate = 2
+requests = 4
+arrival = "constant"
+input_len = 16
+output_len = 4
+TOML
+"$strobe" run --url "$url" -q --scenario "$out/scenario.toml" -o "$out/scenario.json"
+python3 scripts/check_reports.py scenario "$out/scenario.json" --classes 3
+
+echo "== seed 000's three conditions (small): batch only, users alone, batch + users"
+"$strobe" interference --url "$url" --api completions --batch-requests 16 --batch-input-len 256 --batch-output-len 32 \
+  --users 1,4 --user-duration 8s --input-len 64 --output-len 16 -o "$out/seed000.json" > "$out/seed000.txt"
+python3 scripts/check_reports.py interference "$out/seed000.json" --users 1,4
+
 cleanup
 server_pid=""
 

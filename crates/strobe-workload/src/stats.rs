@@ -92,6 +92,59 @@ pub fn length_stats(values: &[u32]) -> Option<LengthStats> {
     })
 }
 
+/// The text `strobe dataset stats` prints for input and output lengths: a table, a histogram of
+/// each, and the fitted length specs.
+pub fn render(input: Option<&LengthStats>, output: Option<&LengthStats>) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<14} {:>8} {:>9} {:>9} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7}",
+        "tokens", "count", "mean", "std", "min", "p50", "p90", "p99", "max", ""
+    );
+    for (name, s) in [("input", input), ("output", output)] {
+        match s {
+            Some(s) => {
+                let _ = writeln!(
+                    out,
+                    "{:<14} {:>8} {:>9.1} {:>9.1} {:>6} {:>6} {:>6} {:>6} {:>6}",
+                    name, s.count, s.mean, s.std, s.min, s.p50, s.p90, s.p99, s.max
+                );
+            }
+            None => {
+                let _ = writeln!(out, "{name:<14} (the data set has no {name} lengths)");
+            }
+        }
+    }
+    for (name, flag, s) in [
+        ("input", "--input-len", input),
+        ("output", "--output-len", output),
+    ] {
+        if let Some(s) = s {
+            let _ = writeln!(out, "\n{name} tokens histogram");
+            histogram(&mut out, s);
+            let _ = writeln!(out, "fitted: {flag} {}", s.fit_normal);
+            let _ = writeln!(out, "        {flag} {}", s.fit_lognormal);
+        }
+    }
+    out
+}
+
+fn histogram(out: &mut String, s: &LengthStats) {
+    use std::fmt::Write as _;
+    let peak = s
+        .histogram
+        .iter()
+        .map(|b| b.count)
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    for b in &s.histogram {
+        let bar = "#".repeat(((b.count * 50).div_ceil(peak)) as usize);
+        let _ = writeln!(out, "  [{:>6}, {:>6})  {:>7}  {bar}", b.lo, b.hi, b.count);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
