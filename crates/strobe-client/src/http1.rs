@@ -7,7 +7,8 @@
 //! one task, one buffer, no channel, no allocation per frame.
 //!
 //! It speaks just what OpenAI-compatible servers need: one request at a time per connection,
-//! keep-alive, `Content-Length`, chunked and read-until-close bodies.
+//! keep-alive, `Content-Length`, chunked and read-until-close bodies, over plain TCP or TLS
+//! (rustls' sans-I/O connection, fed from the same stamped reads: see [`crate::tls`]).
 
 use std::ops::ControlFlow;
 use std::os::fd::AsRawFd;
@@ -56,9 +57,63 @@ pub enum BodyEnd {
     Stopped,
 }
 
+/// The TLS side of a connection: rustls' state and the ciphertext not yet handed to it.
+struct Tls {
+    conn: rustls::ClientConnection,
+    raw: Vec<u8>,
+    raw_start: usize,
+    raw_end: usize,
+    out: Vec<u8>,
+}
+
+/// Ciphertext read at most at once (rustls decrypts at most 16 KiB records).
+const RAW_BUFFER: usize = 16 * 1024 + 512;
+
+/// Reads from the socket, returning the byte count and, when the kernel stamped them, how long
+/// ago they arrived.
+async fn recv_stamped(
+    stream: &TcpStream,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, Option<std::time::Duration>)> {
+    let fd = stream.as_raw_fd();
+    loop {
+        stream.readable().await?;
+        match stream.try_io(Interest::READABLE, || strobe_sockstamp::recv(fd, buf)) {
+            Ok(read) => return Ok(read),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Writes whatever rustls has to send.
+async fn flush_tls(stream: &mut TcpStream, tls: &mut Tls) -> std::io::Result<()> {
+    while tls.conn.wants_write() {
+        tls.out.clear();
+        tls.conn.write_tls(&mut tls.out)?;
+        stream.write_all(&tls.out).await?;
+    }
+    Ok(())
+}
+
+/// Hands buffered ciphertext to rustls; true if any was taken.
+fn feed_tls(tls: &mut Tls) -> std::io::Result<bool> {
+    if tls.raw_start == tls.raw_end {
+        return Ok(false);
+    }
+    let mut pending = &tls.raw[tls.raw_start..tls.raw_end];
+    let used = tls.conn.read_tls(&mut pending)?;
+    tls.raw_start += used;
+    tls.conn
+        .process_new_packets()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    Ok(used > 0)
+}
+
 /// One connection, used for one request at a time.
 pub struct Http1 {
     stream: TcpStream,
+    tls: Option<Box<Tls>>,
     buf: Vec<u8>,
     start: usize,
     end: usize,
@@ -76,17 +131,29 @@ pub struct Http1 {
 }
 
 impl Http1 {
-    /// Connects; with `kernel_stamps`, asks the kernel to stamp received data (falls back to
-    /// user-space stamps where it cannot).
+    /// Connects (and with `tls`, completes the TLS handshake); with `kernel_stamps`, asks the
+    /// kernel to stamp received data (falls back to user-space stamps where it cannot).
     pub async fn connect(
         addr: std::net::SocketAddr,
         kernel_stamps: bool,
+        tls: Option<&crate::tls::TlsClient>,
     ) -> std::io::Result<Http1> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         let kernel_stamps = kernel_stamps && strobe_sockstamp::enable(stream.as_raw_fd());
-        Ok(Http1 {
+        let tls = match tls {
+            Some(t) => Some(Box::new(Tls {
+                conn: t.connection()?,
+                raw: vec![0; RAW_BUFFER],
+                raw_start: 0,
+                raw_end: 0,
+                out: Vec::with_capacity(4096),
+            })),
+            None => None,
+        };
+        let mut h = Http1 {
             stream,
+            tls,
             kernel_stamps,
             buf: vec![0; INITIAL_BUFFER],
             start: 0,
@@ -96,7 +163,39 @@ impl Http1 {
             served: 0,
             chunked: ChunkedDecoder::default(),
             remaining: 0,
-        })
+        };
+        h.handshake().await?;
+        Ok(h)
+    }
+
+    /// Completes the TLS handshake (nothing for plain TCP).
+    async fn handshake(&mut self) -> std::io::Result<()> {
+        let Some(tls) = self.tls.as_mut() else {
+            return Ok(());
+        };
+        loop {
+            flush_tls(&mut self.stream, tls).await?;
+            if !tls.conn.is_handshaking() {
+                return Ok(());
+            }
+            if feed_tls(tls)? {
+                continue;
+            }
+            let (n, _) = recv_stamped(&self.stream, &mut tls.raw).await?;
+            if n == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the server closed the connection during the TLS handshake",
+                ));
+            }
+            (tls.raw_start, tls.raw_end) = (0, n);
+        }
+    }
+
+    /// The negotiated TLS version (`TLSv1_3`), for TLS connections.
+    pub fn tls_version(&self) -> Option<String> {
+        let v = self.tls.as_ref()?.conn.protocol_version()?;
+        Some(format!("{v:?}"))
     }
 
     /// Run-clock offset at which the data of the latest read reached this machine.
@@ -105,7 +204,13 @@ impl Http1 {
     }
 
     pub async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.stream.write_all(bytes).await
+        match self.tls.as_mut() {
+            None => self.stream.write_all(bytes).await,
+            Some(tls) => {
+                std::io::Write::write_all(&mut tls.conn.writer(), bytes)?;
+                flush_tls(&mut self.stream, tls).await
+            }
+        }
     }
 
     /// Reads more bytes into the buffer; 0 means end of stream.
@@ -123,28 +228,51 @@ impl Http1 {
                 self.buf.resize(len * 2, 0);
             }
         }
-        let fd = self.stream.as_raw_fd();
-        let (n, age) = loop {
-            self.stream.readable().await?;
-            let buf = &mut self.buf[self.end..];
-            match self
-                .stream
-                .try_io(Interest::READABLE, || strobe_sockstamp::recv(fd, buf))
-            {
-                Ok(read) => break read,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
-            }
-        };
-        // When the kernel stamped the data, date it to its arrival rather than to when this task
-        // got round to reading it.
+        if self.tls.is_some() {
+            return self.fill_tls(clock).await;
+        }
+        let (n, age) = recv_stamped(&self.stream, &mut self.buf[self.end..]).await?;
+        self.stamp(clock, age);
+        self.end += n;
+        Ok(n)
+    }
+
+    /// Dates the latest read: when the kernel stamped the data, to its arrival rather than to
+    /// when this task got round to reading it.
+    fn stamp(&mut self, clock: &RunClock, age: Option<std::time::Duration>) {
         let now = clock.now_ns();
         self.last_read_ns = match (self.kernel_stamps, age) {
             (true, Some(age)) => now.saturating_sub(age.as_nanos() as u64),
             _ => now,
         };
-        self.end += n;
-        Ok(n)
+    }
+
+    /// `fill` over TLS: plaintext already decrypted first, else the buffered ciphertext, else a
+    /// new stamped read. Plaintext is dated by the read that completed its record.
+    async fn fill_tls(&mut self, clock: &RunClock) -> std::io::Result<usize> {
+        loop {
+            let tls = self.tls.as_mut().expect("called for TLS connections");
+            match std::io::Read::read(&mut tls.conn.reader(), &mut self.buf[self.end..]) {
+                Ok(n) => {
+                    self.end += n;
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                // The peer closed without close_notify: an end of stream like any other.
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(0),
+                Err(e) => return Err(e),
+            }
+            if feed_tls(tls)? {
+                flush_tls(&mut self.stream, tls).await?;
+                continue;
+            }
+            let (n, age) = recv_stamped(&self.stream, &mut tls.raw).await?;
+            if n == 0 {
+                return Ok(0);
+            }
+            (tls.raw_start, tls.raw_end) = (0, n);
+            self.stamp(clock, age);
+        }
     }
 
     /// Reads the response head (skipping `1xx` interim responses).

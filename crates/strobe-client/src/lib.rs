@@ -2,7 +2,7 @@
 //!
 //! This crate owns the OpenAI-compatible protocol as a client sees it: request bodies for
 //! completions and chat, streaming (SSE) and whole responses, timestamps taken as bytes arrive,
-//! usage parsing and the classification of failures into [`strobe_core::ErrorKind`]. It also
+//! TLS, usage parsing and the classification of failures into [`strobe_core::ErrorKind`]. It also
 //! checks, before a run, that the server answers and serves the model.
 //!
 //! It does not decide *when* requests are sent (that is `strobe-load`) and computes no statistics.
@@ -13,7 +13,9 @@ mod preflight;
 mod request;
 pub mod sse;
 mod target;
+pub mod tls;
 
-pub use preflight::{get, post_json, preflight, PreflightError, ServerInfo};
+pub use preflight::{get, post_json, preflight, probe_body, BodyProbe, PreflightError, ServerInfo};
 pub use request::Connection;
-pub use target::{build_headers, BaseUrl, Target, TargetError};
+pub use target::{build_headers, BaseUrl, SocketStamps, Target, TargetError};
+pub use tls::{TlsClient, TlsOptions};

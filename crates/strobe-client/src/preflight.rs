@@ -50,6 +50,8 @@ pub struct ServerInfo {
     pub kernel_timestamps: bool,
     /// The model's context length, when the server lists it (vLLM's `max_model_len`).
     pub max_model_len: Option<u32>,
+    /// The TLS version the check negotiated (`https://` only).
+    pub tls_version: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -67,12 +69,25 @@ struct ModelEntry {
 /// Sends one whole request on a fresh connection: status, body (up to 16 MiB), and whether the
 /// kernel stamps this machine's sockets.
 async fn exchange(
+    base: &BaseUrl,
     addr: SocketAddr,
     request: &[u8],
     kernel_stamps: bool,
 ) -> Result<(u16, Vec<u8>, bool), String> {
+    exchange_tls(base, addr, request, kernel_stamps)
+        .await
+        .map(|(s, b, k, _)| (s, b, k))
+}
+
+/// [`exchange`], also returning the negotiated TLS version.
+async fn exchange_tls(
+    base: &BaseUrl,
+    addr: SocketAddr,
+    request: &[u8],
+    kernel_stamps: bool,
+) -> Result<(u16, Vec<u8>, bool, Option<String>), String> {
     let clock = RunClock::starting_now();
-    let mut wire = Http1::connect(addr, kernel_stamps)
+    let mut wire = Http1::connect(addr, kernel_stamps, base.tls.as_deref())
         .await
         .map_err(|e| e.to_string())?;
     wire.write_all(request).await.map_err(|e| e.to_string())?;
@@ -87,7 +102,7 @@ async fn exchange(
     })
     .await
     .map_err(|e| e.to_string())?;
-    Ok((head.status, body, wire.kernel_stamps))
+    Ok((head.status, body, wire.kernel_stamps, wire.tls_version()))
 }
 
 /// `GET path` (below the base URL's prefix) on a fresh connection: status, body (up to 16 MiB),
@@ -98,7 +113,7 @@ pub async fn get(
     path: &str,
     headers: &HeaderMap,
 ) -> Result<(u16, Vec<u8>, bool), String> {
-    exchange(addr, &Target::get_bytes(base, headers, path), true).await
+    exchange(base, addr, &Target::get_bytes(base, headers, path), true).await
 }
 
 /// `POST path` with a JSON body on a fresh connection: status and body (up to 16 MiB).
@@ -126,8 +141,79 @@ pub async fn post_json(
         .as_bytes(),
     );
     req.extend_from_slice(body);
-    let (status, answer, _) = exchange(addr, &req, false).await?;
+    let (status, answer, _) = exchange(base, addr, &req, false).await?;
     Ok((status, answer))
+}
+
+/// What a server said to one small request with a run's exact body fields.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BodyProbe {
+    Accepted,
+    /// A 4xx: every request of the run would get it. `field` is the body field the answer names,
+    /// when it names one strobe (or `--body`) added.
+    Refused {
+        status: u16,
+        message: String,
+        field: Option<String>,
+    },
+    /// No verdict (5xx, timeout, connection trouble): the run goes on and will show it.
+    Inconclusive(String),
+}
+
+/// Sends one request shaped like every request of `target` (its API, streaming and extra body
+/// fields), with a two-word prompt and `max_tokens: 1`, and says whether the server accepts it.
+pub async fn probe_body(target: &Target, timeout: Duration) -> BodyProbe {
+    let spec = strobe_core::RequestSpec {
+        index: 0,
+        class: strobe_core::ClassId(0),
+        prompt: strobe_core::Prompt::Text("Hello there".into()),
+        input_tokens: None,
+        max_tokens: 1,
+        warmup: true,
+    };
+    // Marked, so that a server can leave it out of what it counts (strobe's own target does).
+    let request = target.request_bytes_with(&spec, &[("x-strobe-probe", "body")]);
+    let answer = tokio::time::timeout(
+        timeout,
+        exchange(&target.base, target.addr, &request, false),
+    )
+    .await;
+    let (status, body) = match answer {
+        Err(_) => return BodyProbe::Inconclusive(format!("no answer within {timeout:?}")),
+        Ok(Err(e)) => return BodyProbe::Inconclusive(e),
+        Ok(Ok((status, body, _))) => (status, body),
+    };
+    if (200..300).contains(&status) {
+        return BodyProbe::Accepted;
+    }
+    let message = String::from_utf8_lossy(&body[..body.len().min(600)])
+        .trim()
+        .to_owned();
+    // 408 and 429 say "not now", not "never": no verdict on the body.
+    if !(400..500).contains(&status) || status == 408 || status == 429 {
+        return BodyProbe::Inconclusive(format!("HTTP {status}: {message}"));
+    }
+    // Fields strobe or --body added to the standard request, the best-known first.
+    let mut added: Vec<String> = Vec::new();
+    if target.extra_body.contains_key("ignore_eos") {
+        added.push("ignore_eos".into());
+    }
+    if target.stream {
+        added.push("stream_options".into());
+    }
+    added.extend(
+        target
+            .extra_body
+            .keys()
+            .filter(|k| *k != "ignore_eos")
+            .cloned(),
+    );
+    let field = added.into_iter().find(|f| message.contains(f.as_str()));
+    BodyProbe::Refused {
+        status,
+        message,
+        field,
+    }
 }
 
 /// Asks `GET /v1/models` (10 s bound) and checks the answer against `model`.
@@ -139,17 +225,20 @@ pub async fn preflight(
 ) -> Result<ServerInfo, PreflightError> {
     let path = "/v1/models";
     let url = base.url_of("/v1/models");
-    let (status, body, kernel_timestamps) =
-        tokio::time::timeout(Duration::from_secs(10), get(base, addr, path, headers))
-            .await
-            .map_err(|_| PreflightError::Unreachable {
-                url: url.clone(),
-                reason: "no answer within 10 s".into(),
-            })?
-            .map_err(|reason| PreflightError::Unreachable {
-                url: url.clone(),
-                reason,
-            })?;
+    let request = Target::get_bytes(base, headers, path);
+    let (status, body, kernel_timestamps, tls_version) = tokio::time::timeout(
+        Duration::from_secs(10),
+        exchange_tls(base, addr, &request, true),
+    )
+    .await
+    .map_err(|_| PreflightError::Unreachable {
+        url: url.clone(),
+        reason: "no answer within 10 s".into(),
+    })?
+    .map_err(|reason| PreflightError::Unreachable {
+        url: url.clone(),
+        reason,
+    })?;
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
         return Err(PreflightError::Auth {
@@ -168,6 +257,7 @@ pub async fn preflight(
                     )),
                     kernel_timestamps,
                     max_model_len: None,
+                    tls_version,
                 });
             }
         }
@@ -199,6 +289,7 @@ pub async fn preflight(
             models,
             warning: None,
             kernel_timestamps,
+            tls_version: tls_version.clone(),
         }),
         Some(m) => Err(PreflightError::WrongModel {
             model: m.to_owned(),
@@ -212,6 +303,7 @@ pub async fn preflight(
                 models,
                 warning: None,
                 kernel_timestamps,
+                tls_version,
             }),
             None => Err(PreflightError::NoModels { url }),
         },

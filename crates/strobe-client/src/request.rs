@@ -34,8 +34,7 @@ impl Connection {
     /// Opens the connection ahead of the first request (so connect time stays out of the run).
     pub async fn warm(&mut self) -> std::io::Result<()> {
         if self.wire.is_none() {
-            self.wire =
-                Some(Http1::connect(self.target.addr, self.target.kernel_timestamps).await?);
+            self.wire = Some(self.target.connect().await?);
         }
         Ok(())
     }
@@ -103,7 +102,7 @@ impl Connection {
             attempt += 1;
             let reused = self.wire.as_ref().is_some_and(|w| w.served > 0);
             if self.wire.is_none() {
-                match Http1::connect(self.target.addr, self.target.kernel_timestamps).await {
+                match self.target.connect().await {
                     Ok(w) => self.wire = Some(w),
                     Err(e) => {
                         record.sent_ns = clock.now_ns();

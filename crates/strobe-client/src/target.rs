@@ -4,7 +4,10 @@ use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
 use http::HeaderMap;
 use serde_json::{Map, Value};
 use std::net::SocketAddr;
-use strobe_core::{Api, Prompt, RequestSpec};
+use std::sync::Arc;
+use strobe_core::{Api, Prompt, RequestSpec, Secret};
+
+use crate::tls::{TlsClient, TlsOptions};
 
 /// A problem with the target settings, found before any request is sent.
 #[derive(Debug, thiserror::Error)]
@@ -17,18 +20,26 @@ pub enum TargetError {
     BadHeader { header: String, reason: String },
     #[error("the API key holds characters not allowed in an HTTP header")]
     BadApiKey,
+    #[error("--ca-cert {path}: {reason}")]
+    CaCert { path: String, reason: String },
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// The parsed base URL.
 #[derive(Clone, Debug)]
 pub struct BaseUrl {
-    /// As the user gave it, minus any trailing `/v1` and `/`.
+    /// As the user gave it, minus any trailing `/v1` and `/`, and minus any `user:password@`.
     pub display: String,
     pub host_header: String,
     /// Path prefix before `/v1` (usually empty).
     pub prefix: String,
     pub host: String,
     pub port: u16,
+    /// For `https://`: how connections are made (default trust until [`BaseUrl::with_tls`]).
+    pub tls: Option<Arc<TlsClient>>,
+    /// `user:password@` of the URL, sent as Basic auth (never shown).
+    pub userinfo: Option<(String, Secret)>,
 }
 
 impl BaseUrl {
@@ -42,32 +53,70 @@ impl BaseUrl {
         let uri: http::Uri = url
             .parse()
             .map_err(|e: http::uri::InvalidUri| bad(&e.to_string()))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => return Err(bad("https is not supported yet; put a plain-HTTP endpoint (or a local TLS-terminating proxy) in front")),
-            _ => return Err(bad("the scheme must be http://")),
-        }
-        let host = uri
-            .host()
-            .ok_or_else(|| bad("no host"))?
-            .trim_matches(['[', ']'])
-            .to_owned();
-        let port = uri.port_u16().unwrap_or(80);
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => return Err(bad("the scheme must be http:// or https://")),
+        };
+        let raw_host = uri.host().ok_or_else(|| bad("no host"))?;
+        let host = raw_host.trim_matches(['[', ']']).to_owned();
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         let mut prefix = uri.path().trim_end_matches('/').to_owned();
         if let Some(p) = prefix.strip_suffix("/v1") {
             prefix = p.to_owned();
         }
+        // The authority without `user:password@`: that never goes into a Host header or a report.
         let authority = uri
             .authority()
-            .map(|a| a.as_str().to_owned())
+            .map(|a| a.as_str().rsplit('@').next().unwrap_or("").to_owned())
             .unwrap_or_default();
+        let userinfo = uri
+            .authority()
+            .and_then(|a| a.as_str().rsplit_once('@'))
+            .map(|(info, _)| match info.split_once(':') {
+                Some((user, pass)) => (user.to_owned(), Secret::new(pass)),
+                None => (info.to_owned(), Secret::new("")),
+            });
+        let tls = if https {
+            Some(Arc::new(TlsClient::new(&host, &TlsOptions::default())?))
+        } else {
+            None
+        };
         Ok(BaseUrl {
-            display: format!("http://{authority}{prefix}"),
+            display: format!(
+                "{}://{authority}{prefix}",
+                if https { "https" } else { "http" }
+            ),
             host_header: authority,
             prefix,
             host,
             port,
+            tls,
+            userinfo,
         })
+    }
+
+    /// The same URL with TLS checked as `options` say (a CA file, or `--insecure`). Plain
+    /// `http://` URLs are refused those options, since they would mean nothing.
+    pub fn with_tls(mut self, options: &TlsOptions) -> Result<BaseUrl, TargetError> {
+        if *options == TlsOptions::default() {
+            return Ok(self);
+        }
+        if self.tls.is_none() {
+            return Err(TargetError::Tls(format!(
+                "--ca-cert and --insecure go with https:// URLs; {} is plain HTTP",
+                self.display
+            )));
+        }
+        self.tls = Some(Arc::new(TlsClient::new(&self.host, options)?));
+        Ok(self)
+    }
+
+    /// Whether `other` is the same server (scheme, host and port): credentials go to it only.
+    pub fn same_origin(&self, other: &BaseUrl) -> bool {
+        self.tls.is_some() == other.tls.is_some()
+            && self.host.eq_ignore_ascii_case(&other.host)
+            && self.port == other.port
     }
 
     pub async fn resolve(&self) -> Result<SocketAddr, TargetError> {
@@ -105,6 +154,22 @@ pub struct Target {
     /// Date received bytes by the kernel's receive timestamp (see `strobe-sockstamp`) instead of
     /// the moment the reading task ran.
     pub kernel_timestamps: bool,
+    /// How the sockets opened for this target were dated.
+    pub sockets: SocketStamps,
+}
+
+/// Sockets opened, by how their reads are dated: the report says what was really used.
+#[derive(Debug, Default)]
+pub struct SocketStamps {
+    pub kernel: std::sync::atomic::AtomicU64,
+    pub user: std::sync::atomic::AtomicU64,
+}
+
+impl SocketStamps {
+    pub fn get(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.kernel.load(Relaxed), self.user.load(Relaxed))
+    }
 }
 
 /// Builds the shared header map: host, content type, auth and the user's extra headers.
@@ -127,6 +192,14 @@ pub fn build_headers(
             HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| TargetError::BadApiKey)?;
         v.set_sensitive(true);
         headers.insert(AUTHORIZATION, v);
+    } else if let Some((user, pass)) = &base.userinfo {
+        use base64::Engine;
+        let token =
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{}", pass.expose()));
+        let mut v =
+            HeaderValue::from_str(&format!("Basic {token}")).map_err(|_| TargetError::BadApiKey)?;
+        v.set_sensitive(true);
+        headers.insert(AUTHORIZATION, v);
     }
     for (name, value) in extra {
         let bad = |reason: &str| TargetError::BadHeader {
@@ -145,8 +218,30 @@ pub fn build_headers(
 }
 
 impl Target {
+    /// Opens a connection (TLS for `https://`), counting how its reads will be dated.
+    pub async fn connect(&self) -> std::io::Result<crate::http1::Http1> {
+        let wire = crate::http1::Http1::connect(
+            self.addr,
+            self.kernel_timestamps,
+            self.base.tls.as_deref(),
+        )
+        .await?;
+        let counter = if wire.kernel_stamps {
+            &self.sockets.kernel
+        } else {
+            &self.sockets.user
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(wire)
+    }
+
     /// The whole HTTP/1.1 request for `spec`: request line, headers, body.
     pub fn request_bytes(&self, spec: &RequestSpec) -> Vec<u8> {
+        self.request_bytes_with(spec, &[])
+    }
+
+    /// [`Target::request_bytes`] with extra headers.
+    pub fn request_bytes_with(&self, spec: &RequestSpec, extra: &[(&str, &str)]) -> Vec<u8> {
         let body = self.body(spec);
         let mut out = Vec::with_capacity(body.len() + 512);
         out.extend_from_slice(b"POST ");
@@ -158,6 +253,9 @@ impl Target {
             out.extend_from_slice(b": ");
             out.extend_from_slice(value.as_bytes());
             out.extend_from_slice(b"\r\n");
+        }
+        for (name, value) in extra {
+            out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
         }
         out.extend_from_slice(format!("content-length: {}\r\n\r\n", body.len()).as_bytes());
         out.extend_from_slice(&body);
@@ -239,8 +337,25 @@ mod tests {
         assert_eq!(b.url_of("/v1/models"), "http://127.0.0.1:8000/v1/models");
         let b = BaseUrl::parse("http://localhost/gw").unwrap();
         assert_eq!((b.port, b.prefix.as_str()), (80, "/gw"));
-        let e = BaseUrl::parse("https://x").unwrap_err().to_string();
-        assert!(e.contains("https is not supported"), "{e}");
+        let b = BaseUrl::parse("https://api.example.com/v1").unwrap();
+        assert_eq!((b.port, b.tls.is_some()), (443, true));
+        assert_eq!(b.display, "https://api.example.com");
+        let b = BaseUrl::parse("http://bob:hunter2@10.0.0.1:8000").unwrap();
+        assert_eq!(
+            (b.display.as_str(), b.host_header.as_str()),
+            ("http://10.0.0.1:8000", "10.0.0.1:8000")
+        );
+        let h = build_headers(&b, None, &[]).unwrap();
+        // bob:hunter2, as Basic auth, never in the Host header.
+        assert_eq!(h[AUTHORIZATION], "Basic Ym9iOmh1bnRlcjI=");
+        assert!(!format!("{b:?}").contains("hunter2"));
+        assert!(BaseUrl::parse("http://x")
+            .unwrap()
+            .with_tls(&TlsOptions {
+                insecure: true,
+                ..Default::default()
+            })
+            .is_err());
         assert!(BaseUrl::parse("ftp://x").is_err());
         assert!(BaseUrl::parse("not a url").is_err());
     }

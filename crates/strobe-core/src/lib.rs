@@ -12,7 +12,7 @@ mod spec;
 pub mod units;
 
 pub use record::{ChunkArrivals, ErrorKind, Outcome, RequestRecord, TokenSource};
-pub use secret::{is_secret_name, redact_command, redact_text, Secret};
+pub use secret::{command_secrets, is_secret_name, redact_command, redact_text, Secret};
 pub use spec::{
     Api, ChatMessage, ClassId, ContentPart, ImageUrl, MessageContent, Prompt, RequestSpec,
 };

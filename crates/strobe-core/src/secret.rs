@@ -105,6 +105,33 @@ pub fn redact_command(command: &str) -> String {
     out
 }
 
+/// The values [`redact_command`] hides: what a secret flag or assignment holds.
+pub fn command_secrets(command: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let words: Vec<&str> = command.split_whitespace().collect();
+    for (i, w) in words.iter().enumerate() {
+        if let Some(flag) = w.strip_prefix("--").or_else(|| w.strip_prefix('-')) {
+            match flag.split_once('=') {
+                Some((name, v)) if is_secret_name(name) => out.push(v.to_owned()),
+                None if is_secret_name(flag) => {
+                    if let Some(v) = words.get(i + 1) {
+                        out.push((*v).to_owned());
+                    }
+                }
+                _ => {}
+            }
+        } else if let Some((name, v)) = w.split_once('=') {
+            if is_secret_name(name) {
+                out.push(v.to_owned());
+            }
+        }
+    }
+    out.into_iter()
+        .map(|v| v.trim_matches(['"', '\'']).to_owned())
+        .filter(|v| !v.is_empty())
+        .collect()
+}
+
 /// `text` with every occurrence of each secret replaced by `***` (for messages that quote what a
 /// server or an engine said, which may echo a key back).
 pub fn redact_text(text: &str, secrets: &[&str]) -> String {

@@ -36,6 +36,14 @@ pub enum ExperimentError {
     Scenario(#[from] crate::scenario::ScenarioError),
     #[error("{0}")]
     Invalid(String),
+    /// The server refused the shape of every request of a class.
+    #[error("{url} refused a request shaped like the run's (HTTP {status}): {message}{}", fix.as_deref().map(|f| format!("\n{f}")).unwrap_or_default())]
+    BodyRefused {
+        url: String,
+        status: u16,
+        message: String,
+        fix: Option<String>,
+    },
     /// Stopped by the user (Ctrl-C, SIGTERM, SIGHUP) before any run began.
     #[error("interrupted while {stage}")]
     Interrupted { stage: &'static str },

@@ -318,6 +318,58 @@ async fn prepare_workloads(
     Ok(prepared)
 }
 
+/// Sends one small request per distinct request shape before anything is measured, so that a
+/// server refusing a field strobe adds (`ignore_eos`) says so at once, with the fix, instead of
+/// failing every request of the run.
+async fn probe_bodies(
+    session: &Session,
+    exp: &Experiment,
+    shutdown: &Shutdown,
+    observer: &mut dyn Observer,
+) -> Result<(), ExperimentError> {
+    let mut shapes: Vec<&RequestOptions> = Vec::new();
+    for c in exp.runs.iter().flat_map(|r| &r.classes) {
+        if !shapes.contains(&&c.request) {
+            shapes.push(&c.request);
+        }
+    }
+    for shape in shapes {
+        let target = crate::run::target_for(session, shape);
+        let timeout = session.spec.request_timeout.min(Duration::from_secs(120));
+        let probe = tokio::select! {
+            p = strobe_client::probe_body(&target, timeout) => p,
+            _ = shutdown.wait() => return Err(ExperimentError::Interrupted { stage: "checking the request body" }),
+        };
+        match probe {
+            strobe_client::BodyProbe::Accepted => {}
+            strobe_client::BodyProbe::Inconclusive(why) => observer.warning(&format!(
+                "the pre-run request to {} got no verdict ({why}); going on",
+                session.base.url_of(shape.api.path())
+            )),
+            strobe_client::BodyProbe::Refused {
+                status,
+                message,
+                field,
+            } => {
+                let secrets = session.secrets();
+                let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+                let fix = field.as_deref().map(|f| match f {
+                    "ignore_eos" => "the server does not accept `ignore_eos`, which strobe sends so that outputs have exactly --output-len tokens: pass --no-ignore-eos (output lengths are then not guaranteed: the report's output token counts say what was generated; where the engine supports it, --body '{\"min_tokens\": N}' keeps them)".to_owned(),
+                    "stream_options" => "the server does not accept `stream_options` (strobe asks for the usage chunk with it): pass --no-stream to benchmark whole responses, or use a server that accepts it".to_owned(),
+                    other => format!("the server does not accept the body field `{other}` (from --body): remove it"),
+                });
+                return Err(ExperimentError::BodyRefused {
+                    url: session.base.url_of(shape.api.path()),
+                    status,
+                    message: strobe_core::redact_text(&message, &secrets),
+                    fix,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Runs the experiment on a prepared session.
 pub async fn run(
     session: &Session,
@@ -337,6 +389,7 @@ pub async fn run(
         });
     }
     let prepared = prepare_workloads(session, exp, shutdown, observer).await?;
+    probe_bodies(session, exp, shutdown, observer).await?;
 
     let mut reports = Vec::new();
     let (mut interrupted, mut aborted) = (false, false);

@@ -5,14 +5,14 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 use strobe_client::Target;
-use strobe_core::{redact_text, Api, ClassId, RunClock, Secret};
+use strobe_core::{redact_text, Api, ClassId, RunClock};
 use strobe_load::{process_cpu_seconds, ClassPlan, Limits, Progress, RunPlan, Schedule};
 use strobe_metrics::{ClassSets, RequestSlo};
-use strobe_report::{ClassInput, LoadInfo, Report, ReportInputs, RequestInfo, TargetInfo};
+use strobe_report::{ClassInput, LoadInfo, Report, ReportInputs, RequestInfo, TargetInfo, TlsInfo};
 use strobe_workload::Variation;
 
 use crate::error::ExperimentError;
-use crate::experiment::{ClassSpec, Experiment, PreparedWorkloads, RunSpec};
+use crate::experiment::{ClassSpec, Experiment, PreparedWorkloads, RequestOptions, RunSpec};
 use crate::observer::{LiveRun, Observer};
 use crate::records::{self, RecordsFile};
 use crate::shutdown::Shutdown;
@@ -85,6 +85,22 @@ fn shown_body(
         .collect()
 }
 
+/// Where a class's requests go and what they carry.
+pub(crate) fn target_for(session: &Session, request: &RequestOptions) -> Arc<Target> {
+    Arc::new(Target {
+        base: session.base.clone(),
+        addr: session.addr,
+        api: request.api,
+        model: session.info.model.clone(),
+        stream: request.stream,
+        headers: session.headers.clone(),
+        extra_body: request.extra_body.clone(),
+        request_timeout: session.spec.request_timeout,
+        kernel_timestamps: session.spec.kernel_timestamps,
+        sockets: Default::default(),
+    })
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn run_one(
     session: &Session,
@@ -105,17 +121,7 @@ pub(crate) async fn run_one(
     };
     let mut plans = Vec::with_capacity(run.classes.len());
     for (k, c) in run.classes.iter().enumerate() {
-        let target = Arc::new(Target {
-            base: session.base.clone(),
-            addr: session.addr,
-            api: c.request.api,
-            model: session.info.model.clone(),
-            stream: c.request.stream,
-            headers: session.headers.clone(),
-            extra_body: c.request.extra_body.clone(),
-            request_timeout: spec.request_timeout,
-            kernel_timestamps: spec.kernel_timestamps,
-        });
+        let target = target_for(session, &c.request);
         let built = &prepared[&(c.workload, c.request.api)];
         let workload = built.workload.vary(Variation {
             content_seed: c.content_seed,
@@ -156,8 +162,10 @@ pub(crate) async fn run_one(
         .map_err(|e| ExperimentError::Internal(format!("cannot start the records thread: {e}")))?;
 
     let clock = RunClock::starting_now();
+    let targets: Vec<Arc<Target>> = plan.classes.iter().map(|c| Arc::clone(&c.target)).collect();
     let telemetry = Telemetry::start(
         &spec.telemetry,
+        &spec.tls,
         &session.base,
         session.addr,
         &session.headers,
@@ -203,7 +211,12 @@ pub(crate) async fn run_one(
     let result = result?;
 
     // Messages quoted from the server may echo a secret back.
-    let secrets: Vec<&str> = spec.api_key.iter().map(Secret::expose).collect();
+    let secrets = session.secrets();
+    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    let (kernel_sockets, user_sockets) = targets
+        .iter()
+        .map(|t| t.sockets.get())
+        .fold((0, 0), |(a, b), (k, u)| (a + k, b + u));
     let error_examples = collected
         .error_examples
         .iter()
@@ -254,6 +267,11 @@ pub(crate) async fn run_one(
             model: session.info.model.clone(),
             built_in: session.is_built_in(),
             extra_header_names: spec.headers.iter().map(|(n, _)| n.clone()).collect(),
+            tls: session.base.tls.as_ref().map(|t| TlsInfo {
+                version: session.info.tls_version.clone(),
+                insecure: t.options.insecure,
+                ca_cert: t.options.ca_cert.as_ref().map(|p| p.display().to_string()),
+            }),
         },
         classes,
         stop_reason: result.stop_reason(),
@@ -266,12 +284,16 @@ pub(crate) async fn run_one(
         cpu_cores_available: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
         connections: result.connections() as u64,
         includes_built_in_target: session.is_built_in(),
-        receive_timestamps: if spec.kernel_timestamps && session.info.kernel_timestamps {
-            "kernel"
-        } else {
-            "user"
+        // What the sockets really did, not what was asked for.
+        receive_timestamps: match (kernel_sockets, user_sockets) {
+            (0, 0) if spec.kernel_timestamps && session.info.kernel_timestamps => "kernel",
+            (0, _) => "user",
+            (_, 0) => "kernel",
+            _ => "mixed",
         }
         .into(),
+        sockets_kernel_timestamps: kernel_sockets,
+        sockets_user_timestamps: user_sockets,
         backpressure_waits: result.backpressure.waits,
         backpressure_s: result.backpressure.wait_s,
         price: exp.price,
@@ -281,6 +303,16 @@ pub(crate) async fn run_one(
     report.gpu = gpu;
     report.engine = session.engine.clone();
     report.client.warnings.extend(warnings);
+    if session
+        .base
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.options.insecure)
+    {
+        report.client.warnings.push(
+            "the server's TLS certificate was not checked (--insecure): anyone on the path could have answered".into(),
+        );
+    }
     if let Some(e) = collected.records_error {
         report
             .client

@@ -7,7 +7,7 @@ use http::HeaderMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-use strobe_client::{build_headers, preflight, BaseUrl, ServerInfo};
+use strobe_client::{build_headers, preflight, BaseUrl, ServerInfo, TlsOptions};
 use strobe_core::{redact_command, Secret};
 use strobe_report::Engine;
 use strobe_server::{ServerConfig, ServerHandle};
@@ -55,6 +55,8 @@ pub struct TargetSpec {
     pub headers: Vec<(String, String)>,
     pub request_timeout: Duration,
     pub kernel_timestamps: bool,
+    /// How an `https://` server's certificate is checked.
+    pub tls: TlsOptions,
     pub launch: Option<LaunchSpec>,
     pub telemetry: TelemetrySpec,
     /// The built-in target's behaviour when it is the target.
@@ -71,6 +73,7 @@ impl TargetSpec {
             headers: vec![],
             request_timeout: Duration::from_secs(600),
             kernel_timestamps: true,
+            tls: TlsOptions::default(),
             launch: None,
             telemetry: TelemetrySpec {
                 server_metrics: MetricsSource::Server,
@@ -128,7 +131,7 @@ impl Session {
                 url
             }
         };
-        let base = BaseUrl::parse(&url)?;
+        let base = BaseUrl::parse(&url)?.with_tls(&spec.tls)?;
         let addr = base.resolve().await?;
         let headers = build_headers(
             &base,
@@ -190,6 +193,7 @@ impl Session {
                 warning: None,
                 kernel_timestamps: false,
                 max_model_len: None,
+                tls_version: None,
             },
             engine,
             built_in,
@@ -220,6 +224,32 @@ impl Session {
         }
         session.info = info;
         Ok(session)
+    }
+
+    /// Every secret this session knows: the API key, the URL's password, the values of
+    /// secret-looking headers and of the engine command's secret flags. Messages quoted from the
+    /// server or the engine are scrubbed of them.
+    pub fn secrets(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        if let Some(k) = &self.spec.api_key {
+            out.push(k.expose().to_owned());
+        }
+        if let Some((_, p)) = &self.base.userinfo {
+            out.push(p.expose().to_owned());
+        }
+        for (n, v) in &self.spec.headers {
+            if strobe_core::is_secret_name(n) {
+                out.push(v.clone());
+                if let Some((_, token)) = v.split_once(' ') {
+                    out.push(token.to_owned());
+                }
+            }
+        }
+        if let Some(l) = &self.spec.launch {
+            out.extend(strobe_core::command_secrets(&l.command));
+        }
+        out.retain(|s| s.len() >= 4);
+        out
     }
 
     pub fn is_built_in(&self) -> bool {

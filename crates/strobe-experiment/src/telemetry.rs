@@ -11,6 +11,26 @@ use strobe_telemetry::scrape::{ScrapeConfig, Scraper};
 use crate::error::ExperimentError;
 use crate::target::{MetricsSource, TelemetrySpec};
 
+/// Headers for a metrics endpoint: the target's, with the Host of the endpoint, and — when the
+/// endpoint is another server — without credentials (they are never sent across hosts).
+fn metrics_headers(target: &HeaderMap, base: &BaseUrl, metrics: &BaseUrl) -> HeaderMap {
+    let mut h = target.clone();
+    if !base.same_origin(metrics) {
+        let secret: Vec<_> = h
+            .iter()
+            .filter(|(_, v)| v.is_sensitive())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in secret {
+            h.remove(k);
+        }
+    }
+    if let Ok(v) = http::HeaderValue::from_str(&metrics.host_header) {
+        h.insert(http::header::HOST, v);
+    }
+    h
+}
+
 pub struct Telemetry {
     scraper: Option<Scraper>,
     gpu: Option<GpuSampler>,
@@ -19,6 +39,7 @@ pub struct Telemetry {
 impl Telemetry {
     pub async fn start(
         spec: &TelemetrySpec,
+        tls: &strobe_client::TlsOptions,
         base: &BaseUrl,
         addr: SocketAddr,
         headers: &HeaderMap,
@@ -32,23 +53,26 @@ impl Telemetry {
         let scraper = match &spec.server_metrics {
             MetricsSource::Off => None,
             source => {
-                let (base, addr, path) = match source {
+                let (base, addr, path, headers) = match source {
                     MetricsSource::Url(u) => {
-                        let b = BaseUrl::parse(u).map_err(|e| bad(u, &e))?;
+                        let b = BaseUrl::parse(u)
+                            .and_then(|b| b.with_tls(tls))
+                            .map_err(|e| bad(u, &e))?;
                         let a = b.resolve().await.map_err(|e| bad(u, &e))?;
                         let path = if b.prefix.is_empty() {
                             "/metrics".to_owned()
                         } else {
                             String::new()
                         };
-                        (b, a, path)
+                        let h = metrics_headers(headers, base, &b);
+                        (b, a, path, h)
                     }
-                    _ => (base.clone(), addr, "/metrics".to_owned()),
+                    _ => (base.clone(), addr, "/metrics".to_owned(), headers.clone()),
                 };
                 let config = ScrapeConfig {
                     base,
                     addr,
-                    headers: headers.clone(),
+                    headers,
                     path,
                     interval: spec.interval,
                 };

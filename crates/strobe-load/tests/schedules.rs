@@ -80,6 +80,7 @@ fn target(s: &ServerHandle) -> Arc<Target> {
         extra_body: Default::default(),
         request_timeout: Duration::from_secs(30),
         kernel_timestamps: true,
+        sockets: Default::default(),
     })
 }
 

@@ -66,6 +66,20 @@ pub struct TargetInfo {
     pub built_in: bool,
     /// Names of extra headers sent (values are not recorded: they may hold secrets).
     pub extra_header_names: Vec<String>,
+    /// For `https://` targets: how TLS was used.
+    pub tls: Option<TlsInfo>,
+}
+
+/// TLS as the run used it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct TlsInfo {
+    /// Negotiated by the pre-run check (`TLSv1_3`).
+    pub version: Option<String>,
+    /// The certificate was not checked (`--insecure`).
+    pub insecure: bool,
+    /// Trust came from this CA file (`--ca-cert`) instead of the platform's roots.
+    pub ca_cert: Option<String>,
 }
 
 /// What each request of a class looked like on the wire.
@@ -312,8 +326,12 @@ pub struct ClientInfo {
     pub connections: u64,
     /// Includes the built-in target's CPU when it ran in-process.
     pub includes_built_in_target: bool,
-    /// How arrivals were dated: `kernel` (receive timestamps) or `user` (when the task read).
+    /// How arrivals were dated: `kernel` (receive timestamps on every socket), `user` (when the
+    /// task read), or `mixed` (see the socket counts).
     pub receive_timestamps: String,
+    /// Sockets whose reads the kernel stamped, and sockets that fell back to user-space stamps.
+    pub sockets_kernel_timestamps: u64,
+    pub sockets_user_timestamps: u64,
     /// Times a worker waited because the records thread fell behind (it then sent its next
     /// request late), and the total wait.
     pub records_backpressure_waits: u64,
@@ -352,6 +370,8 @@ pub struct ReportInputs {
     pub connections: u64,
     pub includes_built_in_target: bool,
     pub receive_timestamps: String,
+    pub sockets_kernel_timestamps: u64,
+    pub sockets_user_timestamps: u64,
     pub backpressure_waits: u64,
     pub backpressure_s: f64,
     pub price: Option<GpuPrice>,
@@ -534,6 +554,13 @@ impl Report {
                 }
             ));
         }
+        if inputs.sockets_kernel_timestamps > 0 && inputs.sockets_user_timestamps > 0 {
+            warnings.push(format!(
+                "{} of {} sockets got no kernel receive timestamps: their reads are dated when strobe's task ran (a little later)",
+                inputs.sockets_user_timestamps,
+                inputs.sockets_kernel_timestamps + inputs.sockets_user_timestamps
+            ));
+        }
         if inputs.backpressure_waits > 0 {
             warnings.push(format!(
                 "workers waited {} times ({:.3} s in all) for the records thread to catch up: those requests were sent late (see queue delay)",
@@ -607,6 +634,8 @@ impl Report {
                 connections: inputs.connections,
                 includes_built_in_target: inputs.includes_built_in_target,
                 receive_timestamps: inputs.receive_timestamps,
+                sockets_kernel_timestamps: inputs.sockets_kernel_timestamps,
+                sockets_user_timestamps: inputs.sockets_user_timestamps,
                 records_backpressure_waits: inputs.backpressure_waits,
                 records_backpressure_s: inputs.backpressure_s,
                 warnings,

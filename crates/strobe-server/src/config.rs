@@ -76,6 +76,40 @@ pub struct ServerConfig {
     pub image_tokens: u32,
     /// Load-dependent timing, for tests and demos whose latency must grow with load.
     pub load: LoadModel,
+    /// Serve HTTPS with this certificate (see [`tls_config`]).
+    pub tls: Option<std::sync::Arc<tokio_rustls::rustls::ServerConfig>>,
+    /// Refuse body fields beyond the OpenAI API's (HTTP 422, as strict servers do), e.g. vLLM's
+    /// `ignore_eos`.
+    pub strict: bool,
+}
+
+/// A TLS configuration from a PEM certificate chain and a PEM private key.
+pub fn tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<std::sync::Arc<tokio_rustls::rustls::ServerConfig>, String> {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("--tls-cert {}: {e}", cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "--tls-cert {}: no PEM certificate in it",
+            cert.display()
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("--tls-key {}: {e}", key.display()))?;
+    let provider = std::sync::Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let mut config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("--tls-cert/--tls-key: {e}"))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(std::sync::Arc::new(config))
 }
 
 /// A simple model of an engine under load: a cap on requests served at once (the rest queue, in
@@ -112,6 +146,8 @@ impl Default for ServerConfig {
             max_model_len: 8192,
             image_tokens: 0,
             load: LoadModel::default(),
+            tls: None,
+            strict: false,
         }
     }
 }

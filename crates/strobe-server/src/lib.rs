@@ -25,6 +25,6 @@ mod service;
 mod stamped;
 mod truth;
 
-pub use config::{Fault, FaultParseError, LoadModel, ServerConfig};
+pub use config::{tls_config, Fault, FaultParseError, LoadModel, ServerConfig};
 pub use service::{bind, serve, ServerHandle};
 pub use truth::{Truth, TruthSummary};

@@ -148,19 +148,20 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, mut stop: watch::
                 let mut stop = stop.clone();
                 connections.spawn(async move {
                     let arrival = LastArrival::new(state.epoch);
+                    // Arrivals are stamped below TLS: a request's instant is when the last bytes
+                    // of its last record reached the machine.
                     let stream = StampedStream::new(stream, arrival.clone());
-                    let service = service_fn(move |req| {
-                        // HTTP/1.1 without pipelining: the latest bytes read completed this request.
-                        let received = arrival.get().unwrap_or_else(tokio::time::Instant::now);
-                        handle(Arc::clone(&state), req, received)
-                    });
-                    let conn = hyper::server::conn::http1::Builder::new()
-                        .keep_alive(true)
-                        .serve_connection(TokioIo::new(stream), service);
-                    tokio::pin!(conn);
-                    tokio::select! {
-                        _ = conn.as_mut() => {}
-                        _ = stop.changed() => {}
+                    match state.config.tls.clone() {
+                        None => serve_connection(stream, state, arrival, stop).await,
+                        Some(tls) => {
+                            let accepted = tokio::select! {
+                                a = tokio_rustls::TlsAcceptor::from(tls).accept(stream) => a,
+                                _ = stop.changed() => return,
+                            };
+                            if let Ok(tls_stream) = accepted {
+                                serve_connection(tls_stream, state, arrival, stop).await;
+                            }
+                        }
                     }
                 });
             }
@@ -168,6 +169,29 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, mut stop: watch::
         }
     }
     connections.shutdown().await;
+}
+
+async fn serve_connection<S>(
+    io: S,
+    state: Arc<State>,
+    arrival: LastArrival,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        // HTTP/1.1 without pipelining: the latest bytes read completed this request.
+        let received = arrival.get().unwrap_or_else(tokio::time::Instant::now);
+        handle(Arc::clone(&state), req, received)
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = stop.changed() => {}
+    }
 }
 
 fn json_response(status: StatusCode, body: String) -> Response<SimBody> {
@@ -215,6 +239,44 @@ impl Message {
 struct StreamOptions {
     #[serde(default)]
     include_usage: bool,
+}
+
+/// Fields of the OpenAI completions and chat APIs; a strict server refuses any other.
+const OPENAI_FIELDS: &[&str] = &[
+    "model",
+    "prompt",
+    "messages",
+    "max_tokens",
+    "max_completion_tokens",
+    "stream",
+    "stream_options",
+    "temperature",
+    "top_p",
+    "n",
+    "stop",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "logit_bias",
+    "logprobs",
+    "top_logprobs",
+    "user",
+    "echo",
+    "best_of",
+    "suffix",
+    "response_format",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+];
+
+/// The first top-level body field the OpenAI API does not have.
+fn unknown_field(bytes: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(bytes).ok()?;
+    v.as_object()?
+        .keys()
+        .find(|k| !OPENAI_FIELDS.contains(&k.as_str()))
+        .cloned()
 }
 
 /// `POST /tokenize` (vLLM's shape): `prompt` or `messages` → `count`, `max_model_len` and token
@@ -324,6 +386,8 @@ async fn handle(
         .get("x-strobe-fault")
         .and_then(|v| v.to_str().ok())
         .map(|v| v.parse::<Fault>());
+    // strobe's pre-run body check: served like any request, left out of the truth and metrics.
+    let probe = req.headers().contains_key("x-strobe-probe");
     let method = req.method().clone();
     Ok(match (method, path.as_str()) {
         (Method::GET, "/health") => json_response(StatusCode::OK, "{}".into()),
@@ -364,7 +428,7 @@ async fn handle(
                 Some(Err(e)) => return Ok(error_response(StatusCode::BAD_REQUEST, &e.to_string())),
                 None => None,
             };
-            completion(&state, chat, &bytes, fault, received).await
+            completion(&state, chat, &bytes, fault, received, probe).await
         }
         (_, "/v1/completions" | "/v1/chat/completions" | "/v1/models" | "/health") => {
             error_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
@@ -379,7 +443,13 @@ async fn completion(
     bytes: &[u8],
     forced_fault: Option<Fault>,
     received: tokio::time::Instant,
+    probe: bool,
 ) -> Response<SimBody> {
+    let truth = if probe {
+        Arc::new(Truth::default())
+    } else {
+        Arc::clone(&state.truth)
+    };
     let request: CompletionRequest = match serde_json::from_slice(bytes) {
         Ok(r) => r,
         Err(e) => {
@@ -387,6 +457,17 @@ async fn completion(
         }
     };
     let config = &state.config;
+    if config.strict {
+        if let Some(field) = unknown_field(bytes) {
+            // The shape FastAPI/pydantic servers answer with (transformers serve, many gateways).
+            let body = serde_json::json!({"detail": [{
+                "type": "extra_forbidden",
+                "loc": ["body", field],
+                "msg": "Extra inputs are not permitted",
+            }]});
+            return json_response(StatusCode::UNPROCESSABLE_ENTITY, body.to_string());
+        }
+    }
     match request.model.as_deref() {
         Some(m) if m == config.model => {}
         Some(m) => {
@@ -441,7 +522,7 @@ async fn completion(
             ),
         );
     }
-    state.truth.record_accepted(prompt_tokens, images);
+    truth.record_accepted(prompt_tokens, images);
     let n = state.counter.fetch_add(1, Ordering::Relaxed);
     let mut rng =
         rand::rngs::SmallRng::seed_from_u64(config.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
@@ -497,13 +578,13 @@ async fn completion(
         let others = state.truth.running().max(0) as u32;
         let gap = config.itl + config.load.itl_per_stream * others;
         let delay = config.ttft + prefill + gap * (tokens - 1);
-        state.truth.stream_started();
+        truth.stream_started();
         if !delay.is_zero() {
             tokio::time::sleep_until(start + delay).await;
         }
-        state.truth.stream_ended();
+        truth.stream_ended();
         drop(slot);
-        state.truth.record_whole(received.elapsed());
+        truth.record_whole(received.elapsed());
         return json_response(StatusCode::OK, String::from_utf8_lossy(&body).into_owned());
     }
 
@@ -540,13 +621,7 @@ async fn completion(
     };
     builder
         .body(SimBody::Stream(Box::new(TokenStream::new(
-            plan,
-            delays,
-            received,
-            start,
-            prefill,
-            Arc::clone(&state.truth),
-            slot,
+            plan, delays, received, start, prefill, truth, slot,
         ))))
         .expect("valid response")
 }

@@ -41,6 +41,8 @@ pub enum LaunchError {
         log: String,
         tail: String,
     },
+    #[error("--launch: the engine serves, but {url} refused the credentials (HTTP {status}). Set the API key with --api-key-env NAME or --api-key-file PATH")]
+    Auth { url: String, status: u16 },
     #[error("--launch: interrupted while waiting for the engine")]
     Interrupted,
 }
@@ -109,7 +111,7 @@ impl Launched {
             .process_group(0)
             .spawn()
             .map_err(|source| LaunchError::Spawn {
-                command: command.to_owned(),
+                command: strobe_core::redact_command(command),
                 source,
             })?;
         Ok(Launched {
@@ -122,6 +124,14 @@ impl Launched {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The log's last `n` lines, scrubbed of the command's secrets (engines print their
+    /// arguments).
+    fn tail(&self, n: usize) -> String {
+        let secrets = strobe_core::command_secrets(&self.command);
+        let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        strobe_core::redact_text(&tail(&self.log_path, n), &secrets)
     }
 
     /// Polls `/health`, then `/v1/models`, every 500 ms (each probe bounded by 5 s, so an engine
@@ -146,7 +156,7 @@ impl Launched {
                     status: status.to_string(),
                     url: base.display.clone(),
                     log: self.log_path.display().to_string(),
-                    tail: tail(&self.log_path, 20),
+                    tail: self.tail(20),
                 });
             }
             let remaining = timeout.saturating_sub(started.elapsed());
@@ -166,6 +176,13 @@ impl Launched {
                         return Ok(Ready {
                             after: started.elapsed(),
                             warning: None,
+                        })
+                    }
+                    // A wrong key will not become right by waiting.
+                    Ok((status @ (401 | 403), _)) => {
+                        return Err(LaunchError::Auth {
+                            url: base.url_of("/v1/models"),
+                            status,
                         })
                     }
                     other => {
@@ -199,7 +216,7 @@ impl Launched {
                     timeout,
                     last: status,
                     log: self.log_path.display().to_string(),
-                    tail: tail(&self.log_path, 20),
+                    tail: self.tail(20),
                 });
             }
             tokio::time::sleep(
@@ -405,6 +422,84 @@ mod tests {
         );
         l.stop();
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    fn wait(
+        command: &str,
+        port: u16,
+        timeout: Duration,
+        model: Option<&str>,
+    ) -> (Result<Ready, LaunchError>, Vec<String>, Duration) {
+        let dir = std::env::temp_dir().join(format!("strobe-ready-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut l = Launched::spawn(command, &dir.join("e.log")).unwrap();
+        let base = BaseUrl::parse(&format!("http://127.0.0.1:{port}")).unwrap();
+        let mut said = Vec::new();
+        let t = Instant::now();
+        let r = rt.block_on(l.wait_ready(
+            &base,
+            format!("127.0.0.1:{port}").parse().unwrap(),
+            &HeaderMap::new(),
+            timeout,
+            model,
+            &mut |s| said.push(s.to_owned()),
+        ));
+        let took = t.elapsed();
+        l.stop_within(Duration::from_millis(500));
+        let _ = std::fs::remove_dir_all(dir);
+        (r, said, took)
+    }
+
+    #[test]
+    fn an_engine_that_accepts_and_never_answers_cannot_outlast_the_timeout() {
+        let port = free_port();
+        // Listens (so connects succeed) but never reads or answers.
+        let cmd = format!("exec python3 -c \"import socket,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', {port})); s.listen(64); time.sleep(120)\"");
+        let (r, said, took) = wait(&cmd, port, Duration::from_secs(3), None);
+        assert!(matches!(r, Err(LaunchError::NotReady { .. })), "{r:?}");
+        assert!(took < Duration::from_secs(6), "took {took:?}");
+        assert!(
+            said.iter().any(|s| s.contains("no answer within")),
+            "{said:?}"
+        );
+    }
+
+    #[test]
+    fn an_empty_model_list_is_said_and_a_given_model_is_accepted() {
+        let server = "import http.server, sys\nclass H(http.server.BaseHTTPRequestHandler):\n    def do_GET(self):\n        b = b'{}' if self.path == '/health' else b'{\"object\":\"list\",\"data\":[]}'\n        self.send_response(200); self.send_header('content-length', str(len(b))); self.end_headers(); self.wfile.write(b)\n    def log_message(self, *a): pass\nhttp.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()\n";
+        let file =
+            std::env::temp_dir().join(format!("strobe-empty-models-{}.py", std::process::id()));
+        std::fs::write(&file, server).unwrap();
+        let port = free_port();
+        let cmd = format!("exec python3 {} {port}", file.display());
+        let (r, said, _) = wait(&cmd, port, Duration::from_secs(4), None);
+        let e = r.unwrap_err().to_string();
+        assert!(
+            e.contains("empty model list") && e.contains("--model"),
+            "{e}"
+        );
+        assert!(
+            said.iter().any(|s| s.contains("empty model list")),
+            "{said:?}"
+        );
+        let port = free_port();
+        let cmd = format!("exec python3 {} {port}", file.display());
+        let (r, _, _) = wait(&cmd, port, Duration::from_secs(10), Some("my-model"));
+        let w = r.unwrap().warning.unwrap();
+        assert!(w.contains("--model my-model unchecked"), "{w}");
+        let _ = std::fs::remove_file(file);
     }
 
     #[test]

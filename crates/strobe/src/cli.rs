@@ -201,6 +201,13 @@ pub struct TargetArgs {
     /// read them.
     #[arg(long, value_enum, default_value = "kernel", help_heading = "Target")]
     pub timestamps: TimestampsArg,
+    /// For https:// URLs: trust only the CA certificates (PEM) in this file, instead of the
+    /// platform's roots.
+    #[arg(long, value_name = "FILE", help_heading = "Target")]
+    pub ca_cert: Option<PathBuf>,
+    /// For https:// URLs: accept any certificate (self-signed test servers); the report says so.
+    #[arg(long, help_heading = "Target")]
+    pub insecure: bool,
 
     /// Start the engine with this shell command before the runs (e.g. a `vllm serve ...` line),
     /// wait until it serves --url (default http://127.0.0.1:8000), and stop its whole process
@@ -373,6 +380,15 @@ pub struct OutputArgs {
     /// On Ctrl-C or SIGTERM, how long in-flight requests may finish before they are cancelled.
     #[arg(long, default_value = "10s", value_parser = parse_duration, help_heading = "Output")]
     pub drain_timeout: Duration,
+    /// Exit 1 when more than this fraction of a run's measured requests failed (a run that
+    /// measured nothing exits 2).
+    #[arg(
+        long,
+        default_value = "0.05",
+        value_name = "FRACTION",
+        help_heading = "Output"
+    )]
+    pub max_error_rate: f64,
 }
 
 #[derive(Debug, Args)]
@@ -545,4 +561,17 @@ pub struct ServeArgs {
     /// Require this API key (read from the named environment variable) as a Bearer token.
     #[arg(long, value_name = "NAME")]
     pub api_key_env: Option<String>,
+    /// Require this API key as a Bearer token (as vLLM's --api-key).
+    #[arg(long, value_name = "KEY", conflicts_with = "api_key_env")]
+    pub api_key: Option<String>,
+    /// Refuse body fields beyond the OpenAI API's with HTTP 422, as strict servers do (e.g.
+    /// vLLM's `ignore_eos`).
+    #[arg(long)]
+    pub strict: bool,
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }

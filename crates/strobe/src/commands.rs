@@ -25,6 +25,40 @@ impl Execution {
     }
 }
 
+/// The exit code CI can trust: 2 when a run measured nothing, 1 when its failures passed
+/// `--max-error-rate`, else 0.
+fn checks(reports: &[Report], max_error_rate: f64) -> i32 {
+    let mut code = exit::OK;
+    for r in reports {
+        let q = &r.results.requests;
+        let name = r
+            .run
+            .label
+            .as_deref()
+            .map(|l| format!("run `{l}`: "))
+            .unwrap_or_default();
+        if q.successful == 0 {
+            eprintln!(
+                "error: {name}measured nothing: {} requests failed, {} were cancelled, {} were never sent",
+                q.failed, q.cancelled, q.unsent
+            );
+            return exit::ERROR;
+        }
+        let rate = q.failed as f64 / q.measured.max(1) as f64;
+        if rate > max_error_rate {
+            eprintln!(
+                "error: {name}{} of {} measured requests failed ({:.1}%), above --max-error-rate {:.1}%",
+                q.failed,
+                q.measured,
+                rate * 100.0,
+                max_error_rate * 100.0
+            );
+            code = exit::CHECK_FAILED;
+        }
+    }
+    code
+}
+
 /// Runs `plan` until it ends or `shutdown` is requested.
 pub async fn execute(
     plan: Plan,
@@ -64,7 +98,7 @@ pub async fn execute(
         }
         exit::ERROR
     } else {
-        exit::OK
+        checks(&outcome.reports, plan.max_error_rate)
     };
     Ok(Execution {
         exit_code,

@@ -25,12 +25,18 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         .iter()
         .map(|f| parse_fault(f))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let api_key = match &args.api_key_env {
-        Some(name) => match std::env::var(name) {
+    let api_key = match (&args.api_key_env, &args.api_key) {
+        (Some(name), _) => match std::env::var(name) {
             Ok(k) if !k.is_empty() => Some(k),
             _ => bail!("--api-key-env {name}: that environment variable is not set"),
         },
-        None => None,
+        (None, key) => key.clone(),
+    };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => {
+            Some(strobe_server::tls_config(c, k).map_err(|e| anyhow::anyhow!(e))?)
+        }
+        _ => None,
     };
     let config = ServerConfig {
         model: args.model,
@@ -44,6 +50,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         send_done: !args.no_done,
         max_model_len: args.max_model_len,
         image_tokens: args.image_tokens,
+        tls: tls.clone(),
+        strict: args.strict,
         load: LoadModel {
             max_running: args.max_running,
             itl_per_stream: args.itl_per_stream,
@@ -62,7 +70,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
     let handle = strobe_server::serve(listener, config.clone())?;
     let load = &config.load;
     println!(
-        "strobe serve: listening on http://{} (model {}, TTFT {:?}, {:?} between tokens, jitter ±{:?}{}{})",
+        "strobe serve: listening on {}://{} (model {}, TTFT {:?}, {:?} between tokens, jitter ±{:?}{}{})",
+        if tls.is_some() { "https" } else { "http" },
         handle.addr,
         config.model,
         config.ttft,

@@ -32,6 +32,8 @@ pub struct Plan {
     pub target: TargetSpec,
     pub experiment: Experiment,
     pub quiet: bool,
+    /// A run with more failures than this fraction of its measured requests exits 1.
+    pub max_error_rate: f64,
 }
 
 fn draft_error(e: DraftError) -> anyhow::Error {
@@ -148,6 +150,16 @@ pub fn target(a: &TargetArgs, output: Option<&Path>) -> anyhow::Result<TargetSpe
     if a.timeout.is_zero() {
         bail!("--timeout must be longer than zero");
     }
+    if let Some(p) = &a.ca_cert {
+        if !p.is_file() {
+            bail!("--ca-cert {}: no such file (give the PEM file of the CA that signed the server's certificate)", p.display());
+        }
+    }
+    if a.insecure && a.ca_cert.is_some() {
+        bail!(
+            "--insecure and --ca-cert exclude each other: --insecure checks no certificate at all"
+        );
+    }
     if a.telemetry_interval < std::time::Duration::from_millis(10) {
         bail!("--telemetry-interval must be at least 10ms");
     }
@@ -184,6 +196,10 @@ pub fn target(a: &TargetArgs, output: Option<&Path>) -> anyhow::Result<TargetSpe
         headers,
         request_timeout: a.timeout,
         kernel_timestamps: a.timestamps == TimestampsArg::Kernel,
+        tls: strobe_client::TlsOptions {
+            ca_cert: a.ca_cert.clone(),
+            insecure: a.insecure,
+        },
         launch,
         telemetry: TelemetrySpec {
             server_metrics,
@@ -195,6 +211,16 @@ pub fn target(a: &TargetArgs, output: Option<&Path>) -> anyhow::Result<TargetSpe
 }
 
 /// Outputs, cost and drain.
+fn max_error_rate(o: &OutputArgs) -> anyhow::Result<f64> {
+    if !(0.0..=1.0).contains(&o.max_error_rate) {
+        bail!(
+            "--max-error-rate must be a fraction from 0 to 1, got {}",
+            o.max_error_rate
+        );
+    }
+    Ok(o.max_error_rate)
+}
+
 pub fn options(o: &OutputArgs) -> anyhow::Result<ExperimentOptions> {
     for (p, flag) in [(&o.output, "--output"), (&o.records, "--records")] {
         if let Some(p) = p {
@@ -338,6 +364,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<Plan> {
             target,
             experiment: Experiment::single("scenario", &title, classes, options),
             quiet,
+            max_error_rate: max_error_rate(&a.output)?,
         });
     }
     let draft = class(&a.load, &a.workload)?;
@@ -365,6 +392,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<Plan> {
         target,
         experiment,
         quiet,
+        max_error_rate: max_error_rate(&a.output)?,
     })
 }
 
@@ -450,5 +478,6 @@ pub fn interference(a: InterferenceArgs) -> anyhow::Result<Plan> {
         target,
         experiment,
         quiet: a.output.quiet,
+        max_error_rate: max_error_rate(&a.output)?,
     })
 }

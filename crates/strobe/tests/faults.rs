@@ -15,7 +15,7 @@ async fn errors_for(fault: &str, extra: &[&str]) -> strobe_report::Report {
         "-c",
         "2",
         "-n",
-        "6",
+        "8",
         "--output-len",
         "8",
         "-H",
@@ -24,7 +24,8 @@ async fn errors_for(fault: &str, extra: &[&str]) -> strobe_report::Report {
     args.extend_from_slice(extra);
     let out = run(&url, &args).await.unwrap();
     server.shutdown().await;
-    assert_eq!(out.exit_code, 0, "six failures are below the abort rule");
+    // Fewer than the abort rule's 20, but every one failed: the run measured nothing.
+    assert_eq!(out.exit_code, 2, "an all-failed run must not exit 0");
     out.report
 }
 
@@ -40,13 +41,13 @@ async fn each_fault_is_classified() {
     ] {
         let report = errors_for(fault, extra).await;
         let r = &report.results.requests;
-        assert_eq!((r.successful, r.failed), (0, 6), "{fault}");
+        assert_eq!((r.successful, r.failed), (0, 8), "{fault}");
         assert_eq!(r.errors.len(), 1, "{fault}: {:?}", r.errors);
         assert_eq!(r.errors[0].kind, kind, "{fault}");
-        assert_eq!(r.errors[0].count, 6);
+        assert_eq!(r.errors[0].count, 8);
         assert!(!r.errors[0].example.is_empty());
         assert!(
-            report.client.warnings.iter().any(|w| w.contains("6 of 6")),
+            report.client.warnings.iter().any(|w| w.contains("8 of 8")),
             "{:?}",
             report.client.warnings
         );
@@ -100,6 +101,24 @@ async fn random_faults_mix_with_successes_and_connections_recover() {
     assert!((30..=100).contains(&r.failed), "{}", r.failed);
     // Successful requests after a cut still have exact counts (no state leaks between requests).
     assert_eq!(out.report.results.tokens.output, r.successful * 6);
+    // Over the default --max-error-rate (5%): a check failed, exit 1; a looser one passes.
+    assert_eq!(out.exit_code, 1);
+    let out = run(
+        &url,
+        &[
+            "-c",
+            "4",
+            "-n",
+            "100",
+            "--output-len",
+            "6",
+            "--max-error-rate",
+            "0.6",
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.exit_code, 0);
     server.shutdown().await;
 }
 

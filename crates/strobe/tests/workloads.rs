@@ -364,6 +364,7 @@ fn bodies(args: &[&str], api: Api, n: u64) -> Vec<Vec<u8>> {
         extra_body: Default::default(),
         request_timeout: Duration::from_secs(1),
         kernel_timestamps: false,
+        sockets: Default::default(),
     };
     (0..n)
         .map(|i| target.request_bytes(&built.workload.spec(i)))
