@@ -9,11 +9,13 @@ Prints figures and ratios measured in this one run; nothing is hard-coded.
    receive timestamps (the default) and, for comparison, by user-space timestamps; vLLM's
    `vllm bench serve` runs against the same server at the same concurrencies. Each run's TTFT and
    TPOT are compared with the truth of exactly the same requests (the truth is reset before each).
-2. Capacity. Against a zero-delay target (`--ttft 0 --itl 0`, each response one write), 256-token
+2. TLS. The same target serving HTTPS (strobe serve --tls-cert/--tls-key, a certificate made here
+   with openssl): accuracy at 1,000 streams and capacity over HTTPS beside HTTP, in this run.
+3. Capacity. Against a zero-delay target (`--ttft 0 --itl 0`, each response one write), 256-token
    streams, 256 concurrent: requests/s, output tokens/s and client CPU-seconds per million streamed
    tokens for strobe and for vLLM's client.
 
-Usage: scripts/bench.py [--quick] [--no-vllm] [--baseline BIN] [--out DIR]
+Usage: scripts/bench.py [--quick] [--no-vllm] [--no-tls] [--baseline BIN] [--out DIR]
 vLLM's client comes from scripts/setup-vllm.sh (run it first, or pass --no-vllm). --baseline runs
 another strobe binary (e.g. one built from an earlier commit) beside this one, in the same run, so a
 change's before/after figures come from one sitting of the machine.
@@ -46,7 +48,11 @@ def start_serve(port, *args):
                          start_new_session=True)
     for _ in range(100):
         try:
-            http("GET", f"http://127.0.0.1:{port}/health")
+            if "--tls-cert" in args:
+                import socket
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            else:
+                http("GET", f"http://127.0.0.1:{port}/health")
             return p
         except Exception:
             time.sleep(0.05)
@@ -66,9 +72,9 @@ def children_cpu():
     return r.ru_utime + r.ru_stime
 
 
-def run_strobe(port, out, args, binary=None):
+def run_strobe(port, out, args, binary=None, url=None):
     cpu0 = children_cpu()
-    subprocess.run([binary or STROBE, "run", "--url", f"http://127.0.0.1:{port}", "-q", "-o", out, *args], check=True)
+    subprocess.run([binary or STROBE, "run", "--url", url or f"http://127.0.0.1:{port}", "-q", "-o", out, *args], check=True)
     cpu = children_cpu() - cpu0
     return json.load(open(out)), cpu
 
@@ -124,6 +130,75 @@ def accuracy(args, out_dir, vllm):
     return rows
 
 
+def make_cert(out_dir):
+    """A throw-away CA and a certificate it signs for localhost: (ca.pem, cert.pem, key.pem)."""
+    p = lambda name: os.path.join(out_dir, name)
+    quiet = dict(check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    subprocess.run(["openssl", "req", "-x509", *ec, "-keyout", p("ca-key.pem"), "-out", p("ca.pem"), "-days", "2",
+                    "-subj", "/CN=strobe bench CA"], **quiet)
+    subprocess.run(["openssl", "req", *ec, "-keyout", p("tls-key.pem"), "-out", p("tls.csr"), "-subj", "/CN=localhost"], **quiet)
+    with open(p("tls.ext"), "w") as f:
+        f.write("basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    subprocess.run(["openssl", "x509", "-req", "-in", p("tls.csr"), "-CA", p("ca.pem"), "-CAkey", p("ca-key.pem"),
+                    "-CAcreateserial", "-out", p("tls-cert.pem"), "-days", "2", "-extfile", p("tls.ext")], **quiet)
+    return p("ca.pem"), p("tls-cert.pem"), p("tls-key.pem")
+
+
+def tls(args, out_dir):
+    ca, cert, key = make_cert(out_dir)
+    streams = 100 if args.quick else 1000
+    rows, cap = [], []
+    for scheme in ["http", "https"]:
+        port = 18433 if scheme == "http" else 18434
+        extra = ["--tls-cert", cert, "--tls-key", key] if scheme == "https" else []
+        url = f"{scheme}://localhost:{port}"
+        ca_flag = ["--ca-cert", ca] if scheme == "https" else []
+        server = start_serve(port, "--ttft", "50ms", "--itl", "10ms", *extra)
+        try:
+            http_url = f"http://127.0.0.1:{port}" if scheme == "http" else None
+            n = 5 * streams
+            rep, _ = run_strobe(port, os.path.join(out_dir, f"tls-acc-{scheme}.json"),
+                                ["-c", str(streams), "-n", str(n), "--output-len", "64", "--input-len", "32", *ca_flag],
+                                url=url)
+            truth = strobe_truth(port, scheme, ca)
+            lat = rep["results"]["latency"]
+            rows.append((scheme, lat["ttft_ms"]["mean"] - truth["ttft"]["mean_ms"], lat["ttft_ms"]["p99"] - truth["ttft"]["p99_ms"],
+                         rep["client"]["receive_timestamps"], rep["client"]["sockets_kernel_timestamps"]))
+        finally:
+            stop(server)
+        server = start_serve(port, "--ttft", "0", "--itl", "0", *extra)
+        try:
+            duration = "5s" if args.quick else "10s"
+            rep, _ = run_strobe(port, os.path.join(out_dir, f"tls-cap-{scheme}.json"),
+                                ["-c", "256", "-d", duration, "--output-len", "256", "--input-len", "16", "--warmup", "1s", *ca_flag],
+                                url=url)
+            r = rep["results"]
+            cap.append((scheme, r["throughput"]["requests_per_s"], r["throughput"]["output_tokens_per_s"],
+                        rep["client"]["cpu_us_per_output_token"]))
+        finally:
+            stop(server)
+    print(f"\n## TLS: the same target over HTTP and HTTPS (TLS 1.3, strobe serve --tls-cert)\n")
+    print(f"| scheme | TTFT mean − truth ({streams} streams) | TTFT p99 − truth | timestamps | kernel-stamped sockets |")
+    print("|---|---:|---:|---|---:|")
+    for scheme, d_mean, d_p99, stamps, k in rows:
+        print(f"| {scheme} | {d_mean:+.2f} ms | {d_p99:+.2f} ms | {stamps} | {k} |")
+    print("\n| scheme | requests/s | output tokens/s | CPU-µs per token |")
+    print("|---|---:|---:|---:|")
+    for scheme, rps, tps, us in cap:
+        print(f"| {scheme} | {rps:.0f} | {tps:.0f} | {us:.3f} |")
+    print(f"\nHTTPS / HTTP: {cap[1][1] / cap[0][1]:.2f}x requests/s, {cap[1][3] / cap[0][3]:.2f}x CPU per token")
+
+
+def strobe_truth(port, scheme, cert):
+    if scheme == "http":
+        return http("GET", f"http://127.0.0.1:{port}/strobe/truth")
+    import ssl
+    ctx = ssl.create_default_context(cafile=cert)
+    with urllib.request.urlopen(f"https://localhost:{port}/strobe/truth", timeout=10, context=ctx) as r:
+        return json.loads(r.read())
+
+
 def capacity(args, out_dir, vllm):
     port = 18432
     server = start_serve(port, "--ttft", "0", "--itl", "0")
@@ -167,6 +242,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smaller runs (skips 1,000 streams)")
     ap.add_argument("--no-vllm", action="store_true", help="skip vLLM's client")
+    ap.add_argument("--no-tls", action="store_true", help="skip the HTTPS-beside-HTTP figures")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench-out"), help="folder for raw results")
     ap.add_argument("--baseline", help="another strobe binary to measure beside this one (before/after a change)")
     args = ap.parse_args()
@@ -177,6 +253,8 @@ def main():
         raise SystemExit("vLLM's client is not installed: run scripts/setup-vllm.sh, or pass --no-vllm")
     print(f"# strobe benchmark ({time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores)")
     accuracy(args, args.out, vllm)
+    if not args.no_tls:
+        tls(args, args.out)
     capacity(args, args.out, vllm)
 
 

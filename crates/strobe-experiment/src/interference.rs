@@ -84,7 +84,9 @@ pub fn experiment(
         let mut u = users.clone();
         u.schedule = strobe_load::Schedule::Closed { concurrency: n };
         if until_batch {
+            // Beside the batch, the users run for exactly as long as it does (seed 000).
             u.until = Some("batch".into());
+            u.duration = None;
         } else {
             u.duration = Some(i.duration);
         }

@@ -246,6 +246,17 @@ async fn seed000(server: &strobe_server::ServerHandle) -> common::Out {
     assert!(out_file
         .with_file_name(format!("seed000-{}.mixed-c3.json", server.addr.port()))
         .exists());
+    // Beside the batch the users ran for exactly as long as it did, not for the isolated runs'
+    // duration; alone they ran for their duration.
+    for r in &out.reports {
+        let label = r.run.label.clone().unwrap();
+        if let Some(users) = r.class("interactive") {
+            let mixed = label.starts_with("mixed");
+            let want = if mixed { "class `batch` finished" } else { "duration reached" };
+            assert_eq!(users.stop_reason, want, "{label}");
+            assert_eq!(users.load.duration_s.is_some(), !mixed, "{label}");
+        }
+    }
     out
 }
 
