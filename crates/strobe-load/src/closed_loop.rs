@@ -7,55 +7,29 @@
 
 use std::sync::Arc;
 use strobe_client::Connection;
-use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::class::Class;
 use crate::plan::{ClassResult, StopReason};
-use crate::worker::{run_request, Job, Prepared, Shared};
+use crate::worker::{run_request, Job, Prepared, Shared, StartBarrier};
 
 /// Runs the class's closed loop to its end: opens `concurrency` connections, starts them together,
 /// returns when every worker is done.
 pub(crate) async fn run(class: Arc<Class>, shared: Arc<Shared>, concurrency: u32) -> ClassResult {
     let n = concurrency.max(1) as usize;
-    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
-    let (go_tx, go_rx) = watch::channel(false);
+    let mut barrier = StartBarrier::new();
     let mut tasks = JoinSet::new();
     for _ in 0..n {
         let mut conn = Connection::new(Arc::clone(&class.plan.target));
-        let (class, shared, ready, mut go) = (
-            Arc::clone(&class),
-            Arc::clone(&shared),
-            ready_tx.clone(),
-            go_rx.clone(),
-        );
+        let (class, shared, member) = (Arc::clone(&class), Arc::clone(&shared), barrier.member());
         tasks.spawn(async move {
-            shared.warm(&mut conn).await;
-            let _ = ready.send(());
-            if go.wait_for(|g| *g).await.is_err() {
-                return;
+            if member.arrive(&shared, &mut conn).await {
+                worker(&class, &shared, &mut conn).await;
             }
-            worker(&class, &shared, &mut conn).await;
         });
     }
-    drop(ready_tx);
-    // Start only once every connection is open, so that a connection storm does not overlap the
-    // first measured requests.
-    let mut signals = class.gate.signals();
-    let mut opened = 0;
-    while opened < n {
-        tokio::select! {
-            biased;
-            r = signals.stopped() => { class.gate.stop_with(r); break }
-            r = ready_rx.recv() => match r {
-                Some(()) => opened += 1,
-                None => break,
-            },
-        }
-    }
-    class.gate.start(Instant::now());
-    let _ = go_tx.send(true);
+    let _go = barrier.open(&class.gate).await;
     while tasks.join_next().await.is_some() {}
     class.result(n, 0)
 }

@@ -4,37 +4,33 @@
 
 use std::sync::Arc;
 use strobe_client::Connection;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::class::Class;
 use crate::plan::{ClassResult, StopReason};
-use crate::worker::{run_request, Job, Prepared, Shared};
+use crate::worker::{run_request, Job, Prepared, Shared, StartBarrier};
 
 pub(crate) async fn run(class: Arc<Class>, shared: Arc<Shared>, batch_size: u32) -> ClassResult {
     let b = batch_size.max(1) as usize;
     let plan = &class.plan;
-    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<()>();
-    let (go_tx, go_rx) = watch::channel(false);
+    let mut barrier = StartBarrier::new();
     let mut senders = Vec::with_capacity(b);
     let mut tasks = JoinSet::new();
     for _ in 0..b {
         let (tx, mut jobs) = mpsc::channel::<Job>(1);
         senders.push(tx);
         let mut conn = Connection::new(Arc::clone(&plan.target));
-        let (class, shared, ready, done, mut go) = (
+        let (class, shared, done, member) = (
             Arc::clone(&class),
             Arc::clone(&shared),
-            ready_tx.clone(),
             done_tx.clone(),
-            go_rx.clone(),
+            barrier.member(),
         );
         tasks.spawn(async move {
-            shared.warm(&mut conn).await;
-            let _ = ready.send(());
-            if go.wait_for(|g| *g).await.is_err() {
+            if !member.arrive(&shared, &mut conn).await {
                 return;
             }
             let mut hard = shared.hard_cancel.clone();
@@ -44,22 +40,9 @@ pub(crate) async fn run(class: Arc<Class>, shared: Arc<Shared>, batch_size: u32)
             }
         });
     }
-    drop((ready_tx, done_tx));
+    drop(done_tx);
     let gate = &class.gate;
-    let mut signals = gate.signals();
-    let mut opened = 0;
-    while opened < b {
-        tokio::select! {
-            biased;
-            r = signals.stopped() => { gate.stop_with(r); break }
-            r = ready_rx.recv() => match r {
-                Some(()) => opened += 1,
-                None => break,
-            },
-        }
-    }
-    gate.start(Instant::now());
-    let _ = go_tx.send(true);
+    let _go = barrier.open(gate).await;
 
     let mut batch = 0u64;
     'batches: while let Some(warmup) = gate.admit(Instant::now(), batch, &plan.progress) {

@@ -177,3 +177,73 @@ impl Prepared {
         }
     }
 }
+
+/// Connections opened before the start: every worker opens its connection (a bounded number at
+/// a time), says so, and waits; the schedule starts once all are open (or a stop came), so that a
+/// connection storm does not overlap the first measured requests.
+pub(crate) struct StartBarrier {
+    ready_tx: Option<mpsc::UnboundedSender<()>>,
+    ready_rx: mpsc::UnboundedReceiver<()>,
+    go_tx: watch::Sender<bool>,
+    members: usize,
+}
+
+/// One worker's side of a [`StartBarrier`].
+pub(crate) struct Member {
+    ready: mpsc::UnboundedSender<()>,
+    go: watch::Receiver<bool>,
+}
+
+impl StartBarrier {
+    pub fn new() -> StartBarrier {
+        let (ready_tx, ready_rx) = mpsc::unbounded_channel();
+        StartBarrier {
+            ready_tx: Some(ready_tx),
+            ready_rx,
+            go_tx: watch::channel(false).0,
+            members: 0,
+        }
+    }
+
+    pub fn member(&mut self) -> Member {
+        self.members += 1;
+        Member {
+            ready: self
+                .ready_tx
+                .clone()
+                .expect("members join before the start"),
+            go: self.go_tx.subscribe(),
+        }
+    }
+
+    /// Waits until every member's connection is open or the class must stop, then starts the
+    /// class's clock and releases the members. Keep the returned sender until they are done.
+    pub async fn open(mut self, gate: &crate::gate::Gate) -> watch::Sender<bool> {
+        self.ready_tx = None;
+        let mut signals = gate.signals();
+        let mut opened = 0;
+        while opened < self.members {
+            tokio::select! {
+                biased;
+                r = signals.stopped() => { gate.stop_with(r); break }
+                r = self.ready_rx.recv() => match r {
+                    Some(()) => opened += 1,
+                    None => break,
+                },
+            }
+        }
+        gate.start(tokio::time::Instant::now());
+        let _ = self.go_tx.send(true);
+        self.go_tx
+    }
+}
+
+impl Member {
+    /// Opens `conn`, reports it open, and waits for the start; false if the start never comes.
+    pub async fn arrive(mut self, shared: &Shared, conn: &mut Connection) -> bool {
+        shared.warm(conn).await;
+        let _ = self.ready.send(());
+        drop(self.ready);
+        self.go.wait_for(|g| *g).await.is_ok()
+    }
+}

@@ -252,7 +252,11 @@ async fn seed000(server: &strobe_server::ServerHandle) -> common::Out {
         let label = r.run.label.clone().unwrap();
         if let Some(users) = r.class("interactive") {
             let mixed = label.starts_with("mixed");
-            let want = if mixed { "class `batch` finished" } else { "duration reached" };
+            let want = if mixed {
+                "class `batch` finished"
+            } else {
+                "duration reached"
+            };
             assert_eq!(users.stop_reason, want, "{label}");
             assert_eq!(users.load.duration_s.is_some(), !mixed, "{label}");
         }
