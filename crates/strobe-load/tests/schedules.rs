@@ -197,7 +197,7 @@ async fn open_loop_sends_at_the_intended_instants() {
             rec.intended_ns
         );
         assert!(
-            rec.queue_delay_ns() < 20 * MS,
+            rec.queue_delay_ns() < 50 * MS,
             "{k}: late by {}",
             rec.queue_delay_ns()
         );

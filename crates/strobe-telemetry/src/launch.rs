@@ -7,10 +7,12 @@
 
 use http::HeaderMap;
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use strobe_client::BaseUrl;
 
@@ -53,6 +55,8 @@ pub struct Launched {
     pub command: String,
     pub log_path: PathBuf,
     stopped: bool,
+    /// Threads copying the engine's output into its log.
+    copiers: Vec<std::thread::JoinHandle<()>>,
 }
 
 /// The engine serves.
@@ -98,27 +102,48 @@ impl Launched {
             path: log_path.display().to_string(),
             source,
         })?;
-        let err = log.try_clone().map_err(|source| LaunchError::Log {
-            path: log_path.display().to_string(),
-            source,
-        })?;
-        let child = Command::new("sh")
+        let mut child = Command::new("sh")
             .arg("-c")
             .arg(command)
             .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(err)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .process_group(0)
             .spawn()
             .map_err(|source| LaunchError::Spawn {
                 command: strobe_core::redact_command(command),
                 source,
             })?;
+        // Engines print their arguments (vLLM: "non-default args: {... 'api_key': ...}"): the
+        // log is written through strobe, scrubbed of the command's secrets.
+        let log = Arc::new(Mutex::new(log));
+        let secrets = strobe_core::command_secrets(command);
+        let pipes: [Option<Box<dyn Read + Send>>; 2] = [
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        ];
+        let mut copiers = Vec::new();
+        for pipe in pipes.into_iter().flatten() {
+            let (log, secrets) = (Arc::clone(&log), secrets.clone());
+            if let Ok(t) = std::thread::Builder::new()
+                .name("strobe-engine-log".into())
+                .spawn(move || copy_redacted(pipe, &log, &secrets))
+            {
+                copiers.push(t);
+            }
+        }
         Ok(Launched {
             child,
             command: command.to_owned(),
             log_path: log_path.to_owned(),
             stopped: false,
+            copiers,
         })
     }
 
@@ -127,8 +152,13 @@ impl Launched {
     }
 
     /// The log's last `n` lines, scrubbed of the command's secrets (engines print their
-    /// arguments).
+    /// arguments). The engine's last words may still be in the copiers: give them a moment (not
+    /// forever: a background child can hold the pipes open).
     fn tail(&self, n: usize) -> String {
+        let until = Instant::now() + Duration::from_secs(1);
+        while self.copiers.iter().any(|t| !t.is_finished()) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let secrets = strobe_core::command_secrets(&self.command);
         let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
         strobe_core::redact_text(&tail(&self.log_path, n), &secrets)
@@ -160,7 +190,8 @@ impl Launched {
                 });
             }
             let remaining = timeout.saturating_sub(started.elapsed());
-            let probe = PROBE_TIMEOUT.min(remaining.max(Duration::from_millis(1)));
+            // At least 200 ms, so the last probe before the deadline still hears a real answer.
+            let probe = PROBE_TIMEOUT.min(remaining.max(Duration::from_millis(200)));
             let get = |path: &'static str| async move {
                 match tokio::time::timeout(probe, strobe_client::get(base, addr, path, headers))
                     .await
@@ -284,6 +315,24 @@ impl Drop for Launched {
             // SAFETY: signalling our own child's process group.
             unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
             let _ = self.child.wait();
+        }
+    }
+}
+
+/// Copies an engine's output into its log line by line, without `secrets`.
+fn copy_redacted(pipe: Box<dyn Read + Send>, log: &Mutex<std::fs::File>, secrets: &[String]) {
+    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    let mut reader = BufReader::new(pipe);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let clean = strobe_core::redact_text(&String::from_utf8_lossy(&line), &secrets);
+        if let Ok(mut f) = log.lock() {
+            let _ = f.write_all(clean.as_bytes());
         }
     }
 }

@@ -37,9 +37,9 @@ async fn streaming_completions_are_counted_and_timed() {
         "the target counts prompt words as tokens"
     );
     assert_eq!(r.tokens.output_count_sources.get("usage"), Some(&20));
-    // The target never answers before its TTFT, nor faster than its token gap.
+    // The target never answers before its TTFT. Its token deadlines follow the previous
+    // deadline, so a late first token shortens that request's TPOT: compare with what it did.
     assert!(r.latency.ttft_ms.min >= 30.0, "{:?}", r.latency.ttft_ms);
-    assert!(r.latency.tpot_ms.min >= 1.9, "{:?}", r.latency.tpot_ms);
     assert_eq!(
         r.latency.itl_ms.count,
         20 * 15,
@@ -63,6 +63,12 @@ async fn streaming_completions_are_counted_and_timed() {
     );
     let truth = server.truth.summary();
     assert_eq!(truth.completed_streams, 20);
+    assert!(
+        (r.latency.tpot_ms.mean - truth.tpot.mean_ms).abs() < 0.1 && r.latency.tpot_ms.mean >= 1.9,
+        "client TPOT {:?}, server {:?}",
+        r.latency.tpot_ms,
+        truth.tpot
+    );
     // The client can only see the first token after the server sent it.
     assert!(r.latency.ttft_ms.mean >= truth.ttft.mean_ms);
     server.shutdown().await;

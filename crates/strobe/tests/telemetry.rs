@@ -253,14 +253,27 @@ fn stop_a_launched_run_with(signal: i32) {
         .arg(&report)
         .spawn()
         .unwrap();
-    // Wait until the engine serves and the run is under way.
+    // Wait until the run is under way: the engine's truth has counted measured requests (the
+    // pre-run probe is not counted).
     let t = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
-        && t.elapsed() < Duration::from_secs(10)
-    {
+    let truth = "GET /strobe/truth HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
+    let accepted = || -> u64 {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+            return 0;
+        };
+        let mut body = String::new();
+        let _ = s.write_all(truth.as_bytes());
+        let _ = s.read_to_string(&mut body);
+        body.split("\"accepted_requests\":")
+            .nth(1)
+            .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    while accepted() < 4 && t.elapsed() < Duration::from_secs(30) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    std::thread::sleep(Duration::from_millis(700));
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, signal) };
     let status = child.wait().unwrap();
