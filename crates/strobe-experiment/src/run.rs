@@ -69,16 +69,23 @@ fn api_name(api: Api) -> &'static str {
     }
 }
 
-/// Body fields as the report shows them: secret-looking values redacted.
+/// Body fields as the report shows them: values of secret-looking fields redacted, at any depth.
 fn shown_body(
     body: &serde_json::Map<String, serde_json::Value>,
 ) -> serde_json::Map<String, serde_json::Value> {
+    fn redact(v: &serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(m) => serde_json::Value::Object(shown_body(m)),
+            serde_json::Value::Array(a) => serde_json::Value::Array(a.iter().map(redact).collect()),
+            other => other.clone(),
+        }
+    }
     body.iter()
         .map(|(k, v)| {
             let v = if strobe_core::is_secret_name(k) {
                 serde_json::Value::String("***".into())
             } else {
-                v.clone()
+                redact(v)
             };
             (k.clone(), v)
         })

@@ -124,7 +124,8 @@ fn planted_secrets_reach_no_output_file_log_line_or_message() {
             "-H".into(),
             format!("X-Api-Key: {header}"),
             "--body".into(),
-            format!(r#"{{"api_key":"{body}"}}"#),
+            // A secret at the top and one nested (a vendor's extension object).
+            format!(r#"{{"api_key":"{body}","extra":{{"vendor":{{"auth_token":"{body}"}}}}}}"#),
             "-n".into(),
             "4".into(),
             "--output-len".into(),
