@@ -409,6 +409,121 @@ impl ClassDraft {
         })
     }
 
+    /// Keys [`ClassDraft::set`] takes: what a sweep can vary.
+    pub const SWEEPABLE: &'static [&'static str] = &[
+        "concurrency",
+        "rate",
+        "max_concurrency",
+        "batch_size",
+        "batches",
+        "requests",
+        "duration",
+        "warmup_requests",
+        "warmup",
+        "burstiness",
+        "input_len",
+        "output_len",
+        "shared_prefix",
+        "prefix_groups",
+        "turns",
+        "sessions",
+        "images",
+    ];
+
+    /// Whether a setting [`ClassDraft::set`] takes was given.
+    pub fn is_set(&self, key: &str) -> bool {
+        let w = &self.workload;
+        match key {
+            "concurrency" => self.concurrency.is_some(),
+            "rate" => self.rate.is_some(),
+            "max_concurrency" => self.max_concurrency.is_some(),
+            "batch_size" => self.batch_size.is_some(),
+            "batches" | "num_batches" => self.batches.is_some(),
+            "requests" => self.requests.is_some(),
+            "duration" => self.duration.is_some(),
+            "warmup_requests" => self.warmup_requests > 0,
+            "warmup" => !self.warmup.is_zero(),
+            "burstiness" => self.burstiness.is_some(),
+            "input_len" => w.input_len.is_some() || w.dataset.is_some(),
+            "output_len" => w.output_len.is_some(),
+            "shared_prefix" => w.shared_prefix > 0,
+            "prefix_groups" => w.prefix_groups.is_some(),
+            "turns" => w.turns.is_some(),
+            "sessions" => w.sessions.is_some(),
+            "images" => w.images.is_some(),
+            _ => false,
+        }
+    }
+
+    /// Sets one setting from its text, by scenario key (`input_len`, `batch_size`): what a sweep
+    /// point does to its base class. Setting a load key replaces the load of another schedule
+    /// (a swept rate replaces a given concurrency), so one base class serves every point.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), DraftError> {
+        let key: &'static str = Self::SWEEPABLE
+            .iter()
+            .copied()
+            .chain(["num_batches"])
+            .find(|k| *k == key)
+            .ok_or_else(|| {
+                DraftError::new(
+                    "sweep",
+                    format!(
+                        "`{key}` cannot be swept; sweepable settings: {}",
+                        Self::SWEEPABLE.join(", ")
+                    ),
+                )
+            })?;
+        let v = value.trim();
+        let count =
+            |k: &'static str| strobe_core::units::parse_count(v).map_err(|e| DraftError::new(k, e));
+        let count32 = |k: &'static str| {
+            strobe_core::units::parse_count_u32(v).map_err(|e| DraftError::new(k, e))
+        };
+        let duration = |k: &'static str| {
+            strobe_core::units::parse_duration(v).map_err(|e| DraftError::new(k, e))
+        };
+        let float = |k: &'static str| {
+            v.parse::<f64>()
+                .map_err(|_| DraftError::new(k, format!("`{v}` is not a number")))
+        };
+        let length =
+            |k: &'static str| LengthSpec::parse(v).map_err(|e| DraftError::new(k, e.to_string()));
+        match key {
+            "concurrency" => {
+                self.concurrency = Some(count32(key)?);
+                self.rate = None;
+                self.schedule = Some(ScheduleKind::Closed);
+            }
+            "rate" => {
+                self.rate = Some(float(key)?);
+                self.concurrency = None;
+                self.schedule = Some(ScheduleKind::Open);
+            }
+            "max_concurrency" => self.max_concurrency = Some(count32(key)?),
+            "batch_size" => {
+                self.batch_size = Some(count32(key)?);
+                self.schedule = Some(ScheduleKind::Lockstep);
+                self.concurrency = None;
+                self.requests = None;
+            }
+            "batches" | "num_batches" => self.batches = Some(count("batches")?),
+            "requests" => self.requests = Some(count(key)?),
+            "duration" => self.duration = Some(duration(key)?),
+            "warmup_requests" => self.warmup_requests = count(key)?,
+            "warmup" => self.warmup = duration(key)?,
+            "burstiness" => self.burstiness = Some(float(key)?),
+            "input_len" => self.workload.input_len = Some(length(key)?),
+            "output_len" => self.workload.output_len = Some(length(key)?),
+            "shared_prefix" => self.workload.shared_prefix = count32(key)?,
+            "prefix_groups" => self.workload.prefix_groups = Some(count32(key)?),
+            "turns" => self.workload.turns = Some(count32(key)?),
+            "sessions" => self.workload.sessions = Some(count32(key)?),
+            "images" => self.workload.images = Some(count32(key)?),
+            _ => unreachable!("every sweepable key is matched"),
+        }
+        Ok(())
+    }
+
     /// Checks the draft and returns the class (its workload at index `workload`) and the workload.
     pub fn resolve(&self, workload: usize) -> Result<(ClassSpec, WorkloadSpec), DraftError> {
         let schedule = self.schedule()?;

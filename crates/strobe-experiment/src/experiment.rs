@@ -117,6 +117,10 @@ pub struct ExperimentOptions {
     pub abort_after_failures: u64,
     pub price: Option<GpuPrice>,
     pub outputs: Outputs,
+    /// Ask the server to empty its prefix cache before each run (sweeps).
+    pub reset_prefix_cache: bool,
+    /// Run every run again even when the outputs hold an interrupted attempt at this experiment.
+    pub restart: bool,
 }
 
 impl Experiment {
@@ -149,6 +153,9 @@ impl Experiment {
             abort_after_failures: options.abort_after_failures,
             price: options.price,
             outputs: options.outputs,
+            reset_prefix_cache: options.reset_prefix_cache,
+            restart: options.restart,
+            stop_when_saturated: false,
         }
     }
 }
@@ -167,12 +174,33 @@ pub struct Experiment {
     pub abort_after_failures: u64,
     pub price: Option<GpuPrice>,
     pub outputs: Outputs,
+    /// Ask the server to empty its prefix cache before each run.
+    pub reset_prefix_cache: bool,
+    /// Ignore an interrupted earlier attempt in the outputs: run everything again.
+    pub restart: bool,
+    /// Stop a run of one open-loop class as soon as it is over-saturated (capacity-search
+    /// probes); other runs are only watched and reported.
+    pub stop_when_saturated: bool,
 }
 
 impl Experiment {
+    /// What identifies this experiment across processes: its kind, workloads and runs (not its
+    /// outputs). A re-run resumes an interrupted attempt only when this matches.
+    pub fn fingerprint(&self) -> String {
+        let text = format!("{}|{:?}|{:?}", self.kind, self.workloads, self.runs);
+        // FNV-1a, 64 bits: stable across Rust versions, unlike the std hasher.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in text.bytes() {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("{h:016x}")
+    }
+
     /// More than one run: outputs are a summary plus one report per run.
     pub fn is_multi(&self) -> bool {
-        self.runs.len() > 1
+        // A search's probes are decided as it goes: it always writes a summary.
+        self.runs.len() > 1 || self.kind == "search"
     }
 
     /// Checks class names, `until` references and workload indices.
@@ -241,7 +269,7 @@ pub(crate) struct Prepared {
 pub(crate) type PreparedWorkloads = HashMap<(usize, Api), Prepared>;
 
 /// Builds every (workload, API) pair the runs use, once.
-async fn prepare_workloads(
+pub(crate) async fn prepare_workloads(
     session: &Session,
     exp: &Experiment,
     shutdown: &Shutdown,
@@ -321,7 +349,7 @@ async fn prepare_workloads(
 /// Sends one small request per distinct request shape before anything is measured, so that a
 /// server refusing a field strobe adds (`ignore_eos`) says so at once, with the fix, instead of
 /// failing every request of the run.
-async fn probe_bodies(
+pub(crate) async fn probe_bodies(
     session: &Session,
     exp: &Experiment,
     shutdown: &Shutdown,
@@ -380,7 +408,29 @@ pub async fn run(
     exp.validate()?;
     let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let mut summary = ExperimentSummary::new(&exp.kind, &exp.title, &started_at, exp.runs.len());
-    let labels = exp.runs.iter().map(|r| r.label.clone()).collect();
+    let fingerprint = exp.fingerprint();
+    summary.fingerprint = Some(fingerprint.clone());
+    let labels: Vec<String> = exp.runs.iter().map(|r| r.label.clone()).collect();
+    let earlier = if exp.is_multi() && !exp.restart {
+        crate::outputs::earlier_runs(&exp.outputs, &labels, &fingerprint)
+    } else {
+        crate::outputs::Earlier {
+            reports: vec![],
+            note: None,
+        }
+    };
+    if let Some(note) = &earlier.note {
+        observer.message(note);
+    }
+    let mut done: HashMap<usize, Report> = earlier.reports.into_iter().collect();
+    if !done.is_empty() {
+        observer.message(&format!(
+            "resuming: {} of {} runs were finished by an earlier attempt and are kept; running the other {} (--restart runs them all again)",
+            done.len(),
+            exp.runs.len(),
+            exp.runs.len() - done.len()
+        ));
+    }
     let outputs = OutputManager::create(exp.outputs.clone(), labels, exp.is_multi(), &summary)?;
     observer.stage(&Stage::BuildingWorkloads);
     if shutdown.is_requested() {
@@ -398,20 +448,34 @@ pub async fn run(
             interrupted = true;
             break;
         }
-        observer.stage(&Stage::Run {
-            index: i,
-            of: exp.runs.len(),
-            label: exp.is_multi().then(|| run.label.clone()),
-        });
-        if shutdown.is_requested() {
-            interrupted = true;
-            break;
-        }
-        let records = outputs.begin_run(i)?;
-        let report =
-            crate::run::run_one(session, exp, i, run, &prepared, shutdown, observer, records)
+        let resumed = done.remove(&i);
+        let (report, files) = match resumed {
+            Some(report) => {
+                summary.resumed.push(run.label.clone());
+                (report, vec![])
+            }
+            None => {
+                observer.stage(&Stage::Run {
+                    index: i,
+                    of: exp.runs.len(),
+                    label: exp.is_multi().then(|| run.label.clone()),
+                });
+                if shutdown.is_requested() {
+                    interrupted = true;
+                    break;
+                }
+                if exp.reset_prefix_cache {
+                    reset_prefix_cache(session, shutdown, observer).await?;
+                }
+                let records = outputs.begin_run(i)?;
+                let report = crate::run::run_one(
+                    session, exp, i, run, &prepared, shutdown, observer, records,
+                )
                 .await?;
-        let files = outputs.write_run(i, &report)?;
+                let files = outputs.write_run(i, &report)?;
+                (report, files)
+            }
+        };
         summary
             .target
             .get_or_insert_with(|| report.run.target.clone());
@@ -426,7 +490,9 @@ pub async fn run(
         aborted |= report.run.aborted;
         summary.interrupted = interrupted || aborted;
         outputs.write_summary(&summary)?;
-        observer.run_finished(&report, &files);
+        if !files.is_empty() {
+            observer.run_finished(&report, &files);
+        }
         reports.push(report);
         if interrupted || aborted {
             break;
@@ -444,6 +510,42 @@ pub async fn run(
         interrupted,
         aborted,
     })
+}
+
+/// Asks the server to empty its prefix cache (vLLM: `POST /reset_prefix_cache`, which it serves
+/// with `VLLM_SERVER_DEV_MODE=1`; SGLang: `POST /flush_cache`), so a run does not reuse the
+/// previous run's cached prompts. A server with neither endpoint stops the experiment: the
+/// user asked for clean runs and would otherwise not get them.
+async fn reset_prefix_cache(
+    session: &Session,
+    shutdown: &Shutdown,
+    observer: &mut dyn Observer,
+) -> Result<(), ExperimentError> {
+    let mut answers = vec![];
+    for path in ["/reset_prefix_cache", "/flush_cache"] {
+        let url = session.base.url_of(path);
+        let post =
+            strobe_client::post_json(&session.base, session.addr, path, &session.headers, b"");
+        let status = tokio::select! {
+            s = tokio::time::timeout(Duration::from_secs(30), post) => match s {
+                Ok(r) => r.map(|(status, _)| status),
+                Err(_) => Err("no answer in 30 s".into()),
+            },
+            _ = shutdown.wait() => return Err(ExperimentError::Interrupted { stage: "resetting the prefix cache" }),
+        };
+        match status {
+            Ok(s) if (200..300).contains(&s) => {
+                observer.message(&format!("prefix cache emptied ({url})"));
+                return Ok(());
+            }
+            Ok(s) => answers.push(format!("{url}: HTTP {s}")),
+            Err(e) => answers.push(format!("{url}: {e}")),
+        }
+    }
+    Err(ExperimentError::Invalid(format!(
+        "--reset-prefix-cache: the server empties no prefix cache ({}); vLLM serves /reset_prefix_cache only with VLLM_SERVER_DEV_MODE=1 in its environment",
+        answers.join("; ")
+    )))
 }
 
 /// The comparisons whose two runs have both finished.

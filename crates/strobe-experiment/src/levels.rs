@@ -55,5 +55,8 @@ pub fn experiment(
         abort_after_failures: options.abort_after_failures,
         price: options.price,
         outputs: options.outputs,
+        reset_prefix_cache: options.reset_prefix_cache,
+        restart: options.restart,
+        stop_when_saturated: false,
     }
 }

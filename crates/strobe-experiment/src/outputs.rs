@@ -36,6 +36,98 @@ pub fn labelled(p: &Path, label: &str) -> PathBuf {
     p.with_file_name(name)
 }
 
+/// Writes a file so that a reader (or a later run after a `kill -9`) finds either the old
+/// content or the new, never half of it: a temporary file beside it, synced, then renamed.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// What an earlier attempt at the same experiment left in the outputs.
+pub(crate) struct Earlier {
+    /// Run index → its finished report.
+    pub reports: Vec<(usize, Report)>,
+    /// Why nothing was taken from an earlier summary that was there, for the user.
+    pub note: Option<String>,
+}
+
+/// Reads back the runs an interrupted attempt at this experiment (same fingerprint) finished, so
+/// a re-run does only the rest. A finished attempt, another experiment's summary or an unreadable
+/// file gives nothing (and says why).
+pub(crate) fn earlier_runs(outputs: &Outputs, labels: &[String], fingerprint: &str) -> Earlier {
+    let none = |note: Option<String>| Earlier {
+        reports: vec![],
+        note,
+    };
+    let Some(path) = &outputs.report else {
+        return none(None);
+    };
+    let Ok(bytes) = std::fs::read(path) else {
+        return none(None);
+    };
+    let summary: ExperimentSummary = match serde_json::from_slice(&bytes) {
+        Ok(s) => s,
+        Err(_) if bytes.is_empty() => return none(None),
+        Err(_) => {
+            return none(Some(format!(
+                "{} holds no experiment summary strobe can read; starting over",
+                path.display()
+            )))
+        }
+    };
+    if summary.fingerprint.as_deref() != Some(fingerprint) {
+        return none(Some(format!(
+            "{} is from another experiment (other settings); starting over",
+            path.display()
+        )));
+    }
+    let finished = summary.points.iter().filter(|p| !p.interrupted).count();
+    if !summary.interrupted && finished >= summary.planned {
+        return none(Some(format!(
+            "{} holds a finished run of this experiment; running it again (--restart is implied)",
+            path.display()
+        )));
+    }
+    let mut reports = vec![];
+    for point in summary.points.iter().filter(|p| !p.interrupted) {
+        let Some(i) = labels.iter().position(|l| *l == point.label) else {
+            continue;
+        };
+        let file = labelled(path, &point.label);
+        let Ok(bytes) = std::fs::read(&file) else {
+            continue;
+        };
+        match serde_json::from_slice::<Report>(&bytes) {
+            Ok(r) if !r.run.interrupted && r.run.label.as_deref() == Some(point.label.as_str()) => {
+                reports.push((i, r))
+            }
+            _ => {}
+        }
+    }
+    none(None).with(reports)
+}
+
+impl Earlier {
+    fn with(mut self, reports: Vec<(usize, Report)>) -> Earlier {
+        self.reports = reports;
+        self
+    }
+}
+
 pub(crate) struct OutputManager {
     outputs: Outputs,
     labels: Vec<String>,
@@ -83,6 +175,12 @@ impl OutputManager {
         Ok(m)
     }
 
+    /// A run decided on the way (a search's probe); returns its index.
+    pub fn add_run(&mut self, label: &str) -> usize {
+        self.labels.push(label.to_owned());
+        self.labels.len() - 1
+    }
+
     pub fn report_path(&self, run: usize) -> Option<PathBuf> {
         let p = self.outputs.report.as_ref()?;
         Some(if self.multi {
@@ -123,7 +221,7 @@ impl OutputManager {
     pub fn write_run(&self, run: usize, report: &Report) -> Result<Vec<PathBuf>, ExperimentError> {
         let mut files = vec![];
         if let Some(p) = self.report_path(run) {
-            std::fs::write(&p, self.exporter.run(report)).map_err(|e| {
+            write_atomically(&p, &self.exporter.run(report)).map_err(|e| {
                 ExperimentError::output("--output", &p, format!("cannot write the report: {e}"))
             })?;
             files.push(p);
@@ -136,7 +234,7 @@ impl OutputManager {
 
     pub fn write_summary(&self, summary: &ExperimentSummary) -> Result<(), ExperimentError> {
         if let Some(p) = self.summary_path() {
-            std::fs::write(p, self.exporter.experiment(summary)).map_err(|e| {
+            write_atomically(p, &self.exporter.experiment(summary)).map_err(|e| {
                 ExperimentError::output("--output", p, format!("cannot write the summary: {e}"))
             })?;
         }

@@ -206,7 +206,60 @@ pub(crate) async fn run_one(
         .map(|c| Arc::clone(&c.progress))
         .collect();
     let total = Arc::clone(&plan.progress);
-    let result = strobe_load::run(plan, clock, tx, shutdown.signal()).await;
+    // This run's own stop: the process-wide shutdown drains (then cancels) it, and so may the
+    // over-saturation watch.
+    let (stopper, stop_signal) = strobe_load::Stopper::new();
+    let forward = {
+        let stopper = stopper.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.wait().await;
+            stopper.request_stop();
+            while shutdown.state() != strobe_load::StopState::Cancel {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            if stopper.state() != strobe_load::StopState::Cancel {
+                stopper.request_stop();
+            }
+        })
+    };
+    // The watch follows a run of one open-loop class.
+    let (done_tx, done_rx) = tokio::sync::watch::channel(false);
+    let watch = match (run.classes.as_slice(), plan.classes.first()) {
+        (
+            [ClassSpec {
+                schedule:
+                    Schedule::Open {
+                        rate,
+                        max_concurrency,
+                        ..
+                    },
+                ..
+            }],
+            Some(c),
+        ) => {
+            let stop: Option<Box<dyn FnOnce() + Send>> = exp.stop_when_saturated.then(|| {
+                let stopper = stopper.clone();
+                Box::new(move || stopper.request_stop()) as Box<dyn FnOnce() + Send>
+            });
+            Some(tokio::spawn(crate::saturation::watch_run(
+                Arc::clone(&c.progress),
+                clock,
+                *rate,
+                max_concurrency.is_some(),
+                stop,
+                done_rx,
+            )))
+        }
+        _ => None,
+    };
+    let result = strobe_load::run(plan, clock, tx, stop_signal).await;
+    forward.abort();
+    let _ = done_tx.send(true);
+    let saturation = match watch {
+        Some(w) => w.await.ok(),
+        None => None,
+    };
     let wall_seconds = wall_before.elapsed().as_secs_f64();
     let cpu_seconds = process_cpu_seconds() - cpu_before;
     let finished = total.completed.load(Ordering::Relaxed) - total.failed.load(Ordering::Relaxed);
@@ -215,7 +268,16 @@ pub(crate) async fn run_one(
         .await
         .map_err(|e| ExperimentError::Internal(format!("records thread: {e}")))?
         .map_err(|_| ExperimentError::Internal("the records thread panicked".into()))?;
-    let result = result?;
+    let mut result = result?;
+    // Stopped by the watch, not by the user: a finished (short) run, said so.
+    if saturation.as_ref().is_some_and(|s| s.stopped_early) && !shutdown.is_requested() {
+        result.interrupted = false;
+        for c in &mut result.classes {
+            if c.stop_reason == strobe_load::StopReason::Interrupted {
+                c.stop_reason = strobe_load::StopReason::OverSaturated;
+            }
+        }
+    }
 
     // Messages quoted from the server may echo a secret back.
     let secrets = session.secrets();
@@ -306,6 +368,16 @@ pub(crate) async fn run_one(
         price: exp.price,
     };
     let mut report = Report::build(&collected.sets, inputs);
+    report.run.saturation = saturation;
+    if let Some(s) = report.run.saturation.as_ref().filter(|s| s.detected) {
+        report.client.warnings.push(format!(
+            "over-saturated: requests outstanding grew by {:.1}/s at {:.1} requests/s offered (detected at {:.1} s){}: the server cannot keep up, and latency figures measure a queue that grows with the run's length",
+            s.growth_per_s,
+            s.offered_per_s,
+            s.at_s.unwrap_or(0.0),
+            if s.stopped_early { ", run stopped" } else { "" }
+        ));
+    }
     report.server_metrics = server_metrics;
     report.gpu = gpu;
     report.engine = session.engine.clone();

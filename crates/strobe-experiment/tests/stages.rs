@@ -76,6 +76,8 @@ fn levels_experiment(out: &std::path::Path) -> Experiment {
                 report: Some(out.join("levels.json")),
                 records: Some(out.join("levels.jsonl")),
             },
+            reset_prefix_cache: false,
+            restart: false,
         },
     )
 }
@@ -123,7 +125,7 @@ async fn one_preflight_and_one_workload_build_serve_every_level() {
     assert_eq!(count(|s| matches!(s, Stage::Run { .. })), 3);
     // Each level's report and records beside the summary; the summary lists all three.
     let s = json(d.join("levels.json"));
-    assert_eq!(s["schema"], "strobe.experiment.v1");
+    assert_eq!(s["schema"], "strobe.experiment.v2");
     assert_eq!(s["points"].as_array().unwrap().len(), 3);
     for c in [1, 2, 4] {
         let r = json(d.join(format!("levels.c{c}.json")));

@@ -284,6 +284,8 @@ pub enum StopReason {
     RunAborted {
         by: String,
     },
+    /// The over-saturation watch stopped the run: the server could not keep up.
+    OverSaturated,
     /// The class it runs with finished.
     WithClass {
         class: String,
@@ -300,6 +302,9 @@ impl fmt::Display for StopReason {
             StopReason::Interrupted => f.write_str("interrupted"),
             StopReason::Aborted { failed } => {
                 write!(f, "aborted: all of the first {failed} requests failed")
+            }
+            StopReason::OverSaturated => {
+                f.write_str("stopped: over-saturated (outstanding requests grew without bound)")
             }
             StopReason::RunAborted { by } => write!(f, "stopped: class `{by}` aborted the run"),
             StopReason::WithClass { class } => write!(f, "class `{class}` finished"),

@@ -125,6 +125,17 @@ impl Distribution {
         self.max = self.max.max(value);
     }
 
+    /// Values above `limit` (to the histogram's precision, 0.1%).
+    pub fn count_above(&self, limit: u64) -> u64 {
+        if self.count == 0 || self.max <= limit {
+            return 0;
+        }
+        if self.min > limit {
+            return self.count;
+        }
+        self.count - self.hist.count_between(0, limit).min(self.count)
+    }
+
     pub fn count(&self) -> u64 {
         self.count
     }

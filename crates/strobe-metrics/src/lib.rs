@@ -23,4 +23,4 @@ pub use classes::ClassSets;
 pub use cost::{Cost, GpuPrice};
 pub use distribution::{Distribution, DistributionState, StateError, Summary};
 pub use set::{BatchStats, InputCheck, Merge, MetricSet, Sum128, Window};
-pub use slo::{RequestSlo, SloCheck, SloReport, SloTarget};
+pub use slo::{wilson, RequestSlo, SloCheck, SloReport, SloTarget, SloVerdict, Z95};

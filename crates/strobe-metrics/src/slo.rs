@@ -85,6 +85,20 @@ impl SloStat {
         }
     }
 
+    /// The fraction of values a distribution may have above the limit and still meet it (a
+    /// p99 target allows 1%); `None` for the mean.
+    pub fn allowed_above(self) -> Option<f64> {
+        Some(match self {
+            SloStat::Mean => return None,
+            SloStat::P50 => 0.5,
+            SloStat::P90 => 0.1,
+            SloStat::P95 => 0.05,
+            SloStat::P99 => 0.01,
+            SloStat::P99_9 => 0.001,
+            SloStat::Max => 0.0,
+        })
+    }
+
     fn of(self, s: &Summary) -> f64 {
         match self {
             SloStat::Mean => s.mean,
@@ -245,6 +259,34 @@ impl RequestSlo {
     }
 }
 
+/// Whether a target is met beyond reasonable doubt, given how many requests were measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SloVerdict {
+    /// Met: the 95% interval lies within the target.
+    Met,
+    /// Missed: the 95% interval lies beyond it.
+    Missed,
+    /// The interval straddles the target: more requests would tell.
+    Unsure,
+}
+
+/// z for a two-sided 95% interval.
+pub const Z95: f64 = 1.959_963_984_540_054;
+
+/// The Wilson score interval of a proportion `k / n` at `z`.
+pub fn wilson(k: u64, n: u64, z: f64) -> (f64, f64) {
+    if n == 0 {
+        return (0.0, 1.0);
+    }
+    let (k, n) = (k as f64, n as f64);
+    let p = k / n;
+    let z2 = z * z;
+    let centre = (p + z2 / (2.0 * n)) / (1.0 + z2 / n);
+    let half = z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt() / (1.0 + z2 / n);
+    ((centre - half).max(0.0), (centre + half).min(1.0))
+}
+
 /// One target's outcome.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[schemars(deny_unknown_fields)]
@@ -255,7 +297,25 @@ pub struct SloCheck {
     /// The measured statistic; for a per-request limit, the fraction of measured requests that
     /// met it is in `attainment` instead.
     pub actual_ms: Option<f64>,
+    /// The point estimate: the statistic is within the limit.
     pub met: bool,
+    /// Values the statistic is over (for a per-request limit: measured requests).
+    #[serde(default)]
+    pub samples: u64,
+    /// Of those, how many were above the limit (per-request: missed any limit).
+    #[serde(default)]
+    pub over_limit: u64,
+    /// The 95% interval: of the fraction above the limit for a percentile, of the mean (ms) for a
+    /// mean; absent for a max and for per-request limits, which every request must meet.
+    #[serde(default)]
+    pub interval: Option<[f64; 2]>,
+    /// `met` with the measurement's uncertainty taken into account.
+    #[serde(default = "unsure")]
+    pub verdict: SloVerdict,
+}
+
+fn unsure() -> SloVerdict {
+    SloVerdict::Unsure
 }
 
 /// Every target's outcome, and goodput.
@@ -277,15 +337,12 @@ pub struct SloReport {
 impl SloReport {
     /// Evaluates `targets` against `set` (whose `slo` must hold their per-request limits).
     pub fn evaluate(targets: &[SloTarget], set: &MetricSet) -> SloReport {
-        let summary = |m: SloMetric| -> Summary {
-            let d = match m {
-                SloMetric::Ttft => &set.ttft_ns,
-                SloMetric::Tpot => &set.tpot_ns,
-                SloMetric::Itl => &set.itl_ns,
-                SloMetric::E2e => &set.e2e_ns,
-                SloMetric::QueueDelay => &set.queue_delay_ns,
-            };
-            d.summary(1e-6)
+        let distribution = |m: SloMetric| match m {
+            SloMetric::Ttft => &set.ttft_ns,
+            SloMetric::Tpot => &set.tpot_ns,
+            SloMetric::Itl => &set.itl_ns,
+            SloMetric::E2e => &set.e2e_ns,
+            SloMetric::QueueDelay => &set.queue_delay_ns,
         };
         let per_request = set.slo.is_some();
         let measured = set.measured();
@@ -300,21 +357,77 @@ impl SloReport {
             .iter()
             .map(|t| match t.stat {
                 Some(stat) => {
-                    let s = summary(t.metric);
+                    let d = distribution(t.metric);
+                    let s = d.summary(1e-6);
                     let actual = (s.count > 0).then(|| stat.of(&s));
+                    let met = actual.is_some_and(|a| a <= t.limit_ms);
+                    let limit_ns = (t.limit_ms * 1e6).floor() as u64;
+                    let over = d.count_above(limit_ns);
+                    let (interval, verdict) = match stat.allowed_above() {
+                        _ if s.count == 0 => (None, SloVerdict::Unsure),
+                        // A max is what was seen: no interval.
+                        Some(0.0) => (
+                            None,
+                            if met {
+                                SloVerdict::Met
+                            } else {
+                                SloVerdict::Missed
+                            },
+                        ),
+                        Some(allowed) => {
+                            let (lo, hi) = wilson(over, s.count, Z95);
+                            let v = if hi <= allowed {
+                                SloVerdict::Met
+                            } else if lo > allowed {
+                                SloVerdict::Missed
+                            } else {
+                                SloVerdict::Unsure
+                            };
+                            (Some([lo, hi]), v)
+                        }
+                        None => {
+                            let half = Z95 * s.std / (s.count as f64).sqrt();
+                            let (lo, hi) = (s.mean - half, s.mean + half);
+                            let v = if hi <= t.limit_ms {
+                                SloVerdict::Met
+                            } else if lo > t.limit_ms {
+                                SloVerdict::Missed
+                            } else {
+                                SloVerdict::Unsure
+                            };
+                            (Some([lo, hi]), v)
+                        }
+                    };
                     SloCheck {
                         name: t.name(),
                         limit_ms: t.limit_ms,
                         actual_ms: actual,
-                        met: actual.is_some_and(|a| a <= t.limit_ms),
+                        met,
+                        samples: s.count,
+                        over_limit: over,
+                        interval,
+                        verdict,
                     }
                 }
-                None => SloCheck {
-                    name: t.name(),
-                    limit_ms: t.limit_ms,
-                    actual_ms: None,
-                    met: measured > 0 && set.slo_met == measured,
-                },
+                None => {
+                    let met = measured > 0 && set.slo_met == measured;
+                    SloCheck {
+                        name: t.name(),
+                        limit_ms: t.limit_ms,
+                        actual_ms: None,
+                        met,
+                        samples: measured,
+                        over_limit: measured - set.slo_met.min(measured),
+                        interval: None,
+                        // Every request must meet it: one miss settles it; no miss is what was
+                        // seen, with no more certainty than the sample gives.
+                        verdict: match (measured, met) {
+                            (0, _) => SloVerdict::Unsure,
+                            (_, true) => SloVerdict::Met,
+                            (_, false) => SloVerdict::Missed,
+                        },
+                    }
+                }
             })
             .collect();
         SloReport {
@@ -371,5 +484,42 @@ mod tests {
         assert!(!r.checks[0].met && !r.checks[1].met);
         assert!((r.checks[2].actual_ms.unwrap() - 100.0).abs() < 0.1 && r.checks[2].met);
         assert!(!r.all_met);
+        // Per-request: one of three missed.
+        assert_eq!((r.checks[0].samples, r.checks[0].over_limit), (3, 2));
+        assert_eq!(r.checks[0].verdict, SloVerdict::Missed);
+    }
+
+    #[test]
+    fn verdicts_allow_for_the_sample_size() {
+        // Wilson interval: known values (k=0, n=100: [0, 0.037]; k=5, n=100: [0.0215, 0.112]).
+        let (lo, hi) = wilson(0, 100, Z95);
+        assert!(lo < 1e-12 && (hi - 0.0370).abs() < 5e-4, "{hi}");
+        let (lo, hi) = wilson(5, 100, Z95);
+        assert!(
+            (lo - 0.0215).abs() < 5e-4 && (hi - 0.1118).abs() < 5e-4,
+            "{lo} {hi}"
+        );
+        // p50 ≤ 150 ms: 100 requests at 100 ms and 20 at 200 ms: 1/6 above, clearly met.
+        let targets = parse("ttft_p50=150ms,ttft_p99=150ms").unwrap();
+        let mut m = MetricSet::with_slo(None);
+        for i in 0..120 {
+            let ttft = if i < 100 { 100 } else { 200 };
+            m.add(&rec(i, 0, 0, ttft, 10, 3));
+        }
+        let r = SloReport::evaluate(&targets, &m);
+        assert_eq!(r.checks[0].verdict, SloVerdict::Met);
+        assert_eq!(r.checks[0].over_limit, 20);
+        // p99: 17% above against 1% allowed: missed beyond doubt.
+        assert_eq!(r.checks[1].verdict, SloVerdict::Missed);
+        // 3 of 100 above a p95 limit: the point estimate meets it, the interval does not settle it.
+        let targets = parse("ttft_p95=150ms").unwrap();
+        let mut m = MetricSet::with_slo(None);
+        for i in 0..100 {
+            let ttft = if i < 97 { 100 } else { 200 };
+            m.add(&rec(i, 0, 0, ttft, 10, 3));
+        }
+        let r = SloReport::evaluate(&targets, &m);
+        assert!(r.checks[0].met);
+        assert_eq!(r.checks[0].verdict, SloVerdict::Unsure);
     }
 }

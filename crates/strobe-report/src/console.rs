@@ -511,21 +511,61 @@ pub fn render_experiment(s: &ExperimentSummary) -> String {
 }
 
 fn points_table(out: &mut String, s: &ExperimentSummary) {
-    let _ = writeln!(
-        out,
-        "| {:<14} | {:<12} | {:>7} | {:>6} | {:>9} | {:>11} | {:>10} | {:>10} | {:>10} |",
+    let w = s
+        .points
+        .iter()
+        .map(|p| p.label.chars().count())
+        .max()
+        .unwrap_or(3)
+        .max(3);
+    let cw = s
+        .points
+        .iter()
+        .flat_map(|p| p.classes.iter().map(|c| c.name.chars().count()))
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let cost = s
+        .points
+        .iter()
+        .any(|p| p.classes.iter().any(|c| c.cost.is_some()));
+    let batches = s
+        .points
+        .iter()
+        .any(|p| p.classes.iter().any(|c| c.batch_latency_ms.is_some()));
+    let mut head = format!(
+        "| {:<w$} | {:<cw$} | {:>7} | {:>6} | {:>9} | {:>11} | {:>10} | {:>10} | {:>10} |",
         "run", "class", "ok", "failed", "req/s", "out tok/s", "TTFT mean", "TPOT mean", "E2E p95"
     );
-    let _ = writeln!(
-        out,
-        "|{:-<16}|{:-<14}|{:->9}|{:->8}|{:->11}|{:->13}|{:->12}|{:->12}|{:->12}|",
-        "", "", "", "", "", "", "", "", ""
+    let mut rule = format!(
+        "|{:-<a$}|{:-<b$}|{:->9}|{:->8}|{:->11}|{:->13}|{:->12}|{:->12}|{:->12}|",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        a = w + 2,
+        b = cw + 2
     );
+    if batches {
+        head.push_str(&format!(" {:>11} |", "batch p50"));
+        rule.push_str(&format!("{:->13}|", ""));
+    }
+    if cost {
+        head.push_str(&format!(" {:>9} | {:>9} |", "$/M in", "$/M out"));
+        rule.push_str(&format!("{:->11}|{:->11}|", "", ""));
+    }
+    let _ = writeln!(out, "{head}");
+    let _ = writeln!(out, "{rule}");
+    let money = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.4}"));
     for p in &s.points {
         for c in &p.classes {
-            let _ = writeln!(
-                out,
-                "| {:<14} | {:<12} | {:>7} | {:>6} | {:>9.2} | {:>11.1} | {:>10.2} | {:>10.2} | {:>10.2} |",
+            let mut line = format!(
+                "| {:<w$} | {:<cw$} | {:>7} | {:>6} | {:>9.2} | {:>11.1} | {:>10.2} | {:>10.2} | {:>10.2} |",
                 p.label,
                 c.name,
                 c.successful,
@@ -536,11 +576,116 @@ fn points_table(out: &mut String, s: &ExperimentSummary) {
                 c.tpot_ms.mean,
                 c.e2e_ms.p95
             );
+            if batches {
+                line.push_str(&format!(
+                    " {:>11} |",
+                    c.batch_latency_ms
+                        .map_or("-".to_owned(), |b| format!("{:.2}", b.p50))
+                ));
+            }
+            if cost {
+                let k = c.cost.as_ref();
+                line.push_str(&format!(
+                    " {:>9} | {:>9} |",
+                    money(k.and_then(|k| k.usd_per_million_input_tokens)),
+                    money(k.and_then(|k| k.usd_per_million_output_tokens))
+                ));
+            }
+            let _ = writeln!(out, "{line}");
         }
+    }
+    if !s.resumed.is_empty() {
+        let _ = writeln!(
+            out,
+            "kept from an earlier, interrupted attempt: {}",
+            s.resumed.join(", ")
+        );
+    }
+    if let Some(search) = &s.search {
+        search_lines(out, search);
+    }
+    if let Some(g) = &s.grid {
+        grid_lines(out, g);
     }
     for p in &s.points {
         if let Some(f) = &p.report_file {
             let _ = writeln!(out, "{}: {f}", p.label);
+        }
+    }
+}
+
+fn search_lines(out: &mut String, s: &crate::SearchSummary) {
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "| probe | {:>11} | {:>8} | {:>6} | verdict | decided by | SLO statistics (limit) |",
+        s.variable, "ok", "failed"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---|---|---|");
+    for p in &s.probes {
+        let checks: Vec<String> = p
+            .checks
+            .iter()
+            .map(|c| match c.actual_ms {
+                Some(a) => format!("{} {:.1} ({:.0}) ms", c.name, a, c.limit_ms),
+                None => format!(
+                    "{} {} of {} over {:.0} ms",
+                    c.name, c.over_limit, c.samples, c.limit_ms
+                ),
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "| {} | {:>11} | {:>8} | {:>6} | {} | {}{} | {} |",
+            p.label,
+            p.value,
+            p.successful,
+            p.failed,
+            if p.pass { "pass" } else { "FAIL" },
+            p.decided_by,
+            if p.saturated { ", over-saturated" } else { "" },
+            checks.join(", ")
+        );
+    }
+    let bracket = match (s.lo, s.hi) {
+        (Some(l), Some(h)) => format!("[{l}, {h})"),
+        (Some(l), None) => format!("[{l}, ?)"),
+        (None, Some(h)) => format!("(?, {h})"),
+        (None, None) => "none".into(),
+    };
+    let _ = writeln!(
+        out,
+        "search: {} ({} probes; bracket {bracket}, precision {})",
+        match (s.outcome.as_str(), s.answer) {
+            ("found", Some(a)) => format!("capacity = {a} ({})", s.variable),
+            ("at_least_max", Some(a)) => format!("capacity ≥ {a} ({})", s.variable),
+            (o, Some(a)) => format!("{o}: best passing {a}"),
+            (o, None) => o.to_owned(),
+        },
+        s.probes.len(),
+        s.precision
+    );
+    for n in &s.notes {
+        let _ = writeln!(out, "  note: {n}");
+    }
+}
+
+fn grid_lines(out: &mut String, g: &crate::GridSummary) {
+    for f in &g.failed {
+        let _ = writeln!(out, "engine `{}` did not run: {}", f.engine, f.error);
+    }
+    if !g.pareto.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "Pareto front (no other point has both more output tok/s per GPU and more tok/s per user):"
+        );
+        for p in &g.pareto {
+            let _ = writeln!(
+                out,
+                "  {}: {:.1} tok/s per GPU, {:.1} tok/s per user",
+                p.label, p.output_tokens_per_s_per_gpu, p.output_tokens_per_s_per_user
+            );
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The JSON exporter: reports (schema `schema/report.v2.schema.json`) and experiment summaries
-//! (`schema/experiment.v1.schema.json`) as pretty-printed JSON.
+//! (`schema/experiment.v2.schema.json`) as pretty-printed JSON.
 
 use crate::summary::ExperimentSummary;
 use crate::Report;
@@ -7,7 +7,7 @@ use crate::Report;
 /// The JSON Schema every report conforms to.
 pub const SCHEMA: &str = include_str!("../schema/report.v2.schema.json");
 /// The JSON Schema every experiment summary conforms to.
-pub const EXPERIMENT_SCHEMA: &str = include_str!("../schema/experiment.v1.schema.json");
+pub const EXPERIMENT_SCHEMA: &str = include_str!("../schema/experiment.v2.schema.json");
 
 fn pretty<T: serde::Serialize>(v: &T) -> Vec<u8> {
     let mut out = serde_json::to_vec_pretty(v).unwrap_or_default();
@@ -53,10 +53,10 @@ pub fn generated_schemas() -> [(&'static str, serde_json::Value); 2] {
             ),
         ),
         (
-            "experiment.v1.schema.json",
+            "experiment.v2.schema.json",
             with_header(
                 serde_json::to_value(schemars::schema_for!(crate::summary::ExperimentSummary)).unwrap_or_default(),
-                "experiment.v1.schema.json",
+                "experiment.v2.schema.json",
                 "strobe experiment summary, version 1",
                 "The summary of an experiment of several runs (profile levels, strobe interference): --output FILE.json, each run's report beside it. Derived from the runs' reports.",
             ),

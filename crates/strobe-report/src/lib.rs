@@ -4,7 +4,7 @@
 //! [`Report`] is what a run produced, in the shape of `schema/report.v2.schema.json`: the run as a
 //! whole and each request class on its own. Every field carries its unit in its name (`ttft_ms`,
 //! `duration_s`). Each class carries the lossless state of its statistics, so reports of several
-//! processes can be merged exactly. [`ExperimentSummary`] (`schema/experiment.v1.schema.json`) is
+//! processes can be merged exactly. [`ExperimentSummary`] (`schema/experiment.v2.schema.json`) is
 //! derived from the reports of an experiment's runs.
 //!
 //! Exporters ([`export::Exporter`]: [`console`], [`json`]) are pure functions of a report or a
@@ -20,5 +20,8 @@ pub mod summary;
 mod telemetry;
 
 pub use model::*;
-pub use summary::{ClassSummary, Comparison, ExperimentSummary, PointSummary, Ratio};
+pub use summary::{
+    pareto, ClassSummary, Comparison, EngineFailure, ExperimentSummary, GridSummary, ParetoPoint,
+    PointSummary, ProbeResult, Ratio, SearchSummary,
+};
 pub use telemetry::*;

@@ -54,6 +54,30 @@ pub struct RunInfo {
     pub interrupted: bool,
     /// Stopped by a class's abort rule (all its early requests failed).
     pub aborted: bool,
+    /// Over-saturation watch of an open loop: requests outstanding (due, not yet answered)
+    /// growing without bound means the server cannot keep up with the offered rate.
+    #[serde(default)]
+    pub saturation: Option<Saturation>,
+}
+
+/// What the over-saturation watch saw during a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Saturation {
+    /// Outstanding requests grew without bound: the offered load exceeds what the server serves.
+    pub detected: bool,
+    /// The run was stopped when it was detected (a capacity-search probe), so its figures cover
+    /// only the time before.
+    pub stopped_early: bool,
+    /// Seconds from the run's start when it was detected.
+    pub at_s: Option<f64>,
+    /// Requests per second offered (the schedule's rate).
+    pub offered_per_s: f64,
+    /// Outstanding requests' growth per second over the second half of the run so far (at
+    /// detection, or at the end).
+    pub growth_per_s: f64,
+    /// Outstanding requests at the end of the watch.
+    pub outstanding: u64,
 }
 
 /// The server the run measured.
@@ -623,6 +647,7 @@ impl Report {
                 stop_reason: inputs.stop_reason,
                 interrupted: inputs.interrupted,
                 aborted: inputs.aborted,
+                saturation: None,
             },
             cost: inputs.price.map(|p| Cost::of(&overall, p, seconds)),
             client: ClientInfo {

@@ -1,4 +1,4 @@
-//! The experiment summary (schema `strobe.experiment.v1`): one entry per run of an experiment
+//! The experiment summary (schema `strobe.experiment.v2`): one entry per run of an experiment
 //! (profile levels, seed 000's conditions, a scenario), derived from the runs' reports, plus the
 //! comparisons the experiment asks for (interactive latency beside the batch against its isolated
 //! baseline, the batch's throughput against batch-only).
@@ -10,7 +10,7 @@ use strobe_metrics::{Cost, Summary};
 use crate::{ClassReport, Report, TargetInfo, Throughput, Tool};
 
 /// Identifies the summary's layout.
-pub const EXPERIMENT_SCHEMA_ID: &str = "strobe.experiment.v1";
+pub const EXPERIMENT_SCHEMA_ID: &str = "strobe.experiment.v2";
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[schemars(deny_unknown_fields)]
@@ -31,6 +31,116 @@ pub struct ExperimentSummary {
     /// Finished runs, in order.
     pub points: Vec<PointSummary>,
     pub comparisons: Vec<Comparison>,
+    /// Identifies the experiment's settings: a re-run with the same fingerprint resumes an
+    /// interrupted attempt.
+    #[serde(default)]
+    pub fingerprint: Option<String>,
+    /// Runs taken from an earlier, interrupted attempt instead of being run again.
+    #[serde(default)]
+    pub resumed: Vec<String>,
+    /// A capacity search: its probes, bracket and answer.
+    #[serde(default)]
+    pub search: Option<SearchSummary>,
+    /// An engine-flag grid: the engine configurations that failed to start (their points are
+    /// missing), and the Pareto front of the points.
+    #[serde(default)]
+    pub grid: Option<GridSummary>,
+}
+
+/// A capacity search's course and result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct SearchSummary {
+    /// `rate` (requests/s, open loop) or `concurrency` (closed loop).
+    pub variable: String,
+    /// The SLOs every probe is judged by.
+    pub slo: Vec<strobe_metrics::SloTarget>,
+    /// `5%` or `1`: how narrow the bracket must get.
+    pub precision: String,
+    pub probes: Vec<ProbeResult>,
+    /// Highest passing value (the answer, once `outcome` is `found`).
+    pub lo: Option<f64>,
+    /// Lowest failing value.
+    pub hi: Option<f64>,
+    /// `found`, `below_min`, `at_least_max`, `out_of_probes`, `stopped` or `running`.
+    pub outcome: String,
+    pub answer: Option<f64>,
+    /// What the reader should know: inconclusive probes, over-saturated bounds, contradictions.
+    pub notes: Vec<String>,
+}
+
+/// One probe of a capacity search.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct ProbeResult {
+    pub label: String,
+    pub value: f64,
+    pub duration_s: f64,
+    pub successful: u64,
+    pub failed: u64,
+    /// Met every SLO (counted toward the lower bound).
+    pub pass: bool,
+    /// `confidence`, `margin`, `point estimate`, `over-saturation` or `inconclusive: probed again`.
+    pub decided_by: String,
+    /// A re-probe (longer) of an inconclusive value.
+    pub reprobe: bool,
+    /// Stopped early: outstanding requests grew without bound.
+    pub saturated: bool,
+    pub checks: Vec<strobe_metrics::SloCheck>,
+}
+
+/// An engine-flag grid's outcome.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct GridSummary {
+    /// Engine flag combinations, in order (`--max-num-seqs 8 --max-num-batched-tokens 512`).
+    pub engines: Vec<String>,
+    /// Those that did not start, with why.
+    pub failed: Vec<EngineFailure>,
+    /// Labels of the points on the Pareto front of output tokens/s per GPU against output
+    /// tokens/s per user (no other point is better at both), best throughput first.
+    pub pareto: Vec<ParetoPoint>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct EngineFailure {
+    pub engine: String,
+    pub error: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct ParetoPoint {
+    pub label: String,
+    /// Output tokens/s of the run ÷ GPUs.
+    pub output_tokens_per_s_per_gpu: f64,
+    /// 1000 / mean TPOT (ms): the decode speed each user sees.
+    pub output_tokens_per_s_per_user: f64,
+}
+
+/// The points no other point beats at both throughput per GPU and tokens/s per user; each entry
+/// is (label, per GPU, per user). Sorted by throughput, best first.
+pub fn pareto(points: &[(String, f64, f64)]) -> Vec<ParetoPoint> {
+    let mut front: Vec<ParetoPoint> = points
+        .iter()
+        .filter(|(_, g, u)| g.is_finite() && u.is_finite())
+        .filter(|(l, g, u)| {
+            !points
+                .iter()
+                .any(|(l2, g2, u2)| l2 != l && g2 >= g && u2 >= u && (g2 > g || u2 > u))
+        })
+        .map(|(l, g, u)| ParetoPoint {
+            label: l.clone(),
+            output_tokens_per_s_per_gpu: *g,
+            output_tokens_per_s_per_user: *u,
+        })
+        .collect();
+    front.sort_by(|a, b| {
+        b.output_tokens_per_s_per_gpu
+            .total_cmp(&a.output_tokens_per_s_per_gpu)
+    });
+    front
 }
 
 /// One finished run.
@@ -244,6 +354,10 @@ impl ExperimentSummary {
             planned,
             points: vec![],
             comparisons: vec![],
+            fingerprint: None,
+            resumed: vec![],
+            search: None,
+            grid: None,
         }
     }
 

@@ -413,6 +413,10 @@ async fn handle(
             };
             tokenize(&state, &bytes)
         }
+        (Method::POST, "/reset_prefix_cache") => {
+            state.truth.record_prefix_cache_reset();
+            json_response(StatusCode::OK, "{}".into())
+        }
         (Method::DELETE, "/strobe/truth") => {
             state.truth.reset();
             json_response(StatusCode::OK, "{}".into())

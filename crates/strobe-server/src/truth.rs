@@ -12,6 +12,8 @@ pub struct Truth {
     running: std::sync::atomic::AtomicI64,
     /// Requests waiting for a running slot (with `max_running`).
     waiting: std::sync::atomic::AtomicI64,
+    /// `POST /reset_prefix_cache` calls (the target has no cache; it counts them for tests).
+    resets: std::sync::atomic::AtomicU64,
 }
 
 impl Inner {
@@ -150,6 +152,9 @@ pub struct TruthSummary {
     #[serde(default)]
     pub images: u64,
     pub completed_streams: u64,
+    /// `POST /reset_prefix_cache` calls received.
+    #[serde(default)]
+    pub prefix_cache_resets: u64,
     pub ttft: TruthStat,
     pub tpot: TruthStat,
 }
@@ -160,6 +165,7 @@ impl Default for Truth {
             inner: Mutex::new(Inner::new()),
             running: std::sync::atomic::AtomicI64::new(0),
             waiting: std::sync::atomic::AtomicI64::new(0),
+            resets: std::sync::atomic::AtomicU64::new(0),
         }
     }
 }
@@ -185,6 +191,12 @@ impl Truth {
         }
     }
 
+    /// The prefix cache was asked to empty.
+    pub fn record_prefix_cache_reset(&self) {
+        self.resets
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub fn summary(&self) -> TruthSummary {
         let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         TruthSummary {
@@ -192,6 +204,7 @@ impl Truth {
             prompt_tokens: g.prompt_tokens,
             images: g.images,
             completed_streams: g.streams,
+            prefix_cache_resets: self.resets.load(std::sync::atomic::Ordering::Relaxed),
             ttft: g.ttft.summary(),
             tpot: g.tpot.summary(),
         }

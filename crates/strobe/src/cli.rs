@@ -21,6 +21,13 @@ pub enum Command {
     /// Seed 000's three conditions: a batch alone, interactive users alone, and the batch with the
     /// users beside it, every interactive figure set beside its isolated baseline.
     Interference(Box<InterferenceArgs>),
+    /// One run per point of a grid over load and workload settings (`--sweep KEY=VALUES`), or a
+    /// seed document's sweep (`--preset`; `--list` names them); with --launch and --engine-grid,
+    /// once per engine-flag combination too.
+    Sweep(Box<SweepArgs>),
+    /// Capacity search: the highest request rate (or concurrency) whose runs meet the --slo
+    /// targets, with few probes, a statistical check on each and early stops on over-saturation.
+    Search(Box<SearchArgs>),
     /// Serve the built-in OpenAI-compatible target with exact, configurable timing.
     Serve(ServeArgs),
     /// Inspect data sets: token length distributions and fitted length specs.
@@ -389,6 +396,9 @@ pub struct OutputArgs {
         help_heading = "Output"
     )]
     pub max_error_rate: f64,
+    /// Exit 1 when a run misses one of its SLOs (the point estimate of any --slo target), for CI.
+    #[arg(long, help_heading = "Output")]
+    pub fail_on_slo: bool,
 }
 
 #[derive(Debug, Args)]
@@ -405,6 +415,83 @@ pub struct RunArgs {
     pub workload: WorkloadArgs,
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// An axis: KEY=VALUES, values as a list (1,2,4), a range (10..50:10) or a geometric range
+    /// (1..32*2); KEY1,KEY2=VALUES moves keys together (input_len,output_len=32..512*2). Repeat
+    /// to cross axes. With a scenario, name the class: interactive.concurrency=1,10. Keys:
+    /// concurrency, rate, max_concurrency, batch_size, batches, requests, duration,
+    /// warmup_requests, warmup, burstiness, input_len, output_len, shared_prefix, prefix_groups,
+    /// turns, sessions, images.
+    #[arg(long = "sweep", value_name = "KEY=VALUES", help_heading = "Sweep")]
+    pub axes: Vec<String>,
+    /// A seed document's sweep (flags given here override its settings; a --sweep on one of its
+    /// keys replaces its axis).
+    #[arg(long, value_name = "NAME", help_heading = "Sweep")]
+    pub preset: Option<String>,
+    /// List the presets and exit.
+    #[arg(long, help_heading = "Sweep")]
+    pub list: bool,
+    /// Send the same prompt text at every point (default: fresh text of the same lengths per
+    /// point; the same text measures the server's prefix cache).
+    #[arg(long, help_heading = "Sweep")]
+    pub same_prompts: bool,
+    /// Ask the server to empty its prefix cache before every point (vLLM: needs
+    /// VLLM_SERVER_DEV_MODE=1; SGLang: /flush_cache).
+    #[arg(long, help_heading = "Sweep")]
+    pub reset_prefix_cache: bool,
+    /// Run every point again even when --output holds an interrupted attempt at this sweep (by
+    /// default its finished points are kept and only the rest run).
+    #[arg(long, help_heading = "Sweep")]
+    pub restart: bool,
+    /// With --launch: restart the engine for each combination of these engine flags, FLAG=V1,V2
+    /// (repeat to cross), e.g. --engine-grid max-num-seqs=8,16.
+    #[arg(
+        long = "engine-grid",
+        value_name = "FLAG=VALUES",
+        help_heading = "Sweep"
+    )]
+    pub engine_grid: Vec<String>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SearchVariableArg {
+    /// Open-loop request rate, requests/s.
+    Rate,
+    /// Closed-loop concurrency.
+    Concurrency,
+}
+
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// What to search for.
+    #[arg(long, value_enum, default_value = "rate", help_heading = "Search")]
+    pub search: SearchVariableArg,
+    /// The first probe's value [default: 1].
+    #[arg(long, help_heading = "Search")]
+    pub search_start: Option<f64>,
+    /// The lowest value probed [default: 0.1 req/s, or concurrency 1].
+    #[arg(long, help_heading = "Search")]
+    pub search_min: Option<f64>,
+    /// The highest value probed [default: 10000].
+    #[arg(long, help_heading = "Search")]
+    pub search_max: Option<f64>,
+    /// How narrow the answer's bracket must get: a percentage of the value (5%) or an absolute
+    /// width (1) [default: 5% for rates, 1 for concurrency].
+    #[arg(long, value_name = "P% | N", help_heading = "Search")]
+    pub precision: Option<String>,
+    /// Probes at most, re-probes included.
+    #[arg(long, default_value = "15", help_heading = "Search")]
+    pub max_probes: usize,
+    /// Times an inconclusive value is probed again (each time twice as long).
+    #[arg(long, default_value = "2", help_heading = "Search")]
+    pub reprobes: u32,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -6,7 +6,7 @@ use strobe_report::{ExperimentSummary, Report};
 
 use crate::exit;
 use crate::progress::{Console, Interactivity};
-use crate::settings::Plan;
+use crate::settings::{Plan, Work};
 
 /// What a command produced.
 pub struct Execution {
@@ -27,7 +27,7 @@ impl Execution {
 
 /// The exit code CI can trust: 2 when a run measured nothing, 1 when its failures passed
 /// `--max-error-rate`, else 0.
-fn checks(reports: &[Report], max_error_rate: f64) -> i32 {
+fn checks(reports: &[Report], max_error_rate: f64, fail_on_slo: bool) -> i32 {
     let mut code = exit::OK;
     for r in reports {
         let q = &r.results.requests;
@@ -55,6 +55,24 @@ fn checks(reports: &[Report], max_error_rate: f64) -> i32 {
             );
             code = exit::CHECK_FAILED;
         }
+        if fail_on_slo {
+            for c in &r.classes {
+                let Some(slo) = &c.slo else { continue };
+                for ch in slo.checks.iter().filter(|ch| !ch.met) {
+                    eprintln!(
+                        "error: {name}class `{}` missed its SLO {} (limit {} ms{}) (--fail-on-slo)",
+                        c.name,
+                        ch.name,
+                        ch.limit_ms,
+                        match ch.actual_ms {
+                            Some(a) => format!(", measured {a:.2} ms"),
+                            None => format!(", {} of {} requests over", ch.over_limit, ch.samples),
+                        }
+                    );
+                    code = exit::CHECK_FAILED;
+                }
+            }
+        }
     }
     code
 }
@@ -74,13 +92,66 @@ pub async fn execute(
             summary: None,
         })
     };
+    if let Work::Grid {
+        axes,
+        gpus,
+        experiment,
+    } = &plan.work
+    {
+        let outcome = match strobe_experiment::grid::run(
+            &plan.target,
+            axes,
+            *gpus,
+            experiment,
+            shutdown,
+            &mut console,
+        )
+        .await
+        {
+            Ok(o) => o,
+            Err(ExperimentError::Interrupted { stage }) => return interrupted(stage),
+            Err(e) => return Err(e.into()),
+        };
+        let exit_code = if outcome.interrupted {
+            exit::INTERRUPTED
+        } else if outcome.reports.is_empty() {
+            eprintln!("error: no engine of the grid ran");
+            exit::ERROR
+        } else {
+            checks(&outcome.reports, plan.max_error_rate, plan.fail_on_slo)
+        };
+        return Ok(Execution {
+            exit_code,
+            reports: outcome.reports,
+            summary: Some(outcome.summary),
+        });
+    }
     let session = match Session::open(plan.target, shutdown, &mut console).await {
         Ok(s) => s,
         Err(ExperimentError::Interrupted { stage }) => return interrupted(stage),
         Err(e) => return Err(e.into()),
     };
     let launched = session.launched();
-    let result = strobe_experiment::run(&session, &plan.experiment, shutdown, &mut console).await;
+    let result = match &plan.work {
+        Work::Experiment(exp) => {
+            strobe_experiment::run(&session, exp, shutdown, &mut console).await
+        }
+        Work::Search(search, options) => strobe_experiment::search::run(
+            &session,
+            search,
+            options.clone(),
+            shutdown,
+            &mut console,
+        )
+        .await
+        .map(|o| strobe_experiment::Outcome {
+            reports: o.reports,
+            summary: o.summary,
+            interrupted: o.interrupted,
+            aborted: false,
+        }),
+        Work::Grid { .. } => unreachable!("handled above"),
+    };
     session.close().await;
     if launched && !plan.quiet {
         eprintln!("the engine was stopped");
@@ -90,6 +161,24 @@ pub async fn execute(
         Err(ExperimentError::Interrupted { stage }) => return interrupted(stage),
         Err(e) => return Err(e.into()),
     };
+    if let Work::Search(..) = &plan.work {
+        let search = outcome.summary.search.as_ref();
+        let exit_code = match search.map(|s| s.outcome.as_str()) {
+            _ if outcome.interrupted => exit::INTERRUPTED,
+            Some("found" | "at_least_max") => exit::OK,
+            Some("below_min") => {
+                eprintln!("error: even the lowest load probed misses the SLOs");
+                exit::CHECK_FAILED
+            }
+            _ => exit::CHECK_FAILED,
+        };
+        return Ok(Execution {
+            exit_code,
+            reports: outcome.reports,
+            summary: Some(outcome.summary),
+        });
+    }
+    let multi = matches!(&plan.work, Work::Experiment(e) if e.is_multi());
     let exit_code = if outcome.interrupted {
         exit::INTERRUPTED
     } else if outcome.aborted {
@@ -98,11 +187,11 @@ pub async fn execute(
         }
         exit::ERROR
     } else {
-        checks(&outcome.reports, plan.max_error_rate)
+        checks(&outcome.reports, plan.max_error_rate, plan.fail_on_slo)
     };
     Ok(Execution {
         exit_code,
-        summary: plan.experiment.is_multi().then_some(outcome.summary),
+        summary: multi.then_some(outcome.summary),
         reports: outcome.reports,
     })
 }

@@ -42,6 +42,18 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<i32> {
                 listen(args.output.drain_timeout)?;
                 execute(settings::interference(*args)?, ui, &shutdown).await.map(|e| e.exit_code)
             }
+            cli::Command::Sweep(args) if args.list => {
+                profiles_cmd::presets();
+                Ok(exit::OK)
+            }
+            cli::Command::Sweep(args) => {
+                listen(args.run.output.drain_timeout)?;
+                execute(settings::sweep(*args)?, ui, &shutdown).await.map(|e| e.exit_code)
+            }
+            cli::Command::Search(args) => {
+                listen(args.run.output.drain_timeout)?;
+                execute(settings::search(*args)?, ui, &shutdown).await.map(|e| e.exit_code)
+            }
             cli::Command::Serve(args) => serve_cmd::serve(args).await,
             cli::Command::Dataset(cli::DatasetCommand::Stats(args)) => dataset_cmd::stats(args),
             cli::Command::Dataset(cli::DatasetCommand::Sample(args)) => dataset_cmd::sample(args),

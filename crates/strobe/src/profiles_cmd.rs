@@ -17,3 +17,14 @@ pub fn profiles(a: ProfilesArgs) -> anyhow::Result<i32> {
     }
     Ok(crate::exit::OK)
 }
+
+/// `strobe sweep --list`: the sweep presets.
+pub fn presets() {
+    println!("Sweep presets (strobe sweep --preset NAME; flags override their settings):");
+    for p in strobe_experiment::presets::PRESETS {
+        println!("  {:<18} {}", p.name, p.about);
+        if !p.axes.is_empty() {
+            println!("  {:<18} axes: {}", "", p.axes.join("  "));
+        }
+    }
+}

@@ -20,20 +20,62 @@ use strobe_workload::{profiles, DatasetFormat, DatasetSpec, LengthSpec};
 
 use crate::cli::{
     ApiArg, ArrivalArg, ConditionArg, DatasetArgs, DatasetFormatArg, ImageFormatArg,
-    InterferenceArgs, LoadArgs, OutputArgs, RunArgs, TargetArgs, TimestampsArg, WorkloadArgs,
+    InterferenceArgs, LoadArgs, OutputArgs, RunArgs, SearchArgs, SearchVariableArg, SweepArgs,
+    TargetArgs, TimestampsArg, WorkloadArgs,
 };
+use strobe_experiment::grid::{self, EngineAxis};
+use strobe_experiment::presets;
+use strobe_experiment::search::{Precision, Search, SearchSpec, Variable};
+use strobe_experiment::sweep;
 
 /// A class that aborts when every one of its first this-many requests failed.
 pub const ABORT_AFTER_FAILURES: u64 = 20;
+
+/// The work of a command.
+#[derive(Debug)]
+pub enum Work {
+    /// Runs decided in advance (a run, levels, conditions, a sweep).
+    Experiment(Experiment),
+    /// A capacity search: probes decided as it goes.
+    Search(Box<Search>, ExperimentOptions),
+    /// The experiment once per engine-flag combination.
+    Grid {
+        axes: Vec<EngineAxis>,
+        gpus: u32,
+        experiment: Experiment,
+    },
+}
 
 /// What a command will do, fully typed.
 #[derive(Debug)]
 pub struct Plan {
     pub target: TargetSpec,
-    pub experiment: Experiment,
+    pub work: Work,
     pub quiet: bool,
     /// A run with more failures than this fraction of its measured requests exits 1.
     pub max_error_rate: f64,
+    /// A run that misses an SLO exits 1.
+    pub fail_on_slo: bool,
+}
+
+impl Plan {
+    /// The experiment of a plan of runs decided in advance (or of each engine of a grid).
+    pub fn experiment(&self) -> Option<&Experiment> {
+        match &self.work {
+            Work::Experiment(e) | Work::Grid { experiment: e, .. } => Some(e),
+            Work::Search(..) => None,
+        }
+    }
+
+    fn of(target: TargetSpec, experiment: Experiment, o: &OutputArgs) -> anyhow::Result<Plan> {
+        Ok(Plan {
+            target,
+            work: Work::Experiment(experiment),
+            quiet: o.quiet,
+            max_error_rate: max_error_rate(o)?,
+            fail_on_slo: o.fail_on_slo,
+        })
+    }
 }
 
 fn draft_error(e: DraftError) -> anyhow::Error {
@@ -250,6 +292,8 @@ pub fn options(o: &OutputArgs) -> anyhow::Result<ExperimentOptions> {
             report: o.output.clone(),
             records: o.records.clone(),
         },
+        reset_prefix_cache: false,
+        restart: false,
     })
 }
 
@@ -360,12 +404,12 @@ pub fn run(a: RunArgs) -> anyhow::Result<Plan> {
             .title
             .clone()
             .unwrap_or_else(|| format!("scenario {}", path.display()));
-        return Ok(Plan {
+        let _ = quiet;
+        return Plan::of(
             target,
-            experiment: Experiment::single("scenario", &title, classes, options),
-            quiet,
-            max_error_rate: max_error_rate(&a.output)?,
-        });
+            Experiment::single("scenario", &title, classes, options),
+            &a.output,
+        );
     }
     let draft = class(&a.load, &a.workload)?;
     let (class, workload) = draft.resolve(0).map_err(draft_error)?;
@@ -388,12 +432,8 @@ pub fn run(a: RunArgs) -> anyhow::Result<Plan> {
         }
         _ => Experiment::single("run", "run", vec![(class, workload)], options),
     };
-    Ok(Plan {
-        target,
-        experiment,
-        quiet,
-        max_error_rate: max_error_rate(&a.output)?,
-    })
+    let _ = quiet;
+    Plan::of(target, experiment, &a.output)
 }
 
 /// `strobe interference`: the batch and interactive classes from flags or a scenario file.
@@ -474,10 +514,198 @@ pub fn interference(a: InterferenceArgs) -> anyhow::Result<Plan> {
         },
         options,
     )?;
+    Plan::of(target, experiment, &a.output)
+}
+
+/// The scenario's class drafts, or the one class of the flags, for a sweep or a search.
+fn base_classes(a: &RunArgs) -> anyhow::Result<Vec<ClassDraft>> {
+    match &a.scenario {
+        Some(path) => Ok(Scenario::load(path)?.classes),
+        None => Ok(vec![class(&a.load, &a.workload)?]),
+    }
+}
+
+/// `strobe sweep`: the points of the axes (or of a preset), once, or once per engine.
+pub fn sweep(a: SweepArgs) -> anyhow::Result<Plan> {
+    let mut options = options(&a.run.output)?;
+    options.reset_prefix_cache = a.reset_prefix_cache;
+    options.restart = a.restart;
+    let target = target(&a.run.target, a.run.output.output.as_deref())?;
+    let given = a
+        .axes
+        .iter()
+        .map(|s| sweep::parse_axis(s).map_err(|e| anyhow::anyhow!("--sweep {e}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut drafts = base_classes(&a.run)?;
+    let preset = a
+        .preset
+        .as_deref()
+        .map(presets::find)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--preset: {e}"))?;
+    if preset.is_some() && a.run.scenario.is_some() {
+        bail!("--preset sets one class; it does not go with --scenario");
+    }
+    let experiment = match preset {
+        Some(p) if p.needs_price && options.price.is_none() => bail!(
+            "--preset {}: this preset prices every point: give --gpu-price USD (per GPU-hour) and --gpus N",
+            p.name
+        ),
+        Some(p) if p.profile.is_some() => {
+            if !given.is_empty() {
+                bail!("--preset {}: its axis is the profile's concurrency levels; for other levels use --profile {} --sweep concurrency=...", p.name, p.profile.unwrap_or_default());
+            }
+            let profile = profiles::find(p.profile.unwrap_or_default()).map_err(|e| anyhow::anyhow!(e))?;
+            let mut d = drafts.remove(0);
+            d.apply_profile(profile);
+            let (class, workload) = d.resolve(0).map_err(draft_error)?;
+            let requests = if a.run.load.requests.is_none() && a.run.load.duration.is_none() {
+                LevelRequests::PerLevel(profile)
+            } else {
+                LevelRequests::AsGiven
+            };
+            let mut e = levels::experiment(profile.name, class, workload, profile.concurrency, requests, options);
+            e.kind = "sweep".into();
+            e.title = format!("{}: {}", p.name, p.about);
+            e
+        }
+        Some(p) => {
+            p.apply(&mut drafts[0]);
+            let axes = p.axes(&given)?;
+            sweep::experiment(
+                "sweep",
+                &format!("{}: {}", p.name, p.about),
+                &drafts,
+                &sweep::Sweep { axes, same_prompts: a.same_prompts },
+                options,
+            )?
+        }
+        None => {
+            if given.is_empty() {
+                bail!("strobe sweep needs --sweep KEY=VALUES (e.g. --sweep concurrency=1,2,4) or --preset NAME (strobe sweep --list)");
+            }
+            let title = format!(
+                "sweep over {}",
+                given
+                    .iter()
+                    .map(|g| g.keys.iter().map(|k| match &k.class {
+                        Some(c) => format!("{c}.{}", k.key),
+                        None => k.key.clone(),
+                    }).collect::<Vec<_>>().join("+"))
+                    .collect::<Vec<_>>()
+                    .join(" × ")
+            );
+            sweep::experiment(
+                "sweep",
+                &title,
+                &drafts,
+                &sweep::Sweep { axes: given, same_prompts: a.same_prompts },
+                options,
+            )?
+        }
+    };
+    let mut plan = Plan::of(target, experiment, &a.run.output)?;
+    if !a.engine_grid.is_empty() {
+        if plan.target.launch.is_none() {
+            bail!("--engine-grid restarts the engine for each combination: give --launch \"vllm serve MODEL ...\" too");
+        }
+        let axes = a
+            .engine_grid
+            .iter()
+            .map(|s| grid::parse_engine_axis(s).map_err(|e| anyhow::anyhow!(e)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let Work::Experiment(experiment) = plan.work else {
+            unreachable!()
+        };
+        plan.work = Work::Grid {
+            axes,
+            gpus: a.run.output.gpus,
+            experiment,
+        };
+    }
+    Ok(plan)
+}
+
+/// `strobe search`: probes of one class, judged by its SLOs.
+pub fn search(a: SearchArgs) -> anyhow::Result<Plan> {
+    let options = options(&a.run.output)?;
+    let target = target(&a.run.target, a.run.output.output.as_deref())?;
+    let l = &a.run.load;
+    if a.run.scenario.is_some() {
+        bail!("strobe search probes one class: give its settings as flags, not --scenario");
+    }
+    if l.requests.is_some() {
+        bail!("--requests: a search probe lasts --duration (default 20s), not a request count");
+    }
+    let variable = match a.search {
+        SearchVariableArg::Rate => Variable::Rate,
+        SearchVariableArg::Concurrency => Variable::Concurrency,
+    };
+    match variable {
+        Variable::Rate if l.concurrency.is_some() || l.offline || l.batch_size.is_some() => {
+            bail!("--search rate varies an open loop's --rate: drop --concurrency, --offline and --batch-size (cap it with --max-concurrency)")
+        }
+        Variable::Concurrency if l.rate.is_some() || l.offline || l.batch_size.is_some() => {
+            bail!("--search concurrency varies a closed loop: drop --rate, --offline and --batch-size")
+        }
+        _ => {}
+    }
+    let mut base = class(l, &a.run.workload)?;
+    if base.slo.is_empty() {
+        bail!("strobe search needs --slo: the targets every probe is judged by, e.g. --slo ttft_p99=500ms,tpot_p99=50ms");
+    }
+    base.duration = None;
+    let (min_default, precision_default) = match variable {
+        Variable::Rate => (0.1, Precision::Relative(0.05)),
+        Variable::Concurrency => (1.0, Precision::Absolute(1.0)),
+    };
+    let precision = match a.precision.as_deref() {
+        None => precision_default,
+        Some(p) => {
+            let (num, pct) = match p.trim().strip_suffix('%') {
+                Some(n) => (n, true),
+                None => (p.trim(), false),
+            };
+            let v: f64 = num
+                .parse()
+                .ok()
+                .filter(|v: &f64| v.is_finite() && *v > 0.0)
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--precision `{p}`: give a percentage (5%) or a positive width (1)"
+                    )
+                })?;
+            if pct {
+                Precision::Relative(v / 100.0)
+            } else {
+                Precision::Absolute(v)
+            }
+        }
+    };
+    if a.max_probes < 2 {
+        bail!("--max-probes must be at least 2");
+    }
+    let spec = SearchSpec {
+        variable,
+        start: a.search_start.unwrap_or(1.0),
+        min: a.search_min.unwrap_or(min_default),
+        max: a.search_max.unwrap_or(10_000.0),
+        precision,
+        max_probes: a.max_probes,
+        reprobes: a.reprobes,
+    };
     Ok(Plan {
         target,
-        experiment,
-        quiet: a.output.quiet,
-        max_error_rate: max_error_rate(&a.output)?,
+        work: Work::Search(
+            Box::new(Search {
+                spec,
+                base,
+                probe_duration: l.duration.unwrap_or(std::time::Duration::from_secs(20)),
+            }),
+            options,
+        ),
+        quiet: a.run.output.quiet,
+        max_error_rate: max_error_rate(&a.run.output)?,
+        fail_on_slo: a.run.output.fail_on_slo,
     })
 }

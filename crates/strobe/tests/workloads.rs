@@ -345,14 +345,15 @@ fn bodies(args: &[&str], api: Api, n: u64) -> Vec<Vec<u8>> {
     let p = plan("http://127.0.0.1:9", args).unwrap();
     let ctx = strobe_experiment::workloads::BuildContext {
         api,
-        seed: p.experiment.runs[0].classes[0].seed,
+        seed: p.experiment().unwrap().runs[0].classes[0].seed,
         built_in: true,
         server_tokenizer: None,
         max_model_len: Some(4096),
         needed: Some(n),
         concurrency: 4,
     };
-    let built = strobe_experiment::workloads::build(&p.experiment.workloads[0], ctx).unwrap();
+    let built =
+        strobe_experiment::workloads::build(&p.experiment().unwrap().workloads[0], ctx).unwrap();
     let base = BaseUrl::parse("http://127.0.0.1:9").unwrap();
     let target = Target {
         addr: "127.0.0.1:9".parse().unwrap(),
@@ -452,7 +453,9 @@ fn profiles_resolve_to_their_documented_settings_and_flags_override_them() {
     let len = |s: &str| InputLength::Spec(LengthSpec::parse(s).unwrap());
     let e = plan("http://x:1", &["--profile", "medium"])
         .unwrap()
-        .experiment;
+        .experiment()
+        .unwrap()
+        .clone();
     assert_eq!(levels(&e), vec![32, 64, 128]);
     let w = &e.workloads[0];
     assert_eq!(
@@ -469,20 +472,26 @@ fn profiles_resolve_to_their_documented_settings_and_flags_override_them() {
         &["--profile", "low", "-c", "3", "--output-len", "9"],
     )
     .unwrap()
-    .experiment;
+    .experiment()
+    .unwrap()
+    .clone();
     assert_eq!(levels(&e), vec![3]);
     assert_eq!(e.workloads[0].output, LengthSpec::parse("9").ok());
     assert_eq!(e.workloads[0].input, len("100"));
     let e = plan("http://x:1", &["--profile", "high"])
         .unwrap()
-        .experiment;
+        .experiment()
+        .unwrap()
+        .clone();
     assert_eq!(
         (e.workloads[0].input.clone(), levels(&e)),
         (InputLength::ContextMinus(2048), vec![1, 5, 10])
     );
     let e = plan("http://x:1", &["--profile", "vision-b"])
         .unwrap()
-        .experiment;
+        .experiment()
+        .unwrap()
+        .clone();
     let c = &e.runs[0].classes[0];
     assert_eq!(
         (c.request.api, e.workloads[0].images_per_request),
@@ -502,7 +511,9 @@ fn profiles_resolve_to_their_documented_settings_and_flags_override_them() {
         &["--profile", "sharegpt", "--dataset", "x.json"],
     )
     .unwrap()
-    .experiment;
+    .experiment()
+    .unwrap()
+    .clone();
     let c = &e.runs[0].classes[0];
     assert!(matches!(c.schedule, Schedule::Open { rate, .. } if rate == 1.0));
     assert_eq!(c.requests, Some(200));
