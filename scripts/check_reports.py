@@ -174,6 +174,64 @@ def check_interference(path, users):
     print("ok: interference")
 
 
+def check_presets(out):
+    """Seed 004's and seed 001's preset sweeps: every point ran, lengths as asked, a table."""
+    expect = {
+        "seed004-batch": (["batch_size-1", "batch_size-2", "batch_size-4"], "lockstep"),
+        "seed004-seqlen": (["input_len+output_len-16", "input_len+output_len-32", "input_len+output_len-64"], "offline"),
+        "seed004-requests": (["requests-4", "requests-8", "requests-16"], "offline"),
+        "seed001-cost": (["batch_size-2", "batch_size-4"], "lockstep"),
+    }
+    for name, (labels, schedule) in expect.items():
+        s = load(f"{out}/{name}.json")
+        if s["schema"] != "strobe.experiment.v2" or s["kind"] != "sweep":
+            fail(f"{name}: {s['schema']} {s['kind']}")
+        got = [p["label"] for p in s["points"]]
+        if got != labels:
+            fail(f"{name}: points {got}, expected {labels}")
+        print(f"  {s['title']}")
+        print(f"  | point | requests | in tok | out tok | out tok/s | total tok/s | E2E p50 ms | batch p50 ms | $/M out |")
+        for p in s["points"]:
+            c = p["classes"][0]
+            if c["schedule"] != schedule or c["failed"] != 0 or c["successful"] == 0:
+                fail(f"{name} {p['label']}: {c['schedule']} failed {c['failed']} ok {c['successful']}")
+            r = load(p["report_file"])
+            res = r["results"]
+            n = res["requests"]["successful"]
+            if name == "seed004-seqlen":
+                L = p["parameters"]["input_len"]
+                if res["tokens"]["output"] != n * L or res["input_length_check"]["exact"] != n:
+                    fail(f"{name} {p['label']}: output {res['tokens']['output']} for {n} x {L}, input check {res['input_length_check']}")
+            if name == "seed004-requests" and n != p["parameters"]["requests"]:
+                fail(f"{name} {p['label']}: {n} requests")
+            if name == "seed001-cost" and not (c.get("cost") or {}).get("usd_per_million_output_tokens"):
+                fail(f"{name} {p['label']}: no cost")
+            b = c.get("batch_latency_ms")
+            cost = (c.get("cost") or {}).get("usd_per_million_output_tokens")
+            print(f"  | {p['label']} | {n} | {c['input_tokens']} | {c['output_tokens']} | {c['throughput']['output_tokens_per_s']:.1f} "
+                  f"| {c['throughput']['total_tokens_per_s']:.1f} | {c['e2e_ms']['p50']:.0f} | {b['p50'] if b else '-'} | {cost if cost else '-'} |")
+    print("ok: seed 004 and seed 001 presets")
+
+
+def check_grid(path, engines, points):
+    s = load(path)
+    g = s["grid"]
+    if s["kind"] != "grid" or len(g["engines"]) != engines or g["failed"]:
+        fail(f"{path}: {s['kind']} engines {g['engines']} failed {g['failed']}")
+    if len(s["points"]) != engines * points:
+        fail(f"{path}: {len(s['points'])} points, expected {engines * points}")
+    for p in s["points"]:
+        c = p["classes"][0]
+        if c["failed"] or not c["successful"] or "engine--max-num-seqs" not in p["parameters"]:
+            fail(f"{path} {p['label']}: {c['failed']} failed, parameters {p['parameters']}")
+        print(f"  {p['label']}: {c['throughput']['output_tokens_per_s']:.1f} out tok/s, TPOT mean {c['tpot_ms']['mean']:.1f} ms")
+    if not g["pareto"]:
+        fail(f"{path}: no Pareto front")
+    for p in g["pareto"]:
+        print(f"  pareto: {p['label']}: {p['output_tokens_per_s_per_gpu']:.1f} tok/s/GPU, {p['output_tokens_per_s_per_user']:.1f} tok/s/user")
+    print(f"ok: engine grid, {engines} engines x {points} points")
+
+
 def main():
     args = sys.argv[1:]
     mode = args.pop(0)
@@ -194,6 +252,10 @@ def main():
         check_scenario(args[0], opt("--classes"))
     elif mode == "interference":
         check_interference(args[0], [int(u) for u in args[args.index("--users") + 1].split(",")])
+    elif mode == "presets":
+        check_presets(args[0])
+    elif mode == "grid":
+        check_grid(args[0], opt("--engines"), opt("--points"))
     else:
         fail(f"unknown mode {mode}")
 

@@ -98,12 +98,23 @@ echo "== profile levels: one preflight and workload build, one report per level 
 python3 - "$out" <<'PY'
 import json, sys
 s = json.load(open(f"{sys.argv[1]}/low.json"))
-assert s["schema"] == "strobe.experiment.v1" and [p["label"] for p in s["points"]] == ["c1", "c4", "c8", "c16", "c32"], s
+assert s["schema"] == "strobe.experiment.v2" and [p["label"] for p in s["points"]] == ["c1", "c4", "c8", "c16", "c32"], s
 for c in [1, 4, 8, 16, 32]:
     r = json.load(open(f"{sys.argv[1]}/low.c{c}.json"))
     assert r["classes"][0]["load"]["concurrency"] == c and r["results"]["requests"]["failed"] == 0
 print("ok: profile levels")
 PY
+
+echo "== seed 004's three sweeps and seed 001's cost sweep, as presets (small sizes)"
+"$strobe" sweep --url "$url" -q --preset seed004-batch --sweep batch_size=1,2,4 --num-batches 2 \
+  --input-len 64 --output-len 16 -o "$out/seed004-batch.json"
+"$strobe" sweep --url "$url" -q --preset seed004-seqlen --sweep input_len,output_len=16,32,64 -n 8 \
+  -o "$out/seed004-seqlen.json"
+"$strobe" sweep --url "$url" -q --preset seed004-requests --sweep requests=4,8,16 --input-len 64 --output-len 16 \
+  -o "$out/seed004-requests.json"
+"$strobe" sweep --url "$url" -q --preset seed001-cost --sweep batch_size=2,4 --num-batches 2 \
+  --input-len normal:64:16:16:128 --output-len normal:16:4:4:32 --gpu-price 1.29 -o "$out/seed001-cost.json"
+python3 scripts/check_reports.py presets "$out"
 
 echo "== offline (seed 003) and lockstep batches with cost (seed 001)"
 run --offline -n 12 -o "$out/offline.json"
@@ -153,4 +164,13 @@ if pgrep -f -- "--port $port" > /dev/null; then
   pgrep -af -- "--port $port"; echo "FAIL: the launched engine is still running"; exit 1
 fi
 echo "ok: the launched engine was stopped"
+
+echo "== an engine-flag grid (2 x 2) crossed with two load levels, each engine launched by strobe"
+"$strobe" sweep --url "$url" -q --launch "$engine" --launch-timeout 6m \
+  --engine-grid max-num-seqs=2,8 --engine-grid max-num-batched-tokens=4096,8192 \
+  --sweep concurrency=1,4 -n 4 --input-len 32 --output-len 16 -o "$out/grid.json"
+python3 scripts/check_reports.py grid "$out/grid.json" --engines 4 --points 2
+if pgrep -f -- "--port $port" > /dev/null; then
+  pgrep -af -- "--port $port"; echo "FAIL: a launched engine is still running"; exit 1
+fi
 echo "real-vLLM tier: all passed"
