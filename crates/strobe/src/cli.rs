@@ -365,8 +365,8 @@ pub struct WorkloadArgs {
 /// Where results go, and what they cost.
 #[derive(Debug, Args)]
 pub struct OutputArgs {
-    /// Write the JSON report here (schema strobe.report.v2). For several runs (profile levels,
-    /// `strobe interference`) this is the experiment summary, and each run's report goes beside
+    /// Write the JSON report here (schema strobe.report.v3). For several runs (profile levels,
+    /// `strobe interference`, sweeps, searches) this is the experiment summary, and each run's report goes beside
     /// it as FILE.LABEL.json.
     #[arg(short = 'o', long, value_name = "FILE.json", help_heading = "Output")]
     pub output: Option<PathBuf>,

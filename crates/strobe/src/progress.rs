@@ -88,6 +88,12 @@ impl Observer for Console {
             Stage::EngineReady { after_s } => {
                 self.say(&format!("the engine serves after {after_s:.1} s"))
             }
+            // A search decides its probes as it goes: no total.
+            Stage::Run {
+                index,
+                of: 0,
+                label: Some(label),
+            } => self.say(&format!("--- {label} (probe {}) ---", index + 1)),
             Stage::Run {
                 index,
                 of,
