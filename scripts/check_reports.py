@@ -232,6 +232,22 @@ def check_grid(path, engines, points):
     print(f"ok: engine grid, {engines} engines x {points} points")
 
 
+def check_search(path):
+    s = load(path)
+    q = s["search"]
+    for p in q["probes"]:
+        checks = ", ".join(f"{c['name']} {c['actual_ms']:.1f} ms ({c['verdict']})" for c in p["checks"] if c["actual_ms"] is not None)
+        print(f"  {p['label']}: {p['successful']} ok, {'pass' if p['pass'] else 'fail'} by {p['decided_by']}: {checks}")
+    print(f"  outcome {q['outcome']}, answer {q['answer']}, bracket [{q['lo']}, {q['hi']}); notes {q['notes']}")
+    if q["outcome"] not in ("found", "at_least_max"):
+        fail(f"{path}: search outcome {q['outcome']}")
+    if q["outcome"] == "found" and not (q["hi"] - q["lo"] <= 1 and q["answer"] == q["lo"]):
+        fail(f"{path}: bracket [{q['lo']}, {q['hi']}) wider than the precision")
+    if len(q["probes"]) > 12 or any(p["failed"] for p in q["probes"]):
+        fail(f"{path}: {len(q['probes'])} probes, failures {[p['failed'] for p in q['probes']]}")
+    print(f"ok: capacity search in {len(q['probes'])} probes")
+
+
 def main():
     args = sys.argv[1:]
     mode = args.pop(0)
@@ -254,6 +270,8 @@ def main():
         check_interference(args[0], [int(u) for u in args[args.index("--users") + 1].split(",")])
     elif mode == "presets":
         check_presets(args[0])
+    elif mode == "search":
+        check_search(args[0])
     elif mode == "grid":
         check_grid(args[0], opt("--engines"), opt("--points"))
     else:

@@ -116,6 +116,11 @@ echo "== seed 004's three sweeps and seed 001's cost sweep, as presets (small si
   --input-len normal:64:16:16:128 --output-len normal:16:4:4:32 --gpu-price 1.29 -o "$out/seed001-cost.json"
 python3 scripts/check_reports.py presets "$out"
 
+echo "== a capacity search (concurrency, TPOT p50 within 22 ms), 4 s probes"
+"$strobe" search --url "$url" -q --search concurrency --search-max 32 --slo tpot_p50=22ms -d 4s \
+  --input-len 32 --output-len 32 -o "$out/search.json" || true
+python3 scripts/check_reports.py search "$out/search.json"
+
 echo "== offline (seed 003) and lockstep batches with cost (seed 001)"
 run --offline -n 12 -o "$out/offline.json"
 python3 scripts/check_reports.py offline "$out/offline.json" --requests 12 --output-len 32

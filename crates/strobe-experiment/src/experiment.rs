@@ -184,10 +184,34 @@ pub struct Experiment {
 }
 
 impl Experiment {
-    /// What identifies this experiment across processes: its kind, workloads and runs (not its
-    /// outputs). A re-run resumes an interrupted attempt only when this matches.
-    pub fn fingerprint(&self) -> String {
-        let text = format!("{}|{:?}|{:?}", self.kind, self.workloads, self.runs);
+    /// What identifies this experiment on a target across processes: its kind, workloads, runs,
+    /// price and prefix-cache resets, and the target as given (URL without userinfo, model, the
+    /// engine command with its secrets redacted); not its outputs. A re-run resumes an
+    /// interrupted attempt only when this matches.
+    pub fn fingerprint_for(&self, target: &crate::target::TargetSpec) -> String {
+        let url = target
+            .url
+            .as_deref()
+            .map(|u| match (u.find("://"), u.rfind('@')) {
+                (Some(i), Some(j)) if j > i => format!("{}{}", &u[..i + 3], &u[j + 1..]),
+                _ => u.to_owned(),
+            });
+        let launch = target.launch.as_ref().map(|l| {
+            let secrets = strobe_core::command_secrets(&l.command);
+            let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+            strobe_core::redact_text(&l.command, &secrets)
+        });
+        let text = format!(
+            "{}|{:?}|{:?}|{:?}|{}|{:?}|{:?}|{:?}",
+            self.kind,
+            self.workloads,
+            self.runs,
+            self.price,
+            self.reset_prefix_cache,
+            url,
+            target.model,
+            launch
+        );
         // FNV-1a, 64 bits: stable across Rust versions, unlike the std hasher.
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         for b in text.bytes() {
@@ -408,7 +432,7 @@ pub async fn run(
     exp.validate()?;
     let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let mut summary = ExperimentSummary::new(&exp.kind, &exp.title, &started_at, exp.runs.len());
-    let fingerprint = exp.fingerprint();
+    let fingerprint = exp.fingerprint_for(&session.spec);
     summary.fingerprint = Some(fingerprint.clone());
     let labels: Vec<String> = exp.runs.iter().map(|r| r.label.clone()).collect();
     let earlier = if exp.is_multi() && !exp.restart {
@@ -431,7 +455,13 @@ pub async fn run(
             exp.runs.len() - done.len()
         ));
     }
-    let outputs = OutputManager::create(exp.outputs.clone(), labels, exp.is_multi(), &summary)?;
+    let outputs = OutputManager::create(
+        exp.outputs.clone(),
+        labels,
+        exp.is_multi(),
+        &summary,
+        !done.is_empty(),
+    )?;
     observer.stage(&Stage::BuildingWorkloads);
     if shutdown.is_requested() {
         return Err(ExperimentError::Interrupted {

@@ -13,7 +13,7 @@ use strobe_report::{pareto, EngineFailure, ExperimentSummary, GridSummary, Repor
 use crate::error::ExperimentError;
 use crate::experiment::Experiment;
 use crate::observer::Observer;
-use crate::outputs::{labelled, write_atomically};
+use crate::outputs::{finished_experiment, labelled, write_atomically};
 use crate::shutdown::Shutdown;
 use crate::target::{Session, TargetSpec};
 
@@ -87,6 +87,25 @@ fn shell_word(v: &str) -> String {
     }
 }
 
+/// The Pareto front of the summary's points so far.
+fn front(summary: &ExperimentSummary, gpus: u32) -> Vec<strobe_report::ParetoPoint> {
+    let points: Vec<(String, f64, f64)> = summary
+        .points
+        .iter()
+        .filter_map(|p| {
+            let c = p.classes.first()?;
+            let per_user =
+                (c.tpot_ms.count > 0 && c.tpot_ms.mean > 0.0).then(|| 1000.0 / c.tpot_ms.mean)?;
+            Some((
+                p.label.clone(),
+                c.throughput.output_tokens_per_s / gpus.max(1) as f64,
+                per_user,
+            ))
+        })
+        .collect();
+    pareto(&points)
+}
+
 /// How a grid ended.
 pub struct GridOutcome {
     pub summary: ExperimentSummary,
@@ -149,6 +168,39 @@ pub async fn run(
         l.command = format!("{}{extra}", launch.command);
         l.log = labelled(&launch.log, label);
         spec.launch = Some(l);
+        let mut sub = exp.clone();
+        if let Some(p) = &exp.outputs.report {
+            sub.outputs.report = Some(labelled(p, label));
+        }
+        if let Some(p) = &exp.outputs.records {
+            sub.outputs.records = Some(labelled(p, label));
+        }
+        for r in &mut sub.runs {
+            for (f, v) in flags {
+                let value = v.parse::<f64>().map_or(json!(v), |n| json!(n));
+                r.parameters.insert(format!("engine{f}"), value);
+            }
+        }
+        // An engine whose sweep an earlier attempt finished is not launched again.
+        if let (Some(p), false) = (&sub.outputs.report, exp.restart) {
+            if let Some((s, r)) = finished_experiment(p, &sub.fingerprint_for(&spec)) {
+                observer.message(&format!(
+                    "engine {label}: finished by an earlier attempt ({}); kept",
+                    p.display()
+                ));
+                summary.target = summary.target.take().or(s.target.clone());
+                for mut point in s.points {
+                    point.label = format!("{label}.{}", point.label);
+                    summary.resumed.push(point.label.clone());
+                    summary.points.push(point);
+                }
+                reports.extend(r);
+                grid.pareto = front(&summary, gpus);
+                summary.grid = Some(grid.clone());
+                write(&summary)?;
+                continue;
+            }
+        }
         observer.message(&format!("engine {label}: {engine_text}"));
         let session = match Session::open(spec, shutdown, observer).await {
             Ok(s) => s,
@@ -167,20 +219,6 @@ pub async fn run(
                 continue;
             }
         };
-        let mut sub = exp.clone();
-        if let Some(p) = &exp.outputs.report {
-            sub.outputs.report = Some(labelled(p, label));
-        }
-        if let Some(p) = &exp.outputs.records {
-            sub.outputs.records = Some(labelled(p, label));
-        }
-        // One engine's experiment always writes a summary and per-run reports.
-        for r in &mut sub.runs {
-            for (f, v) in flags {
-                let value = v.parse::<f64>().map_or(json!(v), |n| json!(n));
-                r.parameters.insert(format!("engine{f}"), value);
-            }
-        }
         let result = crate::experiment::run(&session, &sub, shutdown, observer).await;
         session.close().await;
         let outcome = match result {
@@ -212,21 +250,7 @@ pub async fn run(
             summary.points.push(p);
         }
         reports.extend(outcome.reports);
-        let points: Vec<(String, f64, f64)> = summary
-            .points
-            .iter()
-            .filter_map(|p| {
-                let c = p.classes.first()?;
-                let per_user = (c.tpot_ms.count > 0 && c.tpot_ms.mean > 0.0)
-                    .then(|| 1000.0 / c.tpot_ms.mean)?;
-                Some((
-                    p.label.clone(),
-                    c.throughput.output_tokens_per_s / gpus.max(1) as f64,
-                    per_user,
-                ))
-            })
-            .collect();
-        grid.pareto = pareto(&points);
+        grid.pareto = front(&summary, gpus);
         summary.grid = Some(grid.clone());
         write(&summary)?;
         if outcome.interrupted {

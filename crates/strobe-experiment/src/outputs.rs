@@ -57,6 +57,31 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()>
     result
 }
 
+/// A finished experiment's summary and reports at `path`, when its fingerprint is `fingerprint`
+/// (an engine of a grid that need not run again).
+pub(crate) fn finished_experiment(
+    path: &Path,
+    fingerprint: &str,
+) -> Option<(ExperimentSummary, Vec<Report>)> {
+    let summary: ExperimentSummary = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    if summary.fingerprint.as_deref() != Some(fingerprint)
+        || summary.interrupted
+        || summary.points.len() < summary.planned
+    {
+        return None;
+    }
+    let mut reports = vec![];
+    for p in &summary.points {
+        let file = p.report_file.as_ref()?;
+        let r: Report = serde_json::from_slice(&std::fs::read(file).ok()?).ok()?;
+        if r.run.interrupted || r.run.aborted {
+            return None;
+        }
+        reports.push(r);
+    }
+    Some((summary, reports))
+}
+
 /// What an earlier attempt at the same experiment left in the outputs.
 pub(crate) struct Earlier {
     /// Run index → its finished report.
@@ -112,7 +137,12 @@ pub(crate) fn earlier_runs(outputs: &Outputs, labels: &[String], fingerprint: &s
             continue;
         };
         match serde_json::from_slice::<Report>(&bytes) {
-            Ok(r) if !r.run.interrupted && r.run.label.as_deref() == Some(point.label.as_str()) => {
+            // An aborted run (its server failed) is run again, like an interrupted one.
+            Ok(r)
+                if !r.run.interrupted
+                    && !r.run.aborted
+                    && r.run.label.as_deref() == Some(point.label.as_str()) =>
+            {
                 reports.push((i, r))
             }
             _ => {}
@@ -151,11 +181,16 @@ fn create(what: &'static str, path: &Path) -> Result<std::fs::File, ExperimentEr
 impl OutputManager {
     /// Creates the files that exist from the start: the single run's report and records, or the
     /// summary (written empty now, so a reader always finds valid JSON).
+    ///
+    /// `resuming`: the summary on disk lists runs an earlier attempt finished; it stays as it is
+    /// until the first run ends (the new summary lists them too), so a stop before that loses
+    /// nothing.
     pub fn create(
         outputs: Outputs,
         labels: Vec<String>,
         multi: bool,
         summary: &ExperimentSummary,
+        resuming: bool,
     ) -> Result<OutputManager, ExperimentError> {
         let m = OutputManager {
             outputs,
@@ -164,9 +199,23 @@ impl OutputManager {
             exporter: Box::new(strobe_report::export::Json),
         };
         if let Some(p) = &m.outputs.report {
-            create("--output", p)?;
-            if multi {
-                m.write_summary(summary)?;
+            if resuming {
+                // Still writable? (Without truncating it.)
+                std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(p)
+                    .map_err(|e| {
+                        ExperimentError::output(
+                            "--output",
+                            p,
+                            format!("cannot write the file: {e}"),
+                        )
+                    })?;
+            } else {
+                create("--output", p)?;
+                if multi {
+                    m.write_summary(summary)?;
+                }
             }
         }
         if let (Some(p), false) = (&m.outputs.records, multi) {

@@ -212,13 +212,16 @@ pub(crate) async fn run_one(
     let forward = {
         let stopper = stopper.clone();
         let shutdown = shutdown.clone();
+        // It mirrors the shutdown's state (drain, then cancel), whatever the watch asked first.
         tokio::spawn(async move {
             shutdown.wait().await;
-            stopper.request_stop();
+            if stopper.state() == strobe_load::StopState::Running {
+                stopper.request_stop();
+            }
             while shutdown.state() != strobe_load::StopState::Cancel {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
-            if stopper.state() != strobe_load::StopState::Cancel {
+            while stopper.state() != strobe_load::StopState::Cancel {
                 stopper.request_stop();
             }
         })
@@ -240,7 +243,12 @@ pub(crate) async fn run_one(
         ) => {
             let stop: Option<Box<dyn FnOnce() + Send>> = exp.stop_when_saturated.then(|| {
                 let stopper = stopper.clone();
-                Box::new(move || stopper.request_stop()) as Box<dyn FnOnce() + Send>
+                // Drain, unless the user already stopped the run.
+                Box::new(move || {
+                    if stopper.state() == strobe_load::StopState::Running {
+                        stopper.request_stop()
+                    }
+                }) as Box<dyn FnOnce() + Send>
             });
             Some(tokio::spawn(crate::saturation::watch_run(
                 Arc::clone(&c.progress),

@@ -7,10 +7,13 @@
 //! The rule ([`Detector`]): sampled every [`INTERVAL`], outstanding = due − completed. Over the
 //! second half of the run so far, growth g = Δoutstanding / Δt. In a stable queue the count
 //! fluctuates around its mean m with a spread of about √m (Poisson), so a difference of two
-//! samples has a spread of about √(2m). The run is over-saturated when, at three checks in a row,
-//! the count grew by more than 4√(2m) + 3 requests *and* at more than 10% of the offered rate,
-//! and the three quarters of the window rose in order. A healthy server passes it at any duration:
-//! its growth is noise around zero.
+//! samples has a spread of about √(2m). The run is over-saturated when, at three checks in a row:
+//! the count grew by more than 4√(2m) + 3 requests and at more than 10% of the offered rate, the
+//! three quarters of the window rose in order, *and* the server was answering from the window's
+//! start, at a rate no longer rising (the last quarter's at most 1.15× the third's, plus noise)
+//! and below 90% of the offered rate. The last three keep a healthy server with long latencies
+//! from being flagged while its queue fills: before its first answers are due it is not
+//! answering, and while its latency distribution fills in its answer rate is still rising.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -27,11 +30,12 @@ pub const MIN_WATCH: Duration = Duration::from_secs(3);
 /// Consecutive checks that must agree.
 const AGREEING: u32 = 3;
 
-/// The pure rule, fed (seconds since start, outstanding) samples.
+/// The pure rule, fed (seconds since start, outstanding, completed) samples.
 #[derive(Debug)]
 pub struct Detector {
     offered_per_s: f64,
-    samples: Vec<(f64, f64)>,
+    /// (t, outstanding, completed)
+    samples: Vec<(f64, f64, f64)>,
     streak: u32,
     detected_at: Option<f64>,
     growth: f64,
@@ -48,15 +52,15 @@ impl Detector {
         }
     }
 
-    /// The value at time `t` (the latest sample at or before it).
-    fn at(&self, t: f64) -> f64 {
-        let i = self.samples.partition_point(|(s, _)| *s <= t);
-        self.samples[i.saturating_sub(1)].1
+    /// The sample at time `t` (the latest at or before it).
+    fn at(&self, t: f64) -> (f64, f64, f64) {
+        let i = self.samples.partition_point(|(s, _, _)| *s <= t);
+        self.samples[i.saturating_sub(1)]
     }
 
     /// Adds a sample; returns true once over-saturation is certain.
-    pub fn observe(&mut self, t: f64, outstanding: f64) -> bool {
-        self.samples.push((t, outstanding));
+    pub fn observe(&mut self, t: f64, outstanding: f64, completed: f64) -> bool {
+        self.samples.push((t, outstanding, completed));
         if self.detected_at.is_some() {
             return true;
         }
@@ -64,16 +68,36 @@ impl Detector {
             return false;
         }
         let (mid, q3) = (t / 2.0, t * 0.75);
-        let (a, b, c) = (self.at(mid), self.at(q3), outstanding);
-        let dt = t - mid;
+        let ((t_a, a, done_a), (t_b, b, done_b)) = (self.at(mid), self.at(q3));
+        let (c, done_c) = (outstanding, completed);
+        let dt = t - t_a;
+        if dt <= 0.0 || t - t_b <= 0.0 || t_b - t_a <= 0.0 {
+            return false;
+        }
         self.growth = (c - a) / dt;
         // The window's mean level, for the noise bound.
-        let from = self.samples.partition_point(|(s, _)| *s < mid);
+        let from = self.samples.partition_point(|(s, _, _)| *s < mid);
         let window = &self.samples[from..];
-        let mean = window.iter().map(|(_, v)| v).sum::<f64>() / window.len().max(1) as f64;
+        let mean = window.iter().map(|(_, v, _)| v).sum::<f64>() / window.len().max(1) as f64;
         let noise = 4.0 * (2.0 * mean.max(1.0)).sqrt() + 3.0;
         let grew = c - a > noise && self.growth > 0.1 * self.offered_per_s && a < b && b < c;
-        self.streak = if grew { self.streak + 1 } else { 0 };
+        // The server answers, steadily, and slower than requests come. A healthy server whose
+        // queue is still filling (its first answers not yet due, or arriving ever faster as the
+        // latency distribution fills in) fails one of these: it is not yet answering, or its
+        // answer rate is still rising.
+        let (rate_1, rate_2) = (
+            (done_b - done_a) / (t_b - t_a),
+            (done_c - done_b) / (t - t_b),
+        );
+        let n_2 = done_c - done_b;
+        let answering = done_a > 0.0 && rate_1 > 0.0;
+        let steady = rate_2 <= 1.15 * rate_1 + 2.0 * n_2.max(1.0).sqrt() / (t - t_b);
+        let short = rate_2 < 0.9 * self.offered_per_s;
+        self.streak = if grew && answering && steady && short {
+            self.streak + 1
+        } else {
+            0
+        };
         if self.streak >= AGREEING {
             self.detected_at = Some(t);
         }
@@ -138,7 +162,7 @@ pub async fn watch_run(
         } else {
             0.0
         };
-        if d.observe(t, in_flight + held_back) {
+        if d.observe(t, in_flight + held_back, completed) {
             if let Some(f) = stop.take() {
                 f();
             }
@@ -152,45 +176,73 @@ mod tests {
     use super::*;
 
     /// A stable queue's count: m ± noise (deterministic pseudo-noise).
-    fn noisy(m: f64, k: usize) -> f64 {
-        let x = ((k as f64 * 12.9898).sin() * 43_758.545).fract();
-        (m + (x - 0.5) * 4.0 * m.sqrt()).max(0.0)
+    /// Deterministic pseudo-noise in [-0.5, 0.5).
+    fn wobble(k: usize, phase: f64) -> f64 {
+        ((k as f64 * 12.9898 + phase).sin() * 43_758.545)
+            .fract()
+            .abs()
+            - 0.5
     }
 
-    #[test]
-    fn a_growing_queue_is_detected_and_a_stable_one_never() {
-        // 100 req/s offered, 60 served: outstanding grows by 40/s.
-        let mut d = Detector::new(100.0);
+    /// Drives a detector with arrivals at `rate` and completions `done(t)`; returns when it fired.
+    fn drive(rate: f64, secs: f64, done: impl Fn(f64) -> f64) -> (Option<f64>, Detector) {
+        let mut d = Detector::new(rate);
         let mut fired = None;
-        for k in 0..240 {
+        for k in 0..(secs / 0.25) as usize {
             let t = k as f64 * 0.25;
-            if d.observe(t, noisy(20.0 + 40.0 * t, k)) && fired.is_none() {
+            // Poisson-like spreads: ±√n on arrivals and on answers.
+            let sent = (rate * t + 2.0 * wobble(k, 0.0) * (rate * t).sqrt()).max(0.0);
+            let answered = done(t);
+            let c = (answered + 2.0 * wobble(k, 7.7) * answered.sqrt()).clamp(0.0, sent);
+            if d.observe(t, sent - c, c) && fired.is_none() {
                 fired = Some(t);
             }
         }
+        (fired, d)
+    }
+
+    #[test]
+    fn a_growing_queue_is_detected() {
+        // 100 req/s offered, 60 served (after 0.2 s latency): outstanding grows by 40/s.
+        let (fired, d) = drive(100.0, 60.0, |t| 60.0 * (t - 0.2).max(0.0));
         let at = fired.expect("over-saturation detected");
         assert!(at < 5.0, "detected at {at} s");
-        // Growth at detection, within the pseudo-noise (±2√m per sample, m ≈ 150).
         assert!(
-            (d.result(true).growth_per_s - 40.0).abs() < 25.0,
+            (d.result(true).growth_per_s - 40.0).abs() < 10.0,
             "{:?}",
             d.result(true)
         );
-        // The same rate served in full: 50 outstanding on average, for a minute.
-        let mut d = Detector::new(100.0);
-        for k in 0..240 {
-            assert!(
-                !d.observe(k as f64 * 0.25, noisy(50.0, k)),
-                "fired at sample {k}"
-            );
+    }
+
+    #[test]
+    fn healthy_servers_are_never_flagged_even_while_their_queue_fills() {
+        // Served in full after a fixed latency: 0.1 s, 8 s (20 req/s: 160 outstanding once full)
+        // and 30 s (5 req/s).
+        for (rate, latency) in [
+            (100.0, 0.1),
+            (20.0, 8.0),
+            (30.0, 6.5),
+            (10.0, 15.0),
+            (5.0, 30.0),
+        ] {
+            let (fired, _) = drive(rate, 90.0, |t| rate * (t - latency).max(0.0));
+            assert_eq!(fired, None, "{rate}/s at {latency} s latency");
         }
-        assert!(!d.result(false).detected);
-        // A queue filling to a plateau (a burst, then steady) is not over-saturation.
-        let mut d = Detector::new(100.0);
-        for k in 0..240 {
-            let t = k as f64 * 0.25;
-            let v = noisy(20.0 + 30.0 * t.min(2.0), k);
-            assert!(!d.observe(t, v), "fired at {t} s");
-        }
+        // Latencies spread uniformly over 2-10 s: answers ramp up for 8 s, then keep pace.
+        let rate = 20.0;
+        let done = |t: f64| {
+            // ∫ rate · F(t − s) ds with F uniform on [2, 10].
+            let x = (t - 2.0).clamp(0.0, 8.0);
+            rate * (x * x / 16.0 + (t - 10.0).max(0.0))
+        };
+        let (fired, _) = drive(rate, 90.0, done);
+        assert_eq!(fired, None);
+        // A burst that fills a queue to a plateau, then keeps pace.
+        let (fired, _) = drive(
+            100.0,
+            60.0,
+            |t| if t < 2.0 { 0.0 } else { 100.0 * (t - 2.0) },
+        );
+        assert_eq!(fired, None);
     }
 }

@@ -88,20 +88,16 @@ fn range(axis: &str, item: &str) -> Result<Option<Vec<String>>, SweepError> {
             format!("`{item}`: the range ends below its start"),
         ));
     }
-    let mut out = vec![];
-    let mut x = a;
     let tolerance = 1e-9 * b.abs().max(1.0);
-    if geometric {
+    // How many values, before making any.
+    let count = if geometric {
         if step <= 1.0 || step.is_nan() || a <= 0.0 {
             return Err(axis_err(
                 axis,
                 format!("`{item}`: a geometric range needs a positive start and a factor above 1"),
             ));
         }
-        while x <= b + tolerance {
-            out.push(x);
-            x *= step;
-        }
+        ((b + tolerance) / a).ln() / step.ln()
     } else {
         if step <= 0.0 || step.is_nan() {
             return Err(axis_err(
@@ -109,23 +105,30 @@ fn range(axis: &str, item: &str) -> Result<Option<Vec<String>>, SweepError> {
                 format!("`{item}`: the step must be positive"),
             ));
         }
-        let mut k = 0.0;
-        while x <= b + tolerance {
-            out.push(x);
-            k += 1.0;
-            x = a + k * step;
-        }
-    }
-    if out.len() > 10_000 {
+        (b + tolerance - a) / step
+    };
+    if !(count.is_finite() && count < 10_000.0) {
         return Err(axis_err(axis, format!("`{item}` has over 10,000 values")));
     }
+    let n = count.floor() as usize + 1;
+    let out: Vec<f64> = (0..n)
+        .map(|k| {
+            if geometric {
+                a * step.powi(k as i32)
+            } else {
+                a + k as f64 * step
+            }
+        })
+        .collect();
     Ok(Some(
         out.into_iter()
             .map(|v| {
-                if (v - v.round()).abs() < 1e-9 {
+                if (v - v.round()).abs() < 1e-9 * v.abs().max(1.0) {
                     format!("{}", v.round() as i64)
                 } else {
-                    format!("{v}")
+                    // Nine decimals at most, trailing zeros dropped: 0.30000000000000004 → 0.3.
+                    let t = format!("{v:.9}");
+                    t.trim_end_matches('0').trim_end_matches('.').to_owned()
                 }
             })
             .collect(),

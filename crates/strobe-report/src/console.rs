@@ -641,7 +641,13 @@ fn search_lines(out: &mut String, s: &crate::SearchSummary) {
             p.value,
             p.successful,
             p.failed,
-            if p.pass { "pass" } else { "FAIL" },
+            if p.decided_by.starts_with("inconclusive") {
+                "unsure"
+            } else if p.pass {
+                "pass"
+            } else {
+                "FAIL"
+            },
             p.decided_by,
             if p.saturated { ", over-saturated" } else { "" },
             checks.join(", ")

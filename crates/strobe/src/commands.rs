@@ -112,13 +112,20 @@ pub async fn execute(
             Err(ExperimentError::Interrupted { stage }) => return interrupted(stage),
             Err(e) => return Err(e.into()),
         };
+        let failed = outcome.summary.grid.as_ref().map_or(0, |g| g.failed.len());
         let exit_code = if outcome.interrupted {
             exit::INTERRUPTED
         } else if outcome.reports.is_empty() {
             eprintln!("error: no engine of the grid ran");
             exit::ERROR
         } else {
-            checks(&outcome.reports, plan.max_error_rate, plan.fail_on_slo)
+            let code = checks(&outcome.reports, plan.max_error_rate, plan.fail_on_slo);
+            if failed > 0 {
+                eprintln!("error: {failed} engine configuration(s) of the grid did not run (see the summary's grid.failed)");
+                code.max(exit::CHECK_FAILED)
+            } else {
+                code
+            }
         };
         return Ok(Execution {
             exit_code,

@@ -654,6 +654,17 @@ pub fn search(a: SearchArgs) -> anyhow::Result<Plan> {
     if base.slo.is_empty() {
         bail!("strobe search needs --slo: the targets every probe is judged by, e.g. --slo ttft_p99=500ms,tpot_p99=50ms");
     }
+    if a.run.workload.no_stream {
+        if let Some(t) = base.slo.iter().find(|t| {
+            use strobe_metrics::slo::SloMetric;
+            matches!(t.metric, SloMetric::Ttft | SloMetric::Tpot | SloMetric::Itl)
+        }) {
+            bail!(
+                "--slo {}: whole responses (--no-stream) have no TTFT, TPOT or ITL; judge them by e2e or queue_delay",
+                t.name()
+            );
+        }
+    }
     base.duration = None;
     let (min_default, precision_default) = match variable {
         Variable::Rate => (0.1, Precision::Relative(0.05)),

@@ -164,15 +164,30 @@ impl Decider {
         &self.probes
     }
 
+    /// A value the search can probe: a whole concurrency, or a rate of three significant digits
+    /// (decimal, so labels read `54.4`, not `54.400000000000006`), within [min, max].
     fn round(&self, x: f64) -> f64 {
         let x = x.clamp(self.spec.min, self.spec.max);
-        match self.spec.variable {
+        let r = match self.spec.variable {
             Variable::Concurrency => x.round().max(1.0),
-            // Three significant digits: probe values people can read.
             Variable::Rate => {
-                let mag = 10f64.powf(x.log10().floor() - 2.0);
-                (x / mag).round() * mag
+                let digits = 2 - x.log10().floor() as i32;
+                if digits >= 0 {
+                    let p = 10f64.powi(digits);
+                    (x * p).round() / p
+                } else {
+                    let p = 10f64.powi(-digits);
+                    (x / p).round() * p
+                }
             }
+        };
+        // Rounding must not leave the range.
+        if r > self.spec.max {
+            self.spec.max
+        } else if r < self.spec.min {
+            self.spec.min
+        } else {
+            r
         }
     }
 
@@ -206,11 +221,21 @@ impl Decider {
             .collect()
     }
 
+    /// The bracket is within the precision, or no value the search can probe lies inside it
+    /// (a precision finer than whole concurrencies or three-digit rates).
     fn converged(&self, lo: f64, hi: f64) -> bool {
-        match self.spec.precision {
+        let within = match self.spec.precision {
             Precision::Absolute(step) => hi - lo <= step + 1e-9,
             Precision::Relative(r) => hi <= lo * (1.0 + r) + 1e-12,
-        }
+        };
+        let inside = |x: f64| x > lo && x < hi;
+        let probeable = match self.spec.variable {
+            Variable::Concurrency => hi - lo > 1.0 + 1e-9,
+            Variable::Rate => {
+                inside(self.round((lo * hi).sqrt())) || inside(self.round((lo + hi) / 2.0))
+            }
+        };
+        within || !probeable
     }
 
     /// Takes a probe's measurement and decides it (or marks it for a re-probe).
@@ -334,7 +359,7 @@ impl Decider {
                 };
                 let mut next = self.round(x * self.factor(&passes, true));
                 if next <= x {
-                    next = self.round(x + 1.0).max(x * 1.5).min(self.spec.max);
+                    next = self.round((x + 1.0).max(x * 1.5));
                 }
                 Next::Probe {
                     value: next,
@@ -567,6 +592,61 @@ mod tests {
         };
         assert_eq!(answer, Answer::Found { lo: 20.0, hi: 21.0 });
         assert!(d.probes().iter().any(|p| p.reprobe));
+    }
+
+    #[test]
+    fn every_probe_is_a_probeable_value_and_fine_precisions_end() {
+        // Capacity 3 with a slow start: the fallback step must still give whole concurrencies.
+        let spec = SearchSpec {
+            variable: Variable::Concurrency,
+            start: 1.0,
+            min: 1.0,
+            max: 64.0,
+            precision: Precision::Relative(0.05), // finer than whole numbers at 6
+            max_probes: 30,
+            reprobes: 1,
+        };
+        let mut d = Decider::new(spec);
+        let answer = loop {
+            match d.next_step() {
+                Next::Done(a) => break a,
+                Next::Probe { value, .. } => {
+                    assert_eq!(value, value.round(), "{value}");
+                    let actual = 100.0 * (0.25 + 0.24 * value);
+                    d.record(Measured {
+                        value,
+                        verdict: certain(actual),
+                        met: actual <= 100.0,
+                        margin: (actual / 100.0).ln(),
+                        saturated: false,
+                    });
+                }
+            }
+        };
+        assert_eq!(answer, Answer::Found { lo: 3.0, hi: 4.0 });
+        assert!(d.probes().len() < 10);
+        // A rate precision finer than three digits ends as soon as nothing fits in between.
+        let spec = SearchSpec {
+            variable: Variable::Rate,
+            start: 1.0,
+            min: 0.1,
+            max: 12_355.0,
+            precision: Precision::Relative(0.001),
+            max_probes: 40,
+            reprobes: 1,
+        };
+        let (a, n) = run_search(spec.clone(), |r, _| {
+            let v = r / 159.3 * 100.0;
+            (v, certain(v))
+        });
+        assert!(
+            matches!(a, Answer::Found { lo, hi } if lo <= 159.3 && hi > 159.3),
+            "{a:?}"
+        );
+        assert!(n < 20, "{n}");
+        // Values stay decimal and within the maximum.
+        let (a, _) = run_search(spec, |_, _| (1.0, SloVerdict::Met));
+        assert_eq!(a, Answer::AtLeastMax { max: 12_355.0 });
     }
 
     #[test]

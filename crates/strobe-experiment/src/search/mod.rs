@@ -179,7 +179,7 @@ pub async fn run(
     };
     let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let mut summary = ExperimentSummary::new(&exp.kind, &exp.title, &started_at, 0);
-    let mut outputs = OutputManager::create(exp.outputs.clone(), vec![], true, &summary)?;
+    let mut outputs = OutputManager::create(exp.outputs.clone(), vec![], true, &summary, false)?;
     observer.stage(&Stage::BuildingWorkloads);
     let prepared = prepare_workloads(session, &exp, shutdown, observer).await?;
     probe_bodies(session, &exp, shutdown, observer).await?;
