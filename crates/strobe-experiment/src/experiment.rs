@@ -124,6 +124,30 @@ pub struct ExperimentOptions {
 }
 
 impl Experiment {
+    /// An experiment of `runs` over `workloads`, with what every kind is given.
+    pub fn new(
+        kind: &str,
+        title: &str,
+        workloads: Vec<WorkloadSpec>,
+        runs: Vec<RunSpec>,
+        options: ExperimentOptions,
+    ) -> Experiment {
+        Experiment {
+            kind: kind.into(),
+            title: title.into(),
+            workloads,
+            runs,
+            comparisons: vec![],
+            drain_timeout: options.drain_timeout,
+            abort_after_failures: options.abort_after_failures,
+            price: options.price,
+            outputs: options.outputs,
+            reset_prefix_cache: options.reset_prefix_cache,
+            restart: options.restart,
+            stop_when_saturated: false,
+        }
+    }
+
     /// A single run of `classes` (their workloads in order).
     pub fn single(
         kind: &str,
@@ -139,24 +163,17 @@ impl Experiment {
                 (c, w)
             })
             .unzip();
-        Experiment {
-            kind: kind.into(),
-            title: title.into(),
+        Experiment::new(
+            kind,
+            title,
             workloads,
-            runs: vec![RunSpec {
+            vec![RunSpec {
                 label: "run".into(),
                 parameters: BTreeMap::new(),
                 classes,
             }],
-            comparisons: vec![],
-            drain_timeout: options.drain_timeout,
-            abort_after_failures: options.abort_after_failures,
-            price: options.price,
-            outputs: options.outputs,
-            reset_prefix_cache: options.reset_prefix_cache,
-            restart: options.restart,
-            stop_when_saturated: false,
-        }
+            options,
+        )
     }
 }
 

@@ -132,18 +132,13 @@ pub fn experiment(
     }
     // The interactive class's duration applies to isolated runs only.
     batch.until = None;
-    Ok(Experiment {
-        kind: "interference".into(),
-        title: "batch and interactive users on one server (seed 000's three conditions)".into(),
-        workloads: vec![batch_w, users_w],
+    let mut e = Experiment::new(
+        "interference",
+        "batch and interactive users on one server (seed 000's three conditions)",
+        vec![batch_w, users_w],
         runs,
-        comparisons,
-        drain_timeout: options.drain_timeout,
-        abort_after_failures: options.abort_after_failures,
-        price: options.price,
-        outputs: options.outputs,
-        reset_prefix_cache: options.reset_prefix_cache,
-        restart: options.restart,
-        stop_when_saturated: false,
-    })
+        options,
+    );
+    e.comparisons = comparisons;
+    Ok(e)
 }

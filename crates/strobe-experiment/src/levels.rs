@@ -45,18 +45,11 @@ pub fn experiment(
             }
         })
         .collect();
-    Experiment {
-        kind: "levels".into(),
-        title: format!("profile {profile}: one run per concurrency level"),
-        workloads: vec![workload],
+    Experiment::new(
+        "levels",
+        &format!("profile {profile}: one run per concurrency level"),
+        vec![workload],
         runs,
-        comparisons: vec![],
-        drain_timeout: options.drain_timeout,
-        abort_after_failures: options.abort_after_failures,
-        price: options.price,
-        outputs: options.outputs,
-        reset_prefix_cache: options.reset_prefix_cache,
-        restart: options.restart,
-        stop_when_saturated: false,
-    }
+        options,
+    )
 }

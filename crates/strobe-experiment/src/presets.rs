@@ -2,8 +2,127 @@
 //! A preset is a base class and its axes; any flag given on the command line overrides the
 //! preset's value for that setting, and a `--sweep` axis on a key replaces the preset's axis on it.
 
-use crate::draft::{ClassDraft, ScheduleKind};
-use crate::sweep::{parse_axis, Axis, SweepError};
+use crate::draft::{ClassDraft, DraftError, ScheduleKind};
+use crate::experiment::Experiment;
+use crate::levels::{self, LevelRequests};
+use crate::sweep::{self, parse_axis, Axis, Sweep, SweepError};
+use crate::ExperimentOptions;
+
+/// Why a sweep cannot be built from its settings.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SweepSetupError {
+    #[error("--preset {0}: this preset prices every point: give --gpu-price USD (per GPU-hour) and --gpus N")]
+    NeedsPrice(&'static str),
+    #[error("--preset {preset}: its axis is the profile's concurrency levels; for other levels use --profile {profile} --sweep concurrency=...")]
+    ProfileAxis {
+        preset: &'static str,
+        profile: &'static str,
+    },
+    #[error("--preset sets one class; it does not go with --scenario")]
+    PresetWithScenario,
+    #[error("strobe sweep needs --sweep KEY=VALUES (e.g. --sweep concurrency=1,2,4) or --preset NAME (strobe sweep --list)")]
+    NoAxes,
+    #[error("{} {}", .0.flag(), .0.message)]
+    Draft(DraftError),
+    #[error("--sweep {0}")]
+    Sweep(#[from] SweepError),
+    #[error("--preset: {0}")]
+    Profile(String),
+}
+
+/// A sweep's experiment from its base classes (the flags' one class, or a scenario's), a preset
+/// and the axes given. `counts_given`: the command line bounds the runs (`-n`/`-d`), so a seed 002
+/// preset keeps that bound instead of its profile's request rule.
+pub fn sweep_experiment(
+    preset: Option<&'static Preset>,
+    mut drafts: Vec<ClassDraft>,
+    given: Vec<Axis>,
+    same_prompts: bool,
+    counts_given: bool,
+    options: ExperimentOptions,
+) -> Result<Experiment, SweepSetupError> {
+    if preset.is_some() && drafts.len() > 1 {
+        return Err(SweepSetupError::PresetWithScenario);
+    }
+    match preset {
+        Some(p) if p.needs_price && options.price.is_none() => {
+            Err(SweepSetupError::NeedsPrice(p.name))
+        }
+        Some(
+            p @ Preset {
+                profile: Some(name),
+                ..
+            },
+        ) => {
+            if !given.is_empty() {
+                return Err(SweepSetupError::ProfileAxis {
+                    preset: p.name,
+                    profile: name,
+                });
+            }
+            let profile =
+                strobe_workload::profiles::find(name).map_err(SweepSetupError::Profile)?;
+            let mut d = drafts.remove(0);
+            d.apply_profile(profile);
+            let (class, workload) = d.resolve(0).map_err(SweepSetupError::Draft)?;
+            let requests = if counts_given {
+                LevelRequests::AsGiven
+            } else {
+                LevelRequests::PerLevel(profile)
+            };
+            let mut e = levels::experiment(
+                profile.name,
+                class,
+                workload,
+                profile.concurrency,
+                requests,
+                options,
+            );
+            e.kind = "sweep".into();
+            e.title = format!("{}: {}", p.name, p.about);
+            Ok(e)
+        }
+        Some(p) => {
+            p.apply(&mut drafts[0]);
+            let axes = p.axes(&given)?;
+            Ok(sweep::experiment(
+                "sweep",
+                &format!("{}: {}", p.name, p.about),
+                &drafts,
+                &Sweep { axes, same_prompts },
+                options,
+            )?)
+        }
+        None => {
+            if given.is_empty() {
+                return Err(SweepSetupError::NoAxes);
+            }
+            let title = format!(
+                "sweep over {}",
+                given
+                    .iter()
+                    .map(|g| g
+                        .keys
+                        .iter()
+                        .map(|k| k.name())
+                        .collect::<Vec<_>>()
+                        .join("+"))
+                    .collect::<Vec<_>>()
+                    .join(" × ")
+            );
+            Ok(sweep::experiment(
+                "sweep",
+                &title,
+                &drafts,
+                &Sweep {
+                    axes: given,
+                    same_prompts,
+                },
+                options,
+            )?)
+        }
+    }
+}
 
 /// One preset.
 #[derive(Debug)]

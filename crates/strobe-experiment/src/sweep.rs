@@ -40,7 +40,8 @@ pub struct AxisKey {
 }
 
 impl AxisKey {
-    fn name(&self) -> String {
+    /// `key`, or `class.key`.
+    pub fn name(&self) -> String {
         match &self.class {
             Some(c) => format!("{c}.{}", self.key),
             None => self.key.clone(),
@@ -305,20 +306,7 @@ pub fn experiment(
             classes,
         });
     }
-    Ok(Experiment {
-        kind: kind.into(),
-        title: title.into(),
-        workloads,
-        runs,
-        comparisons: vec![],
-        drain_timeout: options.drain_timeout,
-        abort_after_failures: options.abort_after_failures,
-        price: options.price,
-        outputs: options.outputs,
-        reset_prefix_cache: options.reset_prefix_cache,
-        restart: options.restart,
-        stop_when_saturated: false,
-    })
+    Ok(Experiment::new(kind, title, workloads, runs, options))
 }
 
 #[cfg(test)]

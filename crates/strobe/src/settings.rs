@@ -536,74 +536,21 @@ pub fn sweep(a: SweepArgs) -> anyhow::Result<Plan> {
         .iter()
         .map(|s| sweep::parse_axis(s).map_err(|e| anyhow::anyhow!("--sweep {e}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut drafts = base_classes(&a.run)?;
     let preset = a
         .preset
         .as_deref()
         .map(presets::find)
         .transpose()
         .map_err(|e| anyhow::anyhow!("--preset: {e}"))?;
-    if preset.is_some() && a.run.scenario.is_some() {
-        bail!("--preset sets one class; it does not go with --scenario");
-    }
-    let experiment = match preset {
-        Some(p) if p.needs_price && options.price.is_none() => bail!(
-            "--preset {}: this preset prices every point: give --gpu-price USD (per GPU-hour) and --gpus N",
-            p.name
-        ),
-        Some(p) if p.profile.is_some() => {
-            if !given.is_empty() {
-                bail!("--preset {}: its axis is the profile's concurrency levels; for other levels use --profile {} --sweep concurrency=...", p.name, p.profile.unwrap_or_default());
-            }
-            let profile = profiles::find(p.profile.unwrap_or_default()).map_err(|e| anyhow::anyhow!(e))?;
-            let mut d = drafts.remove(0);
-            d.apply_profile(profile);
-            let (class, workload) = d.resolve(0).map_err(draft_error)?;
-            let requests = if a.run.load.requests.is_none() && a.run.load.duration.is_none() {
-                LevelRequests::PerLevel(profile)
-            } else {
-                LevelRequests::AsGiven
-            };
-            let mut e = levels::experiment(profile.name, class, workload, profile.concurrency, requests, options);
-            e.kind = "sweep".into();
-            e.title = format!("{}: {}", p.name, p.about);
-            e
-        }
-        Some(p) => {
-            p.apply(&mut drafts[0]);
-            let axes = p.axes(&given)?;
-            sweep::experiment(
-                "sweep",
-                &format!("{}: {}", p.name, p.about),
-                &drafts,
-                &sweep::Sweep { axes, same_prompts: a.same_prompts },
-                options,
-            )?
-        }
-        None => {
-            if given.is_empty() {
-                bail!("strobe sweep needs --sweep KEY=VALUES (e.g. --sweep concurrency=1,2,4) or --preset NAME (strobe sweep --list)");
-            }
-            let title = format!(
-                "sweep over {}",
-                given
-                    .iter()
-                    .map(|g| g.keys.iter().map(|k| match &k.class {
-                        Some(c) => format!("{c}.{}", k.key),
-                        None => k.key.clone(),
-                    }).collect::<Vec<_>>().join("+"))
-                    .collect::<Vec<_>>()
-                    .join(" × ")
-            );
-            sweep::experiment(
-                "sweep",
-                &title,
-                &drafts,
-                &sweep::Sweep { axes: given, same_prompts: a.same_prompts },
-                options,
-            )?
-        }
-    };
+    let counts_given = a.run.load.requests.is_some() || a.run.load.duration.is_some();
+    let experiment = presets::sweep_experiment(
+        preset,
+        base_classes(&a.run)?,
+        given,
+        a.same_prompts,
+        counts_given,
+        options,
+    )?;
     let mut plan = Plan::of(target, experiment, &a.run.output)?;
     if !a.engine_grid.is_empty() {
         if plan.target.launch.is_none() {

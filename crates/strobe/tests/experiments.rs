@@ -323,3 +323,62 @@ async fn on_an_unloaded_target_the_batch_leaves_interactive_latency_alone() {
     }
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_sends_fresh_prompts_per_point_and_can_empty_the_prefix_cache_before_each() {
+    let server = start(timed(5, 2)).await;
+    let out = sweep(
+        &url_of(&server),
+        &[
+            "--sweep",
+            "concurrency=1,2,4",
+            "-n",
+            "4",
+            "--output-len",
+            "4",
+            "--reset-prefix-cache",
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.exit_code, 0);
+    // One reset before each of the three points.
+    assert_eq!(server.truth.summary().prefix_cache_resets, 3);
+    let seeds: std::collections::HashSet<u64> = out
+        .reports
+        .iter()
+        .map(|r| r.classes[0].workload.content_seed)
+        .collect();
+    assert_eq!(seeds.len(), 3, "each point sends new text");
+    let s = out.summary.unwrap();
+    assert_eq!(s.kind, "sweep");
+    assert_eq!(
+        s.points
+            .iter()
+            .map(|p| p.parameters["concurrency"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [1, 2, 4]
+    );
+    // --same-prompts keeps one text for every point.
+    let same = sweep(
+        &url_of(&server),
+        &[
+            "--sweep",
+            "concurrency=1,2",
+            "-n",
+            "2",
+            "--output-len",
+            "4",
+            "--same-prompts",
+        ],
+    )
+    .await
+    .unwrap();
+    let seeds: std::collections::HashSet<u64> = same
+        .reports
+        .iter()
+        .map(|r| r.classes[0].workload.content_seed)
+        .collect();
+    assert_eq!(seeds.len(), 1);
+    server.shutdown().await;
+}

@@ -153,30 +153,27 @@ pub async fn run(
     let (_, workload) = template.resolve(0).map_err(|e| {
         ExperimentError::Invalid(format!("--{}: {}", e.key.replace('_', "-"), e.message))
     })?;
-    let mut exp = Experiment {
-        kind: "search".into(),
-        title: format!(
-            "capacity search: the highest {} meeting {}",
-            spec.variable.name(),
-            search
-                .base
-                .slo
-                .iter()
-                .map(|t| format!("{}≤{}ms", t.name(), t.limit_ms))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        workloads: vec![workload],
-        runs: vec![make_run(0, spec.start, 1)?],
-        comparisons: vec![],
-        drain_timeout: options.drain_timeout,
-        abort_after_failures: options.abort_after_failures,
-        price: options.price,
-        outputs: options.outputs.clone(),
-        reset_prefix_cache: options.reset_prefix_cache,
-        restart: true,
-        stop_when_saturated: spec.variable == Variable::Rate,
-    };
+    let title = format!(
+        "capacity search: the highest {} meeting {}",
+        spec.variable.name(),
+        search
+            .base
+            .slo
+            .iter()
+            .map(|t| format!("{}≤{}ms", t.name(), t.limit_ms))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut exp = Experiment::new(
+        "search",
+        &title,
+        vec![workload],
+        vec![make_run(0, spec.start, 1)?],
+        options,
+    );
+    // Probes are decided as the search goes: nothing to resume; over-saturated probes stop.
+    exp.restart = true;
+    exp.stop_when_saturated = spec.variable == Variable::Rate;
     let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let mut summary = ExperimentSummary::new(&exp.kind, &exp.title, &started_at, 0);
     let mut outputs = OutputManager::create(exp.outputs.clone(), vec![], true, &summary, false)?;

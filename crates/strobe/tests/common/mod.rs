@@ -88,6 +88,17 @@ pub async fn interference(url: &str, args: &[&str]) -> anyhow::Result<Out> {
     execute(strobe::settings::interference(*a)?).await
 }
 
+/// `strobe sweep --url URL -q ARGS`, in-process.
+#[allow(dead_code)]
+pub async fn sweep(url: &str, args: &[&str]) -> anyhow::Result<Out> {
+    let mut all = vec!["strobe", "sweep", "--url", url, "-q"];
+    all.extend_from_slice(args);
+    let Command::Sweep(a) = Cli::try_parse_from(all)?.command else {
+        unreachable!()
+    };
+    execute(strobe::settings::sweep(*a)?).await
+}
+
 pub fn temp_path(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("strobe-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
