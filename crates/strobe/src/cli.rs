@@ -27,6 +27,7 @@ pub enum Command {
     Sweep(Box<SweepArgs>),
     /// Capacity search: the highest request rate (or concurrency) whose runs meet the --slo
     /// targets, with few probes, a statistical check on each and early stops on over-saturation.
+    /// Each probe sends for --duration (default 20s) after its --warmup.
     Search(Box<SearchArgs>),
     /// Serve the built-in OpenAI-compatible target with exact, configurable timing.
     Serve(ServeArgs),
