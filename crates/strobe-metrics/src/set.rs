@@ -264,6 +264,9 @@ mergeable! {
         /// Successful measured requests that met every per-request SLO.
         #[serde(default)]
         pub slo_met: u64,
+        /// Per-interval activity over the whole run (warm-up included), for charts.
+        #[serde(default)]
+        pub timeline: crate::Timeline,
     }
 }
 
@@ -287,6 +290,7 @@ impl MetricSet {
 
     /// Adds one record. This is where the metric definitions of `docs/metrics.md` live.
     pub fn add(&mut self, r: &RequestRecord) {
+        self.timeline.add(r);
         if r.warmup {
             self.warmup += 1;
             self.warmup_intervals.push((r.sent_ns, r.end_ns));

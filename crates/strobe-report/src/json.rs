@@ -1,11 +1,11 @@
-//! The JSON exporter: reports (schema `schema/report.v3.schema.json`) and experiment summaries
+//! The JSON exporter: reports (schema `schema/report.v4.schema.json`) and experiment summaries
 //! (`schema/experiment.v2.schema.json`) as pretty-printed JSON.
 
 use crate::summary::ExperimentSummary;
 use crate::Report;
 
 /// The JSON Schema every report conforms to.
-pub const SCHEMA: &str = include_str!("../schema/report.v3.schema.json");
+pub const SCHEMA: &str = include_str!("../schema/report.v4.schema.json");
 /// The JSON Schema every experiment summary conforms to.
 pub const EXPERIMENT_SCHEMA: &str = include_str!("../schema/experiment.v2.schema.json");
 
@@ -44,12 +44,12 @@ pub fn generated_schemas() -> [(&'static str, serde_json::Value); 2] {
     }
     [
         (
-            "report.v3.schema.json",
+            "report.v4.schema.json",
             with_header(
                 serde_json::to_value(schemars::schema_for!(crate::Report)).unwrap_or_default(),
-                "report.v3.schema.json",
-                "strobe report, version 2",
-                "The JSON report of one run (--output FILE.json; one per run of an experiment). Units are in field names: _ms milliseconds, _s seconds, _per_s per second. Metric definitions: docs/metrics.md; changes from v1: docs/report.md.",
+                "report.v4.schema.json",
+                "strobe report, version 4",
+                "The JSON report of one run (--output FILE.json; one per run of an experiment). Units are in field names: _ms milliseconds, _s seconds, _per_s per second. Metric definitions: docs/metrics.md; changes between versions: docs/report.md.",
             ),
         ),
         (
@@ -57,7 +57,7 @@ pub fn generated_schemas() -> [(&'static str, serde_json::Value); 2] {
             with_header(
                 serde_json::to_value(schemars::schema_for!(crate::summary::ExperimentSummary)).unwrap_or_default(),
                 "experiment.v2.schema.json",
-                "strobe experiment summary, version 1",
+                "strobe experiment summary, version 2",
                 "The summary of an experiment of several runs (profile levels, strobe interference): --output FILE.json, each run's report beside it. Derived from the runs' reports.",
             ),
         ),

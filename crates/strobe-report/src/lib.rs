@@ -1,7 +1,7 @@
 //! The report: one versioned type, the experiment summary, and exporters that turn them into
 //! bytes.
 //!
-//! [`Report`] is what a run produced, in the shape of `schema/report.v3.schema.json`: the run as a
+//! [`Report`] is what a run produced, in the shape of `schema/report.v4.schema.json`: the run as a
 //! whole and each request class on its own. Every field carries its unit in its name (`ttft_ms`,
 //! `duration_s`). Each class carries the lossless state of its statistics, so reports of several
 //! processes can be merged exactly. [`ExperimentSummary`] (`schema/experiment.v2.schema.json`) is

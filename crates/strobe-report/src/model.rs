@@ -1,4 +1,4 @@
-//! The report's data model (schema `strobe.report.v3`; `docs/report.md` has the migration notes
+//! The report's data model (schema `strobe.report.v4`; `docs/report.md` has the migration notes
 //! from v1).
 
 use serde::{Deserialize, Serialize};
@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use strobe_metrics::{cost, ClassSets, Cost, GpuPrice, MetricSet, SloReport, SloTarget, Summary};
 
 /// Identifies this layout; bumped on any incompatible change.
-pub const SCHEMA_ID: &str = "strobe.report.v3";
+pub const SCHEMA_ID: &str = "strobe.report.v4";
 
 /// The result of one run: one or more classes of requests at once.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]

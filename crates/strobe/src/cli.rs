@@ -366,7 +366,7 @@ pub struct WorkloadArgs {
 /// Where results go, and what they cost.
 #[derive(Debug, Args)]
 pub struct OutputArgs {
-    /// Write the JSON report here (schema strobe.report.v3). For several runs (profile levels,
+    /// Write the JSON report here (schema strobe.report.v4). For several runs (profile levels,
     /// `strobe interference`, sweeps, searches) this is the experiment summary, and each run's report goes beside
     /// it as FILE.LABEL.json.
     #[arg(short = 'o', long, value_name = "FILE.json", help_heading = "Output")]
