@@ -2,13 +2,11 @@
 //!
 //! Every seed yields a different picture (seeded gradient, translucent shapes and a
 //! little grain) so server-side image caches never hit across requests, while the same
-//! `(width, height, format, seed)` always yields byte-identical output. Rendering and PNG
-//! encoding use integer arithmetic only and the JPEG encoder runs without its runtime-detected
+//! `(width, height, format, seed)` always yields byte-identical output. Rendering uses integer
+//! arithmetic only and the JPEG encoder runs without its runtime-detected
 //! SIMD path, so output does not depend on the CPU, only on the pinned versions of `rand`
-//! (the `StdRng` algorithm) and `jpeg-encoder`.
+//! (the `StdRng` algorithm), `png` and `jpeg-encoder`.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::path::Path;
 use std::str::FromStr;
 
@@ -178,180 +176,23 @@ fn render(w: usize, h: usize, seed: u64) -> Vec<u8> {
     px
 }
 
-fn write_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
-    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-    out.extend_from_slice(kind);
-    out.extend_from_slice(data);
-    let mut crc = crc32fast::Hasher::new();
-    crc.update(kind);
-    crc.update(data);
-    out.extend_from_slice(&crc.finalize().to_be_bytes());
-}
-
-/// Encodes RGB8 pixels as a PNG (Up filter on every row, Huffman-only zlib stream).
+/// Encodes RGB8 pixels as a PNG with the `png` crate: the Up filter on every row (cheap, and
+/// as good as adaptive filtering on this kind of picture) and its fast deflate.
 fn encode_png(width: u32, height: u32, rgb: &[u8]) -> Vec<u8> {
-    let stride = width as usize * 3;
-    let mut raw = Vec::with_capacity((stride + 1) * height as usize);
-    let mut prev: &[u8] = &[];
-    for row in rgb.chunks_exact(stride) {
-        raw.push(2); // filter type Up; the row above the first one counts as zeros
-        if prev.is_empty() {
-            raw.extend_from_slice(row);
-        } else {
-            raw.extend(row.iter().zip(prev).map(|(a, b)| a.wrapping_sub(*b)));
-        }
-        prev = row;
-    }
-    let idat = zlib_huffman_only(&raw);
-
-    let mut ihdr = [0u8; 13];
-    ihdr[0..4].copy_from_slice(&width.to_be_bytes());
-    ihdr[4..8].copy_from_slice(&height.to_be_bytes());
-    ihdr[8] = 8; // bit depth
-    ihdr[9] = 2; // colour type RGB; compression, filter, interlace = 0
-    let mut out = Vec::with_capacity(idat.len() + 64);
-    out.extend_from_slice(b"\x89PNG\r\n\x1a\n");
-    write_chunk(&mut out, b"IHDR", &ihdr);
-    write_chunk(&mut out, b"IDAT", &idat);
-    write_chunk(&mut out, b"IEND", &[]);
+    let mut out = Vec::with_capacity(rgb.len() / 2);
+    let mut enc = png::Encoder::new(&mut out, width, height);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_depth(png::BitDepth::Eight);
+    enc.set_compression(png::Compression::Fast);
+    enc.set_filter(png::FilterType::Up);
+    enc.set_adaptive_filter(png::AdaptiveFilterType::NonAdaptive);
+    let mut w = enc
+        .write_header()
+        .expect("a PNG header of non-zero dimensions is valid");
+    w.write_image_data(rgb)
+        .expect("RGB8 data of width × height × 3 bytes encodes");
+    w.finish().expect("writing to memory cannot fail");
     out
-}
-
-/// Huffman code lengths (at most 14 bits, one less than deflate allows) for `freq`, 0 for unused symbols.
-fn code_lengths(freq: &[u64]) -> Vec<u8> {
-    let mut f = freq.to_vec();
-    loop {
-        let n = f.len();
-        let mut heap: BinaryHeap<_> = (0..n)
-            .filter(|&i| f[i] > 0)
-            .map(|i| Reverse((f[i], i)))
-            .collect();
-        let mut parent = vec![0usize; 2 * n];
-        let mut next = n;
-        while heap.len() > 1 {
-            let (Reverse((wa, a)), Reverse((wb, b))) = (heap.pop().unwrap(), heap.pop().unwrap());
-            (parent[a], parent[b]) = (next, next);
-            heap.push(Reverse((wa + wb, next)));
-            next += 1;
-        }
-        let mut depth = vec![0u8; next];
-        for i in (0..next - 1).rev() {
-            depth[i] = depth[parent[i]] + 1;
-        }
-        let lens: Vec<u8> = (0..n)
-            .map(|i| if f[i] > 0 { depth[i] } else { 0 })
-            .collect();
-        if lens.iter().all(|&l| l <= 14) {
-            return lens;
-        }
-        f.iter_mut()
-            .filter(|x| **x > 0)
-            .for_each(|x| *x = (*x >> 1) | 1); // flatten, retry
-    }
-}
-
-/// zlib stream holding one dynamic-Huffman deflate block of literals only (no LZ77):
-/// several times faster than miniz's fastest level on filtered photo-like data, similar size.
-fn zlib_huffman_only(data: &[u8]) -> Vec<u8> {
-    let mut hist = [[0u64; 256]; 4];
-    let mut quads = data.chunks_exact(4);
-    for q in &mut quads {
-        (0..4).for_each(|i| hist[i][q[i] as usize] += 1);
-    }
-    quads
-        .remainder()
-        .iter()
-        .for_each(|&b| hist[0][b as usize] += 1);
-    let mut freq: Vec<u64> = (0..256).map(|s| hist.iter().map(|h| h[s]).sum()).collect();
-    freq.push(1); // end of block
-    let lens = code_lengths(&freq);
-    // Canonical codes (RFC 1951 3.2.2), bit-reversed for LSB-first output.
-    let mut next_code = [0u32; 16];
-    for len in 2..16 {
-        let shorter = lens.iter().filter(|&&l| l as usize == len - 1).count() as u32;
-        next_code[len] = (next_code[len - 1] + shorter) << 1;
-    }
-    let codes: Vec<u64> = lens
-        .iter()
-        .map(|&l| {
-            next_code[l as usize] += 1;
-            ((next_code[l as usize] - 1).reverse_bits() as u64)
-                .checked_shr(32 - l as u32)
-                .unwrap_or(0)
-        })
-        .collect();
-
-    // Exact size: 2 (zlib header) + 17 bits + 19 * 3 + 258 * 4 (Huffman tables) + the data.
-    let data_bits: u64 = freq.iter().zip(&lens).map(|(&f, &l)| f * l as u64).sum();
-    let total = 2 + (17 + 57 + 1032 + data_bits as usize).div_ceil(8);
-    let mut out = vec![0u8; total + 8 + 4]; // + 8 slack for whole-word writes, + 4 Adler-32
-    out[..2].copy_from_slice(&[0x78, 0x01]); // zlib header: deflate, 32K window, no dictionary
-    let (mut pos, mut acc, mut n) = (2usize, 0u64, 0u32);
-    let mut put = |code: u64, len: u8| {
-        acc |= code << n;
-        n += len as u32;
-        out[pos..pos + 8].copy_from_slice(&acc.to_le_bytes());
-        pos += (n / 8) as usize;
-        acc >>= n & !7;
-        n &= 7;
-    };
-    put(0b101, 3); // BFINAL=1, BTYPE=2 (dynamic Huffman)
-    put(0, 5 + 5); // HLIT = 0: 257 literal/length codes; HDIST = 0: 1 distance code
-    put(15, 4); // HCLEN: 19 code-length codes
-                // Code-length alphabet: symbols 0..=15 get 4 bits each (code = symbol), 16..=18 unused.
-    for sym in [
-        16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15,
-    ] {
-        put(if sym < 16 { 4 } else { 0 }, 3);
-    }
-    for &l in lens.iter().chain(&[0]) {
-        put(((l as u32).reverse_bits() >> 28) as u64, 4); // the one distance code is unused
-    }
-    let mut quads = data.chunks_exact(4);
-    for q in &mut quads {
-        let (mut code, mut len) = (0u64, 0u8);
-        for &b in q {
-            (code, len) = (code | codes[b as usize] << len, len + lens[b as usize]);
-        }
-        put(code, len); // 4 codes of at most 14 bits, plus < 8 pending bits, fit in 64
-    }
-    for &b in quads.remainder() {
-        put(codes[b as usize], lens[b as usize]);
-    }
-    put(codes[256], lens[256]);
-    put(0, 7); // flush the last partial byte
-    debug_assert_eq!(pos, total);
-    out.truncate(pos);
-    out.extend_from_slice(&adler32(data).to_be_bytes());
-    out
-}
-
-/// Adler-32 of `data`, with 16 independent lanes so that the compiler vectorises it.
-fn adler32(data: &[u8]) -> u32 {
-    let (mut a, mut b) = (1u64, 0u64);
-    for chunk in data.chunks(16 * 340) {
-        let (mut sa, mut sb) = ([0u32; 16], [0u32; 16]);
-        let mut blocks = chunk.chunks_exact(16);
-        for blk in &mut blocks {
-            for i in 0..16 {
-                sa[i] += blk[i] as u32;
-                sb[i] += sa[i];
-            }
-        }
-        // Byte i of block m (of k) is weighted n - (16 m + i) = 16 (k - m) - i in the sum b.
-        b += (chunk.len() & !15) as u64 * a;
-        for i in 0..16 {
-            (a, b) = (
-                a + sa[i] as u64,
-                b + 16 * sb[i] as u64 - i as u64 * sa[i] as u64,
-            );
-        }
-        for &x in blocks.remainder() {
-            (a, b) = (a + x as u64, b + a + x as u64);
-        }
-        (a, b) = (a % 65521, b % 65521);
-    }
-    (b << 16 | a) as u32
 }
 
 #[cfg(test)]
@@ -362,7 +203,7 @@ mod tests {
         u32::from_be_bytes(b[..4].try_into().unwrap())
     }
 
-    /// Bitwise CRC-32, independent of the table-driven crate used by the encoder.
+    /// Bitwise CRC-32, independent of the encoder's.
     fn slow_crc(data: &[u8]) -> u32 {
         let mut c = !0u32;
         for &b in data {
@@ -436,40 +277,23 @@ mod tests {
             let (ihdr, idat) = parse_png(&generate(w, h, ImageFormat::Png, seed));
             assert_eq!((be32(&ihdr[0..]), be32(&ihdr[4..])), (w, h));
             assert_eq!(&ihdr[8..], &[8, 2, 0, 0, 0]);
-            // Inflate with an independent decoder (checks Adler-32) and undo the Up filter.
+            // Inflate with an independent decoder (checks Adler-32) and undo the filters (Up, or
+            // None where the encoder chose it, as for the first row).
             let raw = miniz_oxide::inflate::decompress_to_vec_zlib(&idat).unwrap();
             let stride = w as usize * 3;
             let mut pixels: Vec<u8> = Vec::new();
             for row in raw.chunks_exact(stride + 1) {
-                assert_eq!(row[0], 2);
+                assert!(row[0] == 0 || row[0] == 2, "filter {}", row[0]);
                 let above = pixels
                     .len()
                     .checked_sub(stride)
+                    .filter(|_| row[0] == 2)
                     .map(|i| pixels[i..].to_vec());
                 let above = above.unwrap_or_else(|| vec![0; stride]);
                 pixels.extend(row[1..].iter().zip(&above).map(|(d, a)| d.wrapping_add(*a)));
             }
             assert_eq!(pixels, render(w as usize, h as usize, seed));
         }
-    }
-
-    #[test]
-    fn huffman_length_limit_and_adler() {
-        // Fibonacci frequencies force an unlimited Huffman tree deeper than 14 levels.
-        let (mut data, mut fib) = (Vec::new(), (1usize, 1usize));
-        for sym in 0..26u8 {
-            data.extend(std::iter::repeat_n(sym, fib.0));
-            fib = (fib.1, fib.0 + fib.1);
-        }
-        let z = zlib_huffman_only(&data);
-        assert_eq!(
-            miniz_oxide::inflate::decompress_to_vec_zlib(&z).unwrap(),
-            data
-        );
-        let (mut a, mut b) = (1u32, 0u32);
-        data.iter()
-            .for_each(|&x| (a, b) = ((a + x as u32) % 65521, (b + a + x as u32) % 65521));
-        assert_eq!(adler32(&data), (b << 16) | a);
     }
 
     #[test]
