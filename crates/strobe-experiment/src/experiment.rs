@@ -536,17 +536,19 @@ pub async fn run(
         interrupted |= report.run.interrupted;
         aborted |= report.run.aborted;
         summary.interrupted = interrupted || aborted;
-        outputs.write_summary(&summary)?;
-        if !files.is_empty() {
-            observer.run_finished(&report, &files);
-        }
         reports.push(report);
+        outputs.write_summary(&summary, &reports)?;
+        if !files.is_empty() {
+            if let Some(report) = reports.last() {
+                observer.run_finished(report, &files);
+            }
+        }
         if interrupted || aborted {
             break;
         }
     }
     summary.interrupted = interrupted || aborted || reports.len() < exp.runs.len();
-    outputs.write_summary(&summary)?;
+    outputs.write_summary(&summary, &reports)?;
     if exp.is_multi() {
         observer.experiment_finished(&summary, outputs.summary_path());
     }

@@ -140,16 +140,31 @@ pub async fn run(
         engines.len() * exp.runs.len(),
     );
     let mut grid = GridSummary::default();
-    let write = |s: &ExperimentSummary| -> Result<(), ExperimentError> {
+    // The grid's own summary and exports cover every engine; each engine's experiment writes
+    // its own beside them (FILE.e1.json, report.e1.html).
+    let write = |s: &ExperimentSummary, reports: &[Report]| -> Result<(), ExperimentError> {
+        use strobe_report::export::Exporter;
         if let Some(p) = &exp.outputs.report {
-            use strobe_report::export::Exporter;
-            write_atomically(p, &strobe_report::export::Json.experiment(s)).map_err(|e| {
-                ExperimentError::output("--output", p, format!("cannot write the summary: {e}"))
-            })?;
+            write_atomically(p, &strobe_report::export::Json.experiment(s, reports)).map_err(
+                |e| {
+                    ExperimentError::output("--output", p, format!("cannot write the summary: {e}"))
+                },
+            )?;
+        }
+        for e in &exp.outputs.exports {
+            if let Some(x) = strobe_report::export::exporter(&e.format) {
+                write_atomically(&e.path, &x.experiment(s, reports)).map_err(|err| {
+                    ExperimentError::output(
+                        "--export",
+                        &e.path,
+                        format!("cannot write the file: {err}"),
+                    )
+                })?;
+            }
         }
         Ok(())
     };
-    write(&summary)?;
+    write(&summary, &[])?;
     let mut reports = vec![];
     let mut interrupted = false;
     for (label, flags) in &engines {
@@ -175,6 +190,9 @@ pub async fn run(
         if let Some(p) = &exp.outputs.records {
             sub.outputs.records = Some(labelled(p, label));
         }
+        for e in &mut sub.outputs.exports {
+            e.path = labelled(&e.path, label);
+        }
         for r in &mut sub.runs {
             for (f, v) in flags {
                 let value = v.parse::<f64>().map_or(json!(v), |n| json!(n));
@@ -197,7 +215,7 @@ pub async fn run(
                 reports.extend(r);
                 grid.pareto = front(&summary, gpus);
                 summary.grid = Some(grid.clone());
-                write(&summary)?;
+                write(&summary, &reports)?;
                 continue;
             }
         }
@@ -215,7 +233,7 @@ pub async fn run(
                     error: e.to_string(),
                 });
                 summary.grid = Some(grid.clone());
-                write(&summary)?;
+                write(&summary, &reports)?;
                 continue;
             }
         };
@@ -252,7 +270,7 @@ pub async fn run(
         reports.extend(outcome.reports);
         grid.pareto = front(&summary, gpus);
         summary.grid = Some(grid.clone());
-        write(&summary)?;
+        write(&summary, &reports)?;
         if outcome.interrupted {
             interrupted = true;
             break;
@@ -260,7 +278,7 @@ pub async fn run(
     }
     summary.interrupted = interrupted;
     summary.grid = Some(grid);
-    write(&summary)?;
+    write(&summary, &reports)?;
     observer.experiment_finished(&summary, exp.outputs.report.as_ref());
     Ok(GridOutcome {
         summary,

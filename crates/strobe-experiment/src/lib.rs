@@ -40,7 +40,7 @@ pub use experiment::{
     RequestOptions, RunSpec,
 };
 pub use observer::{LiveRun, Observer, Silent, Stage};
-pub use outputs::Outputs;
+pub use outputs::{Export, Outputs};
 pub use server_tokenizer::ServerTokenizer;
 pub use shutdown::Shutdown;
 pub use target::{LaunchSpec, MetricsSource, Session, TargetSpec, TelemetrySpec};

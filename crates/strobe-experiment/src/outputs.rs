@@ -21,6 +21,17 @@ pub struct Outputs {
     pub report: Option<PathBuf>,
     /// `--records`: one JSON line per request.
     pub records: Option<PathBuf>,
+    /// `--export FORMAT=FILE`: more formats of the same results (HTML, CSV, Markdown,
+    /// vllm-json, ...), rewritten after every run. For several runs each holds the whole
+    /// experiment. (`-`, standard output, is the caller's: written once at the end.)
+    pub exports: Vec<Export>,
+}
+
+/// One `--export`: a format (a name of [`strobe_report::export::FORMATS`]) and a file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Export {
+    pub format: String,
+    pub path: PathBuf,
 }
 
 /// `out.json` → `out.LABEL.json`.
@@ -164,6 +175,7 @@ pub(crate) struct OutputManager {
     /// Several runs: `--output` is the summary.
     multi: bool,
     exporter: Box<dyn Exporter>,
+    exports: Vec<(Box<dyn Exporter>, PathBuf)>,
 }
 
 fn create(what: &'static str, path: &Path) -> Result<std::fs::File, ExperimentError> {
@@ -192,11 +204,28 @@ impl OutputManager {
         summary: &ExperimentSummary,
         resuming: bool,
     ) -> Result<OutputManager, ExperimentError> {
+        let mut exports = vec![];
+        for e in &outputs.exports {
+            let exporter = strobe_report::export::exporter(&e.format).ok_or_else(|| {
+                ExperimentError::output(
+                    "--export",
+                    &e.path,
+                    format!(
+                        "`{}` is not a format strobe writes (one of {})",
+                        e.format,
+                        strobe_report::export::FORMATS.join(", ")
+                    ),
+                )
+            })?;
+            create("--export", &e.path)?;
+            exports.push((exporter, e.path.clone()));
+        }
         let m = OutputManager {
             outputs,
             labels,
             multi,
             exporter: Box::new(strobe_report::export::Json),
+            exports,
         };
         if let Some(p) = &m.outputs.report {
             if resuming {
@@ -214,7 +243,7 @@ impl OutputManager {
             } else {
                 create("--output", p)?;
                 if multi {
-                    m.write_summary(summary)?;
+                    m.write_summary(summary, &[])?;
                 }
             }
         }
@@ -278,14 +307,34 @@ impl OutputManager {
         if let Some(p) = self.records_path(run) {
             files.push(p);
         }
+        if !self.multi {
+            for (exporter, p) in &self.exports {
+                write_atomically(p, &exporter.run(report)).map_err(|e| {
+                    ExperimentError::output("--export", p, format!("cannot write the file: {e}"))
+                })?;
+                files.push(p.clone());
+            }
+        }
         Ok(files)
     }
 
-    pub fn write_summary(&self, summary: &ExperimentSummary) -> Result<(), ExperimentError> {
+    /// Rewrites the summary and every export of the experiment (`reports`: the finished runs).
+    pub fn write_summary(
+        &self,
+        summary: &ExperimentSummary,
+        reports: &[Report],
+    ) -> Result<(), ExperimentError> {
         if let Some(p) = self.summary_path() {
-            write_atomically(p, &self.exporter.experiment(summary)).map_err(|e| {
+            write_atomically(p, &self.exporter.experiment(summary, reports)).map_err(|e| {
                 ExperimentError::output("--output", p, format!("cannot write the summary: {e}"))
             })?;
+        }
+        if self.multi {
+            for (exporter, p) in &self.exports {
+                write_atomically(p, &exporter.experiment(summary, reports)).map_err(|e| {
+                    ExperimentError::output("--export", p, format!("cannot write the file: {e}"))
+                })?;
+            }
         }
         Ok(())
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use strobe_experiment::draft::ClassDraft;
 use strobe_experiment::levels::{self, LevelRequests};
 use strobe_experiment::{
-    Experiment, ExperimentError, ExperimentOptions, LaunchSpec, LiveRun, Observer, Outputs,
+    Experiment, ExperimentError, ExperimentOptions, Export, LaunchSpec, LiveRun, Observer, Outputs,
     Session, Shutdown, Stage, TargetSpec,
 };
 use strobe_server::ServerConfig;
@@ -75,6 +75,10 @@ fn levels_experiment(out: &std::path::Path) -> Experiment {
             outputs: Outputs {
                 report: Some(out.join("levels.json")),
                 records: Some(out.join("levels.jsonl")),
+                exports: vec![Export {
+                    format: "csv".into(),
+                    path: out.join("levels.csv"),
+                }],
             },
             reset_prefix_cache: false,
             restart: false,
@@ -133,6 +137,18 @@ async fn one_preflight_and_one_workload_build_serve_every_level() {
         assert_eq!(r["run"]["label"], format!("c{c}"));
         let lines = std::fs::read_to_string(d.join(format!("levels.c{c}.jsonl"))).unwrap();
         assert_eq!(lines.lines().count(), 8);
+    }
+    // The CSV export holds the whole experiment: one row per level, concurrency as a column.
+    let csv = std::fs::read_to_string(d.join("levels.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows.len(), 4, "{csv}");
+    assert!(
+        rows[0].starts_with("point,concurrency,class,"),
+        "{}",
+        rows[0]
+    );
+    for (row, c) in rows[1..].iter().zip([1, 2, 4]) {
+        assert!(row.starts_with(&format!("c{c},{c},default,")), "{row}");
     }
     // Fresh text per level, same lengths.
     let seeds: Vec<_> = o

@@ -140,6 +140,32 @@ impl Distribution {
         self.count
     }
 
+    /// The value at quantile `q` (0–1), clamped into the exact range (0 when empty).
+    pub fn quantile(&self, q: f64) -> u64 {
+        if self.count == 0 {
+            return 0;
+        }
+        self.hist
+            .value_at_quantile(q.clamp(0.0, 1.0))
+            .clamp(self.min, self.max)
+    }
+
+    /// Values in each bin `[edges[i], edges[i+1])` (to the histogram's precision), the last bin
+    /// closed; `edges.len() − 1` counts.
+    pub fn bins(&self, edges: &[u64]) -> Vec<u64> {
+        edges
+            .windows(2)
+            .enumerate()
+            .map(|(i, w)| {
+                if self.count == 0 || w[1] <= w[0] {
+                    return 0;
+                }
+                let hi = if i + 2 == edges.len() { w[1] } else { w[1] - 1 };
+                self.hist.count_between(w[0], hi)
+            })
+            .collect()
+    }
+
     pub fn sum(&self) -> u128 {
         self.sum
     }

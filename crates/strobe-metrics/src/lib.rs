@@ -24,5 +24,5 @@ pub use classes::ClassSets;
 pub use cost::{Cost, GpuPrice};
 pub use distribution::{Distribution, DistributionState, StateError, Summary};
 pub use set::{BatchStats, InputCheck, Merge, MetricSet, Sum128, Window};
-pub use timeline::{Timeline, MAX_BUCKETS};
 pub use slo::{wilson, RequestSlo, SloCheck, SloReport, SloTarget, SloVerdict, Z95};
+pub use timeline::{Timeline, MAX_BUCKETS};

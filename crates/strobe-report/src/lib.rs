@@ -7,17 +7,24 @@
 //! processes can be merged exactly. [`ExperimentSummary`] (`schema/experiment.v2.schema.json`) is
 //! derived from the reports of an experiment's runs.
 //!
-//! Exporters ([`export::Exporter`]: [`console`], [`json`]) are pure functions of a report or a
-//! summary; the per-request records stream has its own line encoder ([`records::line`]). Nothing
+//! Exporters ([`export::Exporter`]: console text, JSON, CSV, Markdown, vLLM's result JSON, HTML
+//! with [`charts`] of [`figures`]) are pure functions of a report or an experiment; the per-request records stream has its own line encoder ([`records::line`]). Nothing
 //! here runs a benchmark or writes a file.
 
+pub mod charts;
 pub mod console;
 pub mod export;
+pub mod figures;
+pub mod html;
 pub mod json;
 mod model;
+pub mod raster;
 pub mod records;
 pub mod summary;
+pub mod table;
+mod tabular;
 mod telemetry;
+pub mod vllm;
 
 pub use model::*;
 pub use summary::{

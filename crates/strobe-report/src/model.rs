@@ -300,7 +300,7 @@ pub struct TokenTotals {
     pub content_chunks: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[schemars(deny_unknown_fields)]
 pub struct Throughput {
     pub requests_per_s: f64,

@@ -158,7 +158,7 @@ pub struct PointSummary {
 }
 
 /// The headline figures of one class of a run.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[schemars(deny_unknown_fields)]
 pub struct ClassSummary {
     pub name: String,
@@ -184,6 +184,11 @@ pub struct ClassSummary {
 }
 
 impl ClassSummary {
+    /// A class with nothing measured (for a table's columns when there are no rows).
+    pub fn of_empty() -> ClassSummary {
+        ClassSummary::default()
+    }
+
     pub fn of(c: &ClassReport) -> ClassSummary {
         let r = &c.results;
         ClassSummary {

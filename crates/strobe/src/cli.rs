@@ -371,6 +371,12 @@ pub struct OutputArgs {
     /// it as FILE.LABEL.json.
     #[arg(short = 'o', long, value_name = "FILE.json", help_heading = "Output")]
     pub output: Option<PathBuf>,
+    /// Also write the results as FORMAT (html, csv, md, vllm-json, json, text) to FILE, rewritten
+    /// after every run (for several runs, the whole experiment). `FILE` alone takes the format
+    /// from its extension (.html, .csv, .md); `FORMAT=-` writes to standard output at the end.
+    /// Repeat for several formats.
+    #[arg(long = "export", value_name = "FORMAT=FILE", value_parser = parse_export, help_heading = "Output")]
+    pub exports: Vec<ExportArg>,
     /// Append one JSON line per request here, as requests finish (FILE.LABEL.jsonl per run for
     /// several runs).
     #[arg(long, value_name = "FILE.jsonl", help_heading = "Output")]
@@ -400,6 +406,52 @@ pub struct OutputArgs {
     /// Exit 1 when a run misses one of its SLOs (the point estimate of any --slo target), for CI.
     #[arg(long, help_heading = "Output")]
     pub fail_on_slo: bool,
+}
+
+/// One `--export`: a format and where it goes (`None`: standard output).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExportArg {
+    pub format: String,
+    pub path: Option<PathBuf>,
+}
+
+/// `html=report.html`, `csv=-`, or `report.html` (the format from the extension).
+pub fn parse_export(s: &str) -> Result<ExportArg, String> {
+    use strobe_report::export::{format_of_path, FORMATS};
+    let known = |f: &str| FORMATS.contains(&f) || f == "markdown";
+    let (format, path) = match s.split_once('=') {
+        Some((f, p)) if known(f) => (f.to_owned(), p),
+        Some((f, _)) if !f.contains(['/', '.']) => {
+            return Err(format!(
+                "`{f}` is not a format strobe writes; use one of {}",
+                FORMATS.join(", ")
+            ))
+        }
+        _ => {
+            let f = format_of_path(std::path::Path::new(s)).ok_or_else(|| {
+                format!(
+                    "cannot tell the format of `{s}` from its extension; write FORMAT=FILE with FORMAT one of {}",
+                    FORMATS.join(", ")
+                )
+            })?;
+            (f.to_owned(), s)
+        }
+    };
+    let format = if format == "markdown" {
+        "md".to_owned()
+    } else {
+        format
+    };
+    match path {
+        "" => Err(format!(
+            "--export {format}= needs a file name (or - for standard output)"
+        )),
+        "-" => Ok(ExportArg { format, path: None }),
+        p => Ok(ExportArg {
+            format,
+            path: Some(PathBuf::from(p)),
+        }),
+    }
 }
 
 #[derive(Debug, Args)]

@@ -77,13 +77,41 @@ fn checks(reports: &[Report], max_error_rate: f64, fail_on_slo: bool) -> i32 {
     code
 }
 
-/// Runs `plan` until it ends or `shutdown` is requested.
+/// Runs `plan` until it ends or `shutdown` is requested, then writes the `--export FORMAT=-`
+/// outputs to standard output.
 pub async fn execute(
     plan: Plan,
     ui: Interactivity,
     shutdown: &Shutdown,
 ) -> anyhow::Result<Execution> {
+    let formats = plan.stdout_exports.clone();
+    let execution = execute_plan(plan, ui, shutdown).await?;
+    if !execution.reports.is_empty() {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        for f in &formats {
+            let Some(x) = strobe_report::export::exporter(f) else {
+                continue;
+            };
+            let bytes = match &execution.summary {
+                Some(s) => x.experiment(s, &execution.reports),
+                None => x.run(execution.report()),
+            };
+            out.write_all(&bytes)?;
+        }
+        out.flush()?;
+    }
+    Ok(execution)
+}
+
+async fn execute_plan(
+    plan: Plan,
+    ui: Interactivity,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Execution> {
     let mut console = Console::new(plan.quiet, ui);
+    // Standard output carries an export: the summaries go to stderr.
+    console.summary_to_stderr = !plan.stdout_exports.is_empty();
     let interrupted = |stage: &str| {
         eprintln!("interrupted while {stage}; nothing was measured");
         Ok(Execution {

@@ -41,6 +41,8 @@ impl Interactivity {
 pub struct Console {
     pub quiet: bool,
     pub ui: Interactivity,
+    /// Print run summaries on stderr (stdout carries an `--export FORMAT=-`).
+    pub summary_to_stderr: bool,
     line: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -49,7 +51,18 @@ impl Console {
         Console {
             quiet,
             ui,
+            summary_to_stderr: false,
             line: None,
+        }
+    }
+
+    /// A summary, on stdout (or stderr when stdout carries an export).
+    fn show(&self, text: &str) {
+        if self.summary_to_stderr {
+            eprint!("{text}");
+        } else {
+            print!("{text}");
+            let _ = std::io::stdout().flush();
         }
     }
 
@@ -147,18 +160,17 @@ impl Observer for Console {
     fn run_finished(&mut self, report: &Report, files: &[PathBuf]) {
         self.stop_line();
         if self.ui.print_summary && !self.quiet {
-            print!("{}", strobe_report::console::render(report));
-            let _ = std::io::stdout().flush();
+            self.show(&strobe_report::console::render(report));
         }
-        if let Some(f) = files.first() {
-            self.say(&format!("report written to {}", f.display()));
+        if !files.is_empty() {
+            let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+            self.say(&format!("written: {}", names.join(", ")));
         }
     }
 
     fn experiment_finished(&mut self, summary: &ExperimentSummary, file: Option<&PathBuf>) {
         if self.ui.print_summary && !self.quiet {
-            print!("{}", strobe_report::console::render_experiment(summary));
-            let _ = std::io::stdout().flush();
+            self.show(&strobe_report::console::render_experiment(summary));
         }
         if let Some(f) = file {
             self.say(&format!("summary written to {}", f.display()));

@@ -56,6 +56,16 @@ pub struct Plan {
     pub max_error_rate: f64,
     /// A run that misses an SLO exits 1.
     pub fail_on_slo: bool,
+    /// Formats to write to standard output once everything has run (`--export FORMAT=-`).
+    pub stdout_exports: Vec<String>,
+}
+
+fn stdout_exports(o: &OutputArgs) -> Vec<String> {
+    o.exports
+        .iter()
+        .filter(|e| e.path.is_none())
+        .map(|e| e.format.clone())
+        .collect()
 }
 
 impl Plan {
@@ -74,6 +84,7 @@ impl Plan {
             quiet: o.quiet,
             max_error_rate: max_error_rate(o)?,
             fail_on_slo: o.fail_on_slo,
+            stdout_exports: stdout_exports(o),
         })
     }
 }
@@ -291,6 +302,16 @@ pub fn options(o: &OutputArgs) -> anyhow::Result<ExperimentOptions> {
         outputs: Outputs {
             report: o.output.clone(),
             records: o.records.clone(),
+            exports: o
+                .exports
+                .iter()
+                .filter_map(|e| {
+                    Some(strobe_experiment::Export {
+                        format: e.format.clone(),
+                        path: e.path.clone()?,
+                    })
+                })
+                .collect(),
         },
         reset_prefix_cache: false,
         restart: false,
@@ -665,5 +686,6 @@ pub fn search(a: SearchArgs) -> anyhow::Result<Plan> {
         quiet: a.run.output.quiet,
         max_error_rate: max_error_rate(&a.run.output)?,
         fail_on_slo: a.run.output.fail_on_slo,
+        stdout_exports: stdout_exports(&a.run.output),
     })
 }

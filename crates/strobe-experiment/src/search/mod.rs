@@ -268,9 +268,11 @@ pub async fn run(
         search_summary.lo = lo.map(|p| p.measured.value);
         search_summary.hi = hi.map(|p| p.measured.value);
         summary.search = Some(search_summary.clone());
-        outputs.write_summary(&summary)?;
-        observer.run_finished(&report, &files);
         reports.push(report);
+        outputs.write_summary(&summary, &reports)?;
+        if let Some(report) = reports.last() {
+            observer.run_finished(report, &files);
+        }
     };
     let unit = match spec.variable {
         Variable::Rate => " requests/s",
@@ -335,7 +337,7 @@ pub async fn run(
     }
     summary.search = Some(search_summary);
     summary.interrupted = interrupted;
-    outputs.write_summary(&summary)?;
+    outputs.write_summary(&summary, &reports)?;
     observer.experiment_finished(&summary, outputs.summary_path());
     observer.stage(&Stage::Finished);
     Ok(SearchOutcome {
