@@ -150,6 +150,22 @@ impl Distribution {
             .clamp(self.min, self.max)
     }
 
+    /// The histogram's buckets as (value, count), ascending (values to 0.1%).
+    pub fn buckets(&self) -> Vec<(u64, u64)> {
+        if self.count == 0 {
+            return vec![];
+        }
+        self.hist
+            .iter_recorded()
+            .map(|v| (v.value_iterated_to(), v.count_at_value()))
+            .collect()
+    }
+
+    /// Population standard deviation (0 when empty).
+    pub fn std(&self) -> f64 {
+        self.summary(1.0).std
+    }
+
     /// Values in each bin `[edges[i], edges[i+1])` (to the histogram's precision), the last bin
     /// closed; `edges.len() − 1` counts.
     pub fn bins(&self, edges: &[u64]) -> Vec<u64> {

@@ -12,11 +12,13 @@
 //! here runs a benchmark or writes a file.
 
 pub mod charts;
+pub mod compare;
 pub mod console;
 pub mod export;
 pub mod figures;
 pub mod html;
 pub mod json;
+pub mod load;
 mod model;
 pub mod raster;
 pub mod records;

@@ -31,6 +31,14 @@ pub enum Command {
     Search(Box<SearchArgs>),
     /// Serve the built-in OpenAI-compatible target with exact, configurable timing.
     Serve(ServeArgs),
+    /// Re-render saved results (reports or experiment summaries) in another format, or recompute
+    /// a report from its per-request records (`--records`) with another warm-up cut, classes or SLOs.
+    Report(ReportArgs),
+    /// Charts of saved results as SVG or PNG files, for slides and papers.
+    Plot(PlotArgs),
+    /// Compare runs: per-metric changes of NEW against BASE with a significance test each; exits 1
+    /// when a --fail-on metric regressed (for CI).
+    Compare(CompareArgs),
     /// Inspect data sets: token length distributions and fitted length specs.
     #[command(subcommand)]
     Dataset(DatasetCommand),
@@ -406,6 +414,96 @@ pub struct OutputArgs {
     /// Exit 1 when a run misses one of its SLOs (the point estimate of any --slo target), for CI.
     #[arg(long, help_heading = "Output")]
     pub fail_on_slo: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Reports or experiment summaries strobe wrote with -o (several reports become one table).
+    #[arg(value_name = "RESULT.json")]
+    pub files: Vec<PathBuf>,
+    /// Output format: html, md, csv, vllm-json, json or text.
+    #[arg(long, short = 'f', default_value = "text")]
+    pub format: String,
+    /// Write here instead of standard output.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Recompute the report from these per-request records (the run's report, given as RESULT,
+    /// supplies class names and settings).
+    #[arg(long, value_name = "FILE.jsonl", help_heading = "Recompute")]
+    pub records: Option<PathBuf>,
+    /// With --records: count the first N requests of each class as warm-up.
+    #[arg(long, value_parser = parse_count, help_heading = "Recompute")]
+    pub warmup_requests: Option<u64>,
+    /// With --records: count requests sent in the first DURATION as warm-up.
+    #[arg(long, value_parser = parse_duration, help_heading = "Recompute")]
+    pub warmup: Option<Duration>,
+    /// With --records: keep only these classes (names from the report, or record class ids).
+    #[arg(long = "class", value_name = "NAME", help_heading = "Recompute")]
+    pub classes: Vec<String>,
+    /// With --records: judge every class by these SLOs instead (same syntax as `run --slo`).
+    #[arg(long, value_name = "SPEC", help_heading = "Recompute")]
+    pub slo: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PlotArgs {
+    /// A report or experiment summary strobe wrote with -o.
+    #[arg(value_name = "RESULT.json")]
+    pub file: PathBuf,
+    /// Charts to draw (default: all of them); --list names them.
+    #[arg(long = "chart", value_name = "NAME")]
+    pub charts: Vec<String>,
+    /// svg or png.
+    #[arg(long, short = 'f', default_value = "svg")]
+    pub format: String,
+    /// Folder for the files (NAME.svg or NAME.png); created when missing.
+    #[arg(long, short = 'd', default_value = "plots", value_name = "DIR")]
+    pub out_dir: PathBuf,
+    /// PNG pixels per SVG unit (2 suits slides and high-DPI screens).
+    #[arg(long, default_value = "2")]
+    pub scale: f32,
+    /// Name the charts this file has, and draw nothing.
+    #[arg(long)]
+    pub list: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The baseline: a report or experiment summary.
+    #[arg(value_name = "BASE.json")]
+    pub base: PathBuf,
+    /// One or more results to compare with it (experiments: point by point, by label).
+    #[arg(value_name = "NEW.json", required = true)]
+    pub new: Vec<PathBuf>,
+    /// A change counts beyond this relative size.
+    #[arg(long, default_value = "5%", value_parser = parse_fraction)]
+    pub threshold: f64,
+    /// One-sided significance level of each metric's test.
+    #[arg(long, default_value = "0.01")]
+    pub alpha: f64,
+    /// Exit 1 when one of these metrics regressed (beyond --threshold and significantly):
+    /// ttft_p99,e2e_p50,output_tokens_per_s,... (`all`: any metric).
+    #[arg(long, value_delimiter = ',', value_name = "METRICS")]
+    pub fail_on: Vec<String>,
+    /// Only these metrics (default: all).
+    #[arg(long, value_delimiter = ',', value_name = "METRICS")]
+    pub metrics: Vec<String>,
+    /// text, md or json.
+    #[arg(long, short = 'f', default_value = "text")]
+    pub format: String,
+}
+
+/// `5%` or `0.05`.
+pub fn parse_fraction(s: &str) -> Result<f64, String> {
+    let v = match s.strip_suffix('%') {
+        Some(p) => p.trim().parse::<f64>().map(|v| v / 100.0),
+        None => s.trim().parse::<f64>(),
+    }
+    .map_err(|_| format!("`{s}` is not a fraction (write 5% or 0.05)"))?;
+    if !(0.0..10.0).contains(&v) {
+        return Err(format!("`{s}` is out of range"));
+    }
+    Ok(v)
 }
 
 /// One `--export`: a format and where it goes (`None`: standard output).

@@ -9,6 +9,7 @@ mod dataset_cmd;
 pub mod exit;
 mod profiles_cmd;
 mod progress;
+mod results_cmd;
 mod serve_cmd;
 pub mod settings;
 
@@ -55,6 +56,9 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<i32> {
                 execute(settings::search(*args)?, ui, &shutdown).await.map(|e| e.exit_code)
             }
             cli::Command::Serve(args) => serve_cmd::serve(args).await,
+            cli::Command::Report(args) => results_cmd::report(args),
+            cli::Command::Plot(args) => results_cmd::plot(args),
+            cli::Command::Compare(args) => results_cmd::compare(args),
             cli::Command::Dataset(cli::DatasetCommand::Stats(args)) => dataset_cmd::stats(args),
             cli::Command::Dataset(cli::DatasetCommand::Sample(args)) => dataset_cmd::sample(args),
             cli::Command::Profiles(args) => profiles_cmd::profiles(args),
