@@ -4,8 +4,8 @@
 //! The tests work on the runs' per-request data as the reports keep it (lossless histograms, to
 //! the histogram's 0.1% resolution), so no records file is needed:
 //! - a percentile (`ttft_p99`): the share of the new run's requests above the base's p99 against
-//!   the base's own share above it, a one-sided two-proportion z-test — under "nothing changed"
-//!   both are about 1%, whatever the distribution;
+//!   the base's own share above it, a one-sided Fisher exact test (exact at the few requests a
+//!   p99 rests on) — under "nothing changed" both are about 1%, whatever the distribution;
 //! - a mean (`tpot_mean`): Welch's t-test on the two means;
 //! - throughput (`output_tokens_per_s`, `requests_per_s`): Welch's t-test on the per-interval
 //!   rates of the two runs' measured windows (one second each, from the report's timeline);
@@ -105,22 +105,44 @@ pub fn normal_sf(z: f64) -> f64 {
     }
 }
 
+/// Fisher's exact test, one-sided: the p-value of `kn` or more of `nn` against `kb` of `nb`
+/// (the hypergeometric tail), exact at the few-requests tails a p99 has.
+pub fn fisher_greater(kn: u64, nn: u64, kb: u64, nb: u64) -> f64 {
+    let (n_all, k_all, n) = (nn + nb, kn + kb, nn);
+    let lo = n.saturating_sub(n_all - k_all);
+    let hi = k_all.min(n);
+    if hi <= lo {
+        return 1.0;
+    }
+    // Log pmf up to a constant, by the ratio pmf(x+1)/pmf(x).
+    let mut logs = Vec::with_capacity((hi - lo + 1) as usize);
+    let mut l = 0.0f64;
+    logs.push(l);
+    let (k, rest, nf) = (k_all as f64, (n_all - k_all) as f64, n as f64);
+    for x in lo..hi {
+        let x = x as f64;
+        l += ((k - x) * (nf - x)).ln() - ((x + 1.0) * (rest - nf + x + 1.0)).ln();
+        logs.push(l);
+    }
+    let top = logs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let w: Vec<f64> = logs.iter().map(|v| (v - top).exp()).collect();
+    let total: f64 = w.iter().sum();
+    let from = (kn.saturating_sub(lo) as usize).min(w.len());
+    (w[from..].iter().sum::<f64>() / total).min(1.0)
+}
+
 /// One-sided p-value that `new`'s share above `limit` exceeds `base`'s.
 fn proportion_test(base: &Distribution, new: &Distribution, limit: u64) -> Option<f64> {
-    let (nb, nn) = (base.count() as f64, new.count() as f64);
-    if nb < 20.0 || nn < 20.0 {
+    let (nb, nn) = (base.count(), new.count());
+    if nb < 20 || nn < 20 {
         return None;
     }
-    let (kb, kn) = (
-        base.count_above(limit) as f64,
-        new.count_above(limit) as f64,
-    );
-    let pooled = (kb + kn) / (nb + nn);
-    let se = (pooled * (1.0 - pooled) * (1.0 / nb + 1.0 / nn)).sqrt();
-    if se == 0.0 {
-        return Some(if kn / nn > kb / nb { 0.0 } else { 1.0 });
-    }
-    Some(normal_sf((kn / nn - kb / nb) / se))
+    Some(fisher_greater(
+        new.count_above(limit),
+        nn,
+        base.count_above(limit),
+        nb,
+    ))
 }
 
 /// One-sided p-value that the mean of `new` exceeds the mean of `base` (Welch, normal tail:
@@ -287,7 +309,7 @@ pub fn change(
                 limit as f64 / 1e6,
                 dn.quantile(q) as f64 / 1e6,
                 true,
-                "share above the base's percentile (two-proportion z)",
+                "share above the base's percentile (Fisher exact)",
                 p,
                 shift,
             )
@@ -404,7 +426,11 @@ mod tests {
             let a = set(latencies(seed, 500, 100.0));
             let b = set(latencies(seed + 1000, 500, 100.0));
             for m in ["ttft_p50", "ttft_p99", "ttft_mean"] {
-                flagged += change(m, "x", &a, &b, &c).unwrap().regressed as u32;
+                let ch = change(m, "x", &a, &b, &c).unwrap();
+                if ch.regressed {
+                    eprintln!("{seed} {ch:?}");
+                }
+                flagged += ch.regressed as u32;
             }
         }
         // 120 tests at alpha 1% and a 5% threshold: none expected.
@@ -429,6 +455,14 @@ mod tests {
         // And the other way round is an improvement, not a regression.
         let back = change("ttft_p50", "x", &b, &a, &c).unwrap();
         assert!(back.improved && !back.regressed, "{back:?}");
+    }
+
+    #[test]
+    fn fishers_test_matches_a_hand_count() {
+        // 3 of 3 against 0 of 3: the most extreme table, p = 1 / C(6, 3) = 0.05.
+        assert!((fisher_greater(3, 3, 0, 3) - 0.05).abs() < 1e-12);
+        // Equal shares: the tail holds half or more.
+        assert!(fisher_greater(5, 500, 5, 500) > 0.5);
     }
 
     #[test]

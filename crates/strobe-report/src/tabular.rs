@@ -31,8 +31,18 @@ fn md_table(out: &mut String, t: &Table, columns: &[(&str, &str)]) {
         out,
         "|{}|",
         cols.iter()
-            .enumerate()
-            .map(|(k, _)| if k == 0 { "---" } else { "---:" })
+            .map(|(i, _)| {
+                // Numbers right-aligned, text (names, schedules) left.
+                let text = t
+                    .rows
+                    .iter()
+                    .all(|r| matches!(r[*i], Cell::Text(_) | Cell::Empty));
+                if text {
+                    "---"
+                } else {
+                    "---:"
+                }
+            })
             .collect::<Vec<_>>()
             .join("|")
     );
@@ -143,12 +153,12 @@ pub fn markdown_run(r: &Report) -> String {
                 };
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {} | {} | {:?} |",
+                    "| {} | {} | {} | {} | {} |",
                     escape(&c.name),
                     ch.name,
                     ch.limit_ms,
                     measured,
-                    ch.verdict
+                    format!("{:?}", ch.verdict).to_lowercase()
                 );
             }
             if let Some(g) = s.goodput_per_s {

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use strobe_core::{ChunkArrivals, ClassId, ErrorKind, Outcome, RequestRecord, TokenSource};
 use strobe_metrics::{slo, ClassSets, GpuPrice, RequestSlo};
+use strobe_report::export::Exporter;
 use strobe_report::{
     ClassInput, Comparison, ExperimentSummary, LoadInfo, PointSummary, Report, ReportInputs,
     RequestInfo, TargetInfo, WorkloadInfo,
@@ -214,8 +215,7 @@ fn several_classes_each_get_their_block_with_batches_slos_and_cost() {
     insta::assert_snapshot!(strobe_report::console::render(&r));
 }
 
-#[test]
-fn the_interference_summary_sets_each_figure_beside_its_baseline() {
+fn interference() -> ExperimentSummary {
     let alone = report();
     let both = mixed();
     let mut s = ExperimentSummary::new(
@@ -251,9 +251,142 @@ fn the_interference_summary_sets_each_figure_beside_its_baseline() {
     let base = s.points[0].class("batch").unwrap();
     s.comparisons
         .push(Comparison::throughput("mixed-c1", cur, "batch-only", base));
+    s
+}
+
+#[test]
+fn the_interference_summary_sets_each_figure_beside_its_baseline() {
+    let s = interference();
     let r = s.comparisons[0].row("e2e_ms.mean").unwrap();
     assert_eq!(r.ratio, Some(r.value / r.baseline));
     insta::assert_snapshot!(strobe_report::console::render_experiment(&s));
+}
+
+fn export(format: &str, r: &Report) -> String {
+    String::from_utf8(strobe_report::export::exporter(format).unwrap().run(r)).unwrap()
+}
+
+#[test]
+fn markdown_and_csv_of_a_run() {
+    insta::assert_snapshot!("markdown_run", export("md", &mixed()));
+    let csv = export("csv", &mixed());
+    // One row per class, every figure in its own column.
+    assert_eq!(csv.lines().count(), 3);
+    insta::assert_snapshot!("csv_run", csv);
+}
+
+#[test]
+fn markdown_and_csv_of_an_experiment() {
+    let s = interference();
+    let x = |f: &str| {
+        String::from_utf8(
+            strobe_report::export::exporter(f)
+                .unwrap()
+                .experiment(&s, &[]),
+        )
+        .unwrap()
+    };
+    let csv = x("csv");
+    // One row per class per point: batch-only (1), isolated (1), mixed (2).
+    assert_eq!(csv.lines().count(), 1 + 4);
+    assert!(csv.starts_with("point,users,class,"), "{csv}");
+    insta::assert_snapshot!("csv_experiment", csv);
+    insta::assert_snapshot!("markdown_experiment", x("md"));
+}
+
+/// The keys `vllm bench serve --save-result` writes (vLLM 0.11–0.13 `benchmarks/serve.py`), with
+/// the percentiles of `--metric-percentiles 50,90,95,99,99.9`.
+const VLLM_KEYS: [&str; 20] = [
+    "date",
+    "backend",
+    "endpoint_type",
+    "label",
+    "model_id",
+    "tokenizer_id",
+    "num_prompts",
+    "request_rate",
+    "burstiness",
+    "max_concurrency",
+    "duration",
+    "completed",
+    "failed",
+    "total_input_tokens",
+    "total_output_tokens",
+    "request_throughput",
+    "request_goodput",
+    "output_throughput",
+    "total_token_throughput",
+    "max_concurrent_requests",
+];
+
+#[test]
+fn vllm_json_has_vllms_keys_and_units() {
+    let r = report();
+    let v: serde_json::Value = serde_json::from_str(&export("vllm-json", &r)).unwrap();
+    for k in VLLM_KEYS {
+        assert!(v.get(k).is_some(), "{k} missing: {v}");
+    }
+    for m in ["ttft", "tpot", "itl", "e2el"] {
+        for s in ["mean", "median", "std", "p50", "p90", "p95", "p99", "p99.9"] {
+            let key = if ["mean", "median", "std"].contains(&s) {
+                format!("{s}_{m}_ms")
+            } else {
+                format!("{s}_{m}_ms")
+            };
+            assert!(v[&key].is_number(), "{key} missing");
+        }
+    }
+    // Units: seconds for duration, milliseconds for latencies, like vLLM.
+    assert_eq!(v["duration"], r.results.duration_s);
+    assert_eq!(v["mean_ttft_ms"], r.results.latency.ttft_ms.mean);
+    assert_eq!(v["median_ttft_ms"], r.results.latency.ttft_ms.p50);
+    assert_eq!(v["completed"], 10);
+    assert_eq!(v["failed"], 1);
+    assert_eq!(v["request_rate"], "inf");
+    assert_eq!(v["max_concurrency"], 2);
+    assert_eq!(v["date"], "20261128-120000");
+    assert_eq!(v["date"].as_str().unwrap().len(), "YYYYMMDD-HHMMSS".len());
+}
+
+#[test]
+fn the_html_report_is_self_contained_and_has_its_charts() {
+    for html in [
+        export("html", &report()),
+        export("html", &mixed()),
+        String::from_utf8(
+            strobe_report::export::Html.experiment(&interference(), &[report(), mixed()]),
+        )
+        .unwrap(),
+    ] {
+        assert!(html.starts_with("<!DOCTYPE html>"));
+        for fetch in ["src=", "href=", "url(", "@import", "<script", "<link"] {
+            assert!(
+                !html.contains(fetch),
+                "{fetch} would fetch or run something"
+            );
+        }
+        assert!(!html.contains("cannot draw"), "a chart failed");
+    }
+    let run = export("html", &mixed());
+    let charts = run.matches("<figure class=\"chart\"").count();
+    // TTFT, TPOT, ITL and E2E each a CDF and a histogram, and five over time.
+    assert_eq!(charts, 8 + 5, "{charts}");
+    for needle in [
+        "SLO ttft_p95",
+        "USD per million output tokens",
+        "interactive",
+        "batch",
+    ] {
+        assert!(run.contains(needle), "{needle} missing");
+    }
+    let exp = String::from_utf8(
+        strobe_report::export::Html.experiment(&interference(), &[report(), mixed()]),
+    )
+    .unwrap();
+    assert!(
+        exp.contains("data-chart=\"interference-1\""),
+        "no interference chart"
+    );
 }
 
 #[test]
