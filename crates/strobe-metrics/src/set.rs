@@ -293,7 +293,12 @@ impl MetricSet {
         self.timeline.add(r);
         if r.warmup {
             self.warmup += 1;
-            self.warmup_intervals.push((r.sent_ns, r.end_ns));
+            // Kept sorted (as a merge leaves them), so the state does not depend on the order
+            // records arrived in.
+            let at = self
+                .warmup_intervals
+                .partition_point(|&i| i <= (r.sent_ns, r.end_ns));
+            self.warmup_intervals.insert(at, (r.sent_ns, r.end_ns));
             return;
         }
         let w = self.window.get_or_insert(Window {
