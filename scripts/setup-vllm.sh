@@ -52,4 +52,12 @@ open(os.path.join(out, ".done"), "w").close()
 print("model saved to", out)
 PY
 fi
+# The HTML report check: playwright (from PyPI, no browser download) drives Debian's Chromium.
+if ! "$venv/bin/python" -c 'import playwright' 2>/dev/null; then
+  "$venv/bin/pip" install -q playwright==1.65.2 || "$venv/bin/pip" install -q playwright
+fi
+if [ ! -x /usr/bin/chromium ]; then
+  (apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }) \
+    || { echo "setup-vllm: cannot install Debian's chromium (needed by scripts/check_html.py)" >&2; exit 2; }
+fi
 echo "setup-vllm: ready ($venv, $models/smollm2)"

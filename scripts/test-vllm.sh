@@ -116,6 +116,16 @@ echo "== seed 004's three sweeps and seed 001's cost sweep, as presets (small si
   --input-len normal:64:16:16:128 --output-len normal:16:4:4:32 --gpu-price 1.29 -o "$out/seed001-cost.json"
 python3 scripts/check_reports.py presets "$out"
 
+echo "== reports people read: HTML (in Chromium), vLLM's result format (read by vLLM's own code)"
+mkdir -p "$out/vllm-sweep"
+"$strobe" run --url "$url" -q -c 4 -n 24 --input-len 64 --output-len 32 --warmup-requests 4 \
+  --slo ttft_p99=2s -o "$out/html-run.json" --export "$out/html-run.html" --export "vllm-json=$out/html-run.vllm.json"
+"$strobe" sweep --url "$url" -q --sweep concurrency=1,2,4 -n 8 --input-len 32 --output-len 16 \
+  -o "$out/html-sweep.json" --export "$out/html-sweep.html" --export "vllm-json=$out/vllm-sweep/summary.json"
+"$root/.venv-vllm/bin/python" scripts/check_vllm_json.py "$out/vllm-sweep/summary.json" "$out/html-sweep.json" \
+  "$out/html-run.vllm.json" "$out/html-run.json"
+"$root/.venv-vllm/bin/python" scripts/check_html.py "$out/screenshots" "$out/html-run.html:14" "$out/html-sweep.html:7"
+
 echo "== a capacity search (concurrency, TPOT p50 within 22 ms), 4 s probes"
 "$strobe" search --url "$url" -q --search concurrency --search-max 32 --slo tpot_p50=22ms -d 4s \
   --input-len 32 --output-len 32 -o "$out/search.json" || true
