@@ -29,7 +29,7 @@ mod worker;
 pub use arrival::{Arrival, ArrivalError, ArrivalProcess};
 pub use cpu::process_cpu_seconds;
 pub use plan::{
-    Backpressure, ClassPlan, ClassResult, Limits, PlanError, Progress, RunPlan, RunResult,
-    Schedule, StopReason, StopSignal, StopState, Stopper, Warmup,
+    Backpressure, ClassPlan, ClassResult, Limits, LiveHistogram, PlanError, Progress, RunPlan,
+    RunResult, Schedule, StopReason, StopSignal, StopState, Stopper, Warmup, LIVE_BUCKETS,
 };
 pub use runner::{records_channel, run, RECORDS_CHANNEL};

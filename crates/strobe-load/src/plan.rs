@@ -206,6 +206,68 @@ pub struct Progress {
     pub in_flight: AtomicU64,
     pub peak_in_flight: AtomicU64,
     pub output_tokens: AtomicU64,
+    /// TTFT and E2E of successful requests, coarsely, for live percentiles (the report's own
+    /// statistics are exact and computed apart).
+    pub ttft: LiveHistogram,
+    pub e2e: LiveHistogram,
+    /// Failures by kind (`http_503`, `timeout`); touched only when a request fails.
+    pub errors: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+}
+
+/// Buckets of a [`LiveHistogram`]: eight per doubling from 10 µs, to about 20 minutes.
+pub const LIVE_BUCKETS: usize = 256;
+const LIVE_BASE_NS: f64 = 10_000.0;
+
+/// A lock-free histogram for live displays: one relaxed increment per value, eight buckets per
+/// doubling (values within 9%).
+#[derive(Debug)]
+pub struct LiveHistogram {
+    buckets: [AtomicU64; LIVE_BUCKETS],
+}
+
+impl Default for LiveHistogram {
+    fn default() -> LiveHistogram {
+        LiveHistogram {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+impl LiveHistogram {
+    fn index(ns: u64) -> usize {
+        let x = (ns as f64 / LIVE_BASE_NS).max(1.0);
+        ((8.0 * x.log2()) as usize).min(LIVE_BUCKETS - 1)
+    }
+
+    pub fn record(&self, ns: u64) {
+        self.buckets[Self::index(ns)].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The counts now (subtract an earlier snapshot for a window).
+    pub fn snapshot(&self) -> Vec<u64> {
+        self.buckets
+            .iter()
+            .map(|b| b.load(std::sync::atomic::Ordering::Relaxed))
+            .collect()
+    }
+
+    /// The quantile `q` of counts from [`LiveHistogram::snapshot`], in ms (a bucket's middle).
+    pub fn quantile_ms(counts: &[u64], q: f64) -> Option<f64> {
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = (q * total as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, c) in counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                let lo = LIVE_BASE_NS * 2f64.powf(i as f64 / 8.0);
+                return Some(lo * 2f64.powf(1.0 / 16.0) / 1e6);
+            }
+        }
+        None
+    }
 }
 
 /// What the user (or a signal handler) asked for.

@@ -131,10 +131,23 @@ pub(crate) async fn run_request(
         conn.reset();
     }
     let failed = !record.outcome.is_success();
+    let error_kind = match &record.outcome {
+        Outcome::Failed { kind, .. } => Some(kind.label()),
+        Outcome::Cancelled => Some("cancelled".to_owned()),
+        Outcome::Success => None,
+    };
     for p in [class, &*shared.total] {
         p.in_flight.fetch_sub(1, Ordering::Relaxed);
         if failed {
             p.failed.fetch_add(1, Ordering::Relaxed);
+            if let (Some(k), Ok(mut errors)) = (&error_kind, p.errors.lock()) {
+                *errors.entry(k.clone()).or_default() += 1;
+            }
+        } else if !record.warmup {
+            if let Some(t) = record.ttft_ns() {
+                p.ttft.record(t);
+            }
+            p.e2e.record(record.e2e_ns());
         }
         if let Some(n) = record.output_tokens {
             p.output_tokens.fetch_add(n as u64, Ordering::Relaxed);

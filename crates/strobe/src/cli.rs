@@ -392,6 +392,10 @@ pub struct OutputArgs {
     /// No live progress and no summary on the terminal (errors still go to stderr).
     #[arg(short, long, help_heading = "Output")]
     pub quiet: bool,
+    /// A full-screen live dashboard while each run goes (progress, live percentiles, throughput
+    /// and in-flight over time per class, errors by kind); q or Ctrl-C stops the run cleanly.
+    #[arg(long, help_heading = "Output", conflicts_with = "quiet")]
+    pub tui: bool,
     /// GPU price in USD per GPU-hour: adds $ per million input and output tokens and per 1,000
     /// requests to every report.
     #[arg(long, value_name = "USD", help_heading = "Output")]

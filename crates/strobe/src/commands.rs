@@ -110,6 +110,9 @@ async fn execute_plan(
     shutdown: &Shutdown,
 ) -> anyhow::Result<Execution> {
     let mut console = Console::new(plan.quiet, ui);
+    if plan.tui {
+        console.enable_tui(shutdown.clone(), plan.title());
+    }
     // Standard output carries an export: the summaries go to stderr.
     console.summary_to_stderr = !plan.stdout_exports.is_empty();
     let interrupted = |stage: &str| {

@@ -12,6 +12,7 @@ mod progress;
 mod results_cmd;
 mod serve_cmd;
 pub mod settings;
+mod tui;
 
 pub use commands::{execute, Execution};
 pub use progress::Interactivity;

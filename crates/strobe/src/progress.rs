@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use strobe_experiment::{LiveRun, Observer, Stage};
+use strobe_experiment::{LiveRun, Observer, Shutdown, Stage};
 use strobe_report::{ExperimentSummary, Report};
 
 const INTERVAL: Duration = Duration::from_millis(500);
@@ -43,6 +43,9 @@ pub struct Console {
     pub ui: Interactivity,
     /// Print run summaries on stderr (stdout carries an `--export FORMAT=-`).
     pub summary_to_stderr: bool,
+    /// `--tui`: what the dashboard needs, and the one showing.
+    tui: Option<(Shutdown, String, crate::tui::Log)>,
+    dashboard: Option<crate::tui::Dashboard>,
     line: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -52,7 +55,20 @@ impl Console {
             quiet,
             ui,
             summary_to_stderr: false,
+            tui: None,
+            dashboard: None,
             line: None,
+        }
+    }
+
+    /// Shows a live dashboard instead of the progress line (on a terminal).
+    pub fn enable_tui(&mut self, shutdown: Shutdown, title: String) {
+        self.tui = Some((shutdown, title, Default::default()));
+    }
+
+    fn end_dashboard(&mut self) {
+        if let Some(d) = self.dashboard.take() {
+            d.end();
         }
     }
 
@@ -67,6 +83,15 @@ impl Console {
     }
 
     fn say(&self, text: &str) {
+        if let (Some(_), Some((_, _, log))) = (&self.dashboard, &self.tui) {
+            if let Ok(mut l) = log.lock() {
+                l.push_back(text.to_owned());
+                if l.len() > 50 {
+                    l.pop_front();
+                }
+            }
+            return;
+        }
         if !self.quiet && (self.ui.print_summary || self.ui.progress) {
             eprintln!("{text}");
         }
@@ -85,6 +110,7 @@ impl Console {
 impl Drop for Console {
     fn drop(&mut self) {
         self.stop_line();
+        self.end_dashboard();
     }
 }
 
@@ -121,12 +147,29 @@ impl Observer for Console {
     }
 
     fn warning(&mut self, text: &str) {
+        if self.dashboard.is_some() {
+            self.say(&format!("warning: {text}"));
+            return;
+        }
         if !self.quiet {
             eprintln!("warning: {text}");
         }
     }
 
     fn run_started(&mut self, live: &LiveRun) {
+        if let Some((shutdown, title, log)) = &self.tui {
+            if std::io::stderr().is_terminal() {
+                match crate::tui::Dashboard::start(live, shutdown.clone(), log.clone(), title.clone()) {
+                    Ok(d) => {
+                        self.dashboard = Some(d);
+                        return;
+                    }
+                    Err(e) => eprintln!("warning: --tui: cannot take over the terminal ({e}); showing progress lines"),
+                }
+            } else {
+                eprintln!("warning: --tui needs a terminal on stderr; showing no dashboard");
+            }
+        }
         if !self.ui.progress || self.quiet {
             return;
         }
@@ -159,6 +202,7 @@ impl Observer for Console {
 
     fn run_finished(&mut self, report: &Report, files: &[PathBuf]) {
         self.stop_line();
+        self.end_dashboard();
         if self.ui.print_summary && !self.quiet {
             self.show(&strobe_report::console::render(report));
         }

@@ -58,6 +58,8 @@ pub struct Plan {
     pub fail_on_slo: bool,
     /// Formats to write to standard output once everything has run (`--export FORMAT=-`).
     pub stdout_exports: Vec<String>,
+    /// The live dashboard (`--tui`).
+    pub tui: bool,
 }
 
 fn stdout_exports(o: &OutputArgs) -> Vec<String> {
@@ -69,6 +71,15 @@ fn stdout_exports(o: &OutputArgs) -> Vec<String> {
 }
 
 impl Plan {
+    /// What the dashboard calls the work.
+    pub fn title(&self) -> String {
+        match &self.work {
+            Work::Experiment(e) if e.kind == "run" => "run".into(),
+            Work::Experiment(e) | Work::Grid { experiment: e, .. } => e.title.clone(),
+            Work::Search(..) => "capacity search".into(),
+        }
+    }
+
     /// The experiment of a plan of runs decided in advance (or of each engine of a grid).
     pub fn experiment(&self) -> Option<&Experiment> {
         match &self.work {
@@ -85,6 +96,7 @@ impl Plan {
             max_error_rate: max_error_rate(o)?,
             fail_on_slo: o.fail_on_slo,
             stdout_exports: stdout_exports(o),
+            tui: o.tui,
         })
     }
 }
@@ -687,5 +699,6 @@ pub fn search(a: SearchArgs) -> anyhow::Result<Plan> {
         max_error_rate: max_error_rate(&a.run.output)?,
         fail_on_slo: a.run.output.fail_on_slo,
         stdout_exports: stdout_exports(&a.run.output),
+        tui: a.run.output.tui,
     })
 }
