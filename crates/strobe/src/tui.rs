@@ -251,7 +251,7 @@ fn frame(
         let p = &c.progress;
         let (ttft, e2e) = (p.ttft.snapshot(), p.e2e.snapshot());
         let (wt, we) = (windowed(&ttft, &c.ttft_then), windowed(&e2e, &c.e2e_then));
-        if wt.iter().sum::<u64>() > 200 || (now_s as u64) % 5 == 0 {
+        if wt.iter().sum::<u64>() > 200 || (now_s as u64).is_multiple_of(5) {
             c.ttft_then = ttft.clone();
             c.e2e_then = e2e.clone();
         }
@@ -295,7 +295,8 @@ fn frame(
         .direction(Direction::Horizontal)
         .constraints([Constraint::Percentage(50), Constraint::Percentage(50)])
         .split(rows[2]);
-    let series: Vec<(Vec<(f64, f64)>, Vec<(f64, f64)>)> = classes
+    type Points = Vec<(f64, f64)>;
+    let series: Vec<(Points, Points)> = classes
         .iter()
         .map(|c| {
             (

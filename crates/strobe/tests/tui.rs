@@ -78,7 +78,9 @@ fn the_dashboard_shows_the_run_and_q_stops_it_with_every_output_written() {
         // The terminal is back and the summary printed.
         let after = tmux(&["capture-pane", "-p", "-t", &session]);
         assert!(
-            after.contains("Output token throughput") && after.contains("written:") && !after.contains("errors by kind"),
+            after.contains("Output token throughput")
+                && after.contains("written:")
+                && !after.contains("errors by kind"),
             "{after}"
         );
         let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
