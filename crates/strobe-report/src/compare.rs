@@ -376,6 +376,73 @@ pub fn compare(base: &Report, new: &Report, c: &Criteria) -> Vec<Change> {
     out
 }
 
+/// The comparison as a table for the terminal (or Markdown with `markdown`).
+pub fn render(changes: &[Change], base: &str, new: &str, c: &Criteria, markdown: bool) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{}{new} against {base}: a change counts beyond {:.1}% when its one-sided p < {}",
+        if markdown { "### " } else { "" },
+        c.threshold * 100.0,
+        c.alpha
+    );
+    if markdown {
+        out.push_str("\n| class | metric | base | new | change | p (worse) | p (shift) | verdict |\n|---|---|---:|---:|---:|---:|---:|---|\n");
+    } else {
+        let _ = writeln!(
+            out,
+            "{:<12} {:<20} {:>12} {:>12} {:>9} {:>10} {:>10}  verdict",
+            "class", "metric", "base", "new", "change", "p(worse)", "p(shift)"
+        );
+    }
+    let p = |v: Option<f64>| match v {
+        Some(p) if p < 1e-4 => "<0.0001".to_owned(),
+        Some(p) => format!("{p:.4}"),
+        None => "–".to_owned(),
+    };
+    for ch in changes {
+        let verdict = if ch.regressed {
+            "REGRESSED"
+        } else if ch.improved {
+            "improved"
+        } else {
+            "same"
+        };
+        let rel = ch
+            .relative
+            .map_or("–".to_owned(), |r| format!("{:+.1}%", r * 100.0));
+        let v = |x: f64| crate::table::Cell::Num(x).short();
+        if markdown {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                ch.class,
+                ch.metric,
+                v(ch.base),
+                v(ch.new),
+                rel,
+                p(ch.p_worse),
+                p(ch.p_shift),
+                verdict
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "{:<12} {:<20} {:>12} {:>12} {:>9} {:>10} {:>10}  {verdict}",
+                ch.class,
+                ch.metric,
+                v(ch.base),
+                v(ch.new),
+                rel,
+                p(ch.p_worse),
+                p(ch.p_shift)
+            );
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -473,71 +540,4 @@ mod tests {
         let a: Vec<(u64, u64)> = (1..=20).map(|v| (v, 1)).collect();
         assert!((mann_whitney(&a, &a).unwrap() - 1.0).abs() < 1e-9);
     }
-}
-
-/// The comparison as a table for the terminal (or Markdown with `markdown`).
-pub fn render(changes: &[Change], base: &str, new: &str, c: &Criteria, markdown: bool) -> String {
-    use std::fmt::Write;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{}{new} against {base}: a change counts beyond {:.1}% when its one-sided p < {}",
-        if markdown { "### " } else { "" },
-        c.threshold * 100.0,
-        c.alpha
-    );
-    if markdown {
-        out.push_str("\n| class | metric | base | new | change | p (worse) | p (shift) | verdict |\n|---|---|---:|---:|---:|---:|---:|---|\n");
-    } else {
-        let _ = writeln!(
-            out,
-            "{:<12} {:<20} {:>12} {:>12} {:>9} {:>10} {:>10}  verdict",
-            "class", "metric", "base", "new", "change", "p(worse)", "p(shift)"
-        );
-    }
-    let p = |v: Option<f64>| match v {
-        Some(p) if p < 1e-4 => "<0.0001".to_owned(),
-        Some(p) => format!("{p:.4}"),
-        None => "–".to_owned(),
-    };
-    for ch in changes {
-        let verdict = if ch.regressed {
-            "REGRESSED"
-        } else if ch.improved {
-            "improved"
-        } else {
-            "same"
-        };
-        let rel = ch
-            .relative
-            .map_or("–".to_owned(), |r| format!("{:+.1}%", r * 100.0));
-        let v = |x: f64| crate::table::Cell::Num(x).short();
-        if markdown {
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} | {} | {} | {} | {} |",
-                ch.class,
-                ch.metric,
-                v(ch.base),
-                v(ch.new),
-                rel,
-                p(ch.p_worse),
-                p(ch.p_shift),
-                verdict
-            );
-        } else {
-            let _ = writeln!(
-                out,
-                "{:<12} {:<20} {:>12} {:>12} {:>9} {:>10} {:>10}  {verdict}",
-                ch.class,
-                ch.metric,
-                v(ch.base),
-                v(ch.new),
-                rel,
-                p(ch.p_worse),
-                p(ch.p_shift)
-            );
-        }
-    }
-    out
 }
