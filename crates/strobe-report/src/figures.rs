@@ -187,17 +187,22 @@ enum Over {
     E2e,
 }
 
-/// The moving-average window (intervals) for a timeline of `n` intervals: about a twentieth of
-/// the run, at least 3 and odd.
-fn window(n: usize) -> usize {
-    ((n / 20).max(3)) | 1
+/// The moving-average window (intervals) for a timeline of `n` intervals whose requests last
+/// `e2e_s` on average: about a twentieth of the run, at least 3, and at least two request
+/// lifetimes (so requests that end together, as a batch does, do not draw a comb); odd.
+fn window(n: usize, e2e_s: f64, bucket_s: f64) -> usize {
+    let lifetimes = if bucket_s > 0.0 && e2e_s.is_finite() {
+        (2.0 * e2e_s / bucket_s).ceil() as usize
+    } else {
+        0
+    };
+    (n / 20).max(3).max(lifetimes.min(n / 2)) | 1
 }
 
 /// `what` over time: rates per second and means over a moving window, plotted at the middle of
 /// each interval. The last interval (cut short by the run's end) is left out.
-fn over_time(t: &Timeline, what: Over) -> Vec<(f64, f64)> {
+fn over_time(t: &Timeline, what: Over, w: usize) -> Vec<(f64, f64)> {
     let n = t.len().saturating_sub(1).max(1.min(t.len()));
-    let w = window(n);
     let width_s = t.bucket_ns as f64 / 1e9;
     let span = |v: &[u64]| moving(&col(v, n), w);
     let widths = moving(&vec![width_s; n], w);
@@ -258,16 +263,22 @@ fn time_chart(r: &Report, title: &str, y_label: &str, what: Over) -> LineChart {
         .max()
         .unwrap_or(0) as f64
         / 1e9;
+    let e2e_s = r
+        .classes
+        .iter()
+        .map(|c| c.state.e2e_ns.mean() / 1e9)
+        .fold(0.0f64, f64::max);
+    let w = window(n.saturating_sub(1).max(1), e2e_s, bucket_s);
     let series_list = r
         .classes
         .iter()
         .filter(|c| !c.state.timeline.is_empty())
-        .map(|c| series(&c.name, over_time(&c.state.timeline, what)))
+        .map(|c| series(&c.name, over_time(&c.state.timeline, what, w)))
         .collect();
     LineChart {
         title: format!(
             "{title} ({} s moving average)",
-            crate::charts::tick(window(n.saturating_sub(1).max(1)) as f64 * bucket_s)
+            crate::charts::tick(w as f64 * bucket_s)
         ),
         x_label: "time since the run started (s)".into(),
         y_label: y_label.into(),
