@@ -34,18 +34,7 @@ pub struct Export {
     pub path: PathBuf,
 }
 
-/// `out.json` → `out.LABEL.json`.
-pub fn labelled(p: &Path, label: &str) -> PathBuf {
-    let stem = p
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let name = match p.extension() {
-        Some(ext) => format!("{stem}.{label}.{}", ext.to_string_lossy()),
-        None => format!("{stem}.{label}"),
-    };
-    p.with_file_name(name)
-}
+pub use strobe_report::load::labelled;
 
 /// Writes a file so that a reader (or a later run after a `kill -9`) finds either the old
 /// content or the new, never half of it: a temporary file beside it, synced, then renamed.

@@ -162,13 +162,18 @@ fn label_style() -> TextStyle<'static> {
     TextStyle::from((FONT, 15).into_font()).color(&INK)
 }
 
+/// An SVG document from `draw`, or one that says why the chart could not be drawn.
+fn document(title: &str, draw: impl FnOnce(&mut String) -> Result<(), String>) -> String {
+    let mut svg = String::new();
+    match draw(&mut svg) {
+        Ok(()) => svg,
+        Err(e) => error_svg(title, &e),
+    }
+}
+
 /// Draws a line chart as an SVG document.
 pub fn line(chart: &LineChart) -> String {
-    let mut svg = String::new();
-    if let Err(e) = draw_line(&mut svg, chart) {
-        return error_svg(&chart.title, &e);
-    }
-    svg
+    document(&chart.title, |svg| draw_line(svg, chart))
 }
 
 fn draw_line(svg: &mut String, c: &LineChart) -> Result<(), String> {
@@ -341,11 +346,7 @@ fn draw_line(svg: &mut String, c: &LineChart) -> Result<(), String> {
 
 /// Draws a histogram as an SVG document.
 pub fn bars(chart: &BarChart) -> String {
-    let mut svg = String::new();
-    if let Err(e) = draw_bars(&mut svg, chart) {
-        return error_svg(&chart.title, &e);
-    }
-    svg
+    document(&chart.title, |svg| draw_bars(svg, chart))
 }
 
 fn draw_bars(svg: &mut String, c: &BarChart) -> Result<(), String> {
@@ -413,11 +414,7 @@ fn draw_bars(svg: &mut String, c: &BarChart) -> Result<(), String> {
 
 /// Draws bars over categories as an SVG document.
 pub fn grouped(chart: &GroupedBars) -> String {
-    let mut svg = String::new();
-    if let Err(e) = draw_grouped(&mut svg, chart) {
-        return error_svg(&chart.title, &e);
-    }
-    svg
+    document(&chart.title, |svg| draw_grouped(svg, chart))
 }
 
 fn draw_grouped(svg: &mut String, c: &GroupedBars) -> Result<(), String> {

@@ -28,8 +28,8 @@ fn file_error(path: &Path, message: impl Into<String>) -> LoadError {
     }
 }
 
-/// `out.json` → `out.LABEL.json`, where an experiment writes its runs' reports.
-fn labelled(p: &Path, label: &str) -> PathBuf {
+/// `out.json` → `out.LABEL.json`: where an experiment writes each run's report (and records).
+pub fn labelled(p: &Path, label: &str) -> PathBuf {
     let stem = p
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
