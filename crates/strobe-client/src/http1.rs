@@ -46,6 +46,10 @@ pub struct Head {
     pub body: BodyKind,
     /// The server will close the connection after this response.
     pub close: bool,
+    /// `Retry-After`, in milliseconds (from delta-seconds or an HTTP date).
+    pub retry_after_ms: Option<u64>,
+    /// `x-request-id`, when the server sent one.
+    pub request_id: Option<String>,
 }
 
 /// How reading a body ended.
@@ -128,6 +132,48 @@ pub struct Http1 {
     /// Body state of the current response, kept so that reading can resume after a stop.
     chunked: ChunkedDecoder,
     remaining: u64,
+    /// The idle timeout's timer, while a response body is being read.
+    watchdog: Option<Watchdog>,
+    watching: bool,
+}
+
+/// An idle timeout that costs nothing per read: its timer is not re-armed by each read. When it
+/// fires, it measures the quiet time since the last read (or since it was armed) and either
+/// fails the read or sleeps for what is left, so it wakes at most once per idle period.
+struct Watchdog {
+    idle: std::time::Duration,
+    armed_ns: u64,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+/// Runs `read` unless nothing arrives for the watchdog's idle time.
+async fn watched<T>(
+    read: impl std::future::Future<Output = std::io::Result<T>>,
+    watchdog: Option<&mut Watchdog>,
+    clock: &RunClock,
+    last_read_ns: u64,
+) -> std::io::Result<T> {
+    let Some(w) = watchdog else {
+        return read.await;
+    };
+    tokio::pin!(read);
+    loop {
+        tokio::select! {
+            biased;
+            r = &mut read => return r,
+            _ = &mut w.sleep => {
+                let quiet_since = last_read_ns.max(w.armed_ns);
+                let quiet = std::time::Duration::from_nanos(clock.now_ns().saturating_sub(quiet_since));
+                if quiet >= w.idle {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("nothing arrived for {:?} (the idle timeout)", w.idle),
+                    ));
+                }
+                w.sleep.as_mut().reset(tokio::time::Instant::now() + (w.idle - quiet));
+            }
+        }
+    }
 }
 
 impl Http1 {
@@ -163,6 +209,8 @@ impl Http1 {
             served: 0,
             chunked: ChunkedDecoder::default(),
             remaining: 0,
+            watchdog: None,
+            watching: false,
         };
         h.handshake().await?;
         Ok(h)
@@ -198,6 +246,32 @@ impl Http1 {
         Some(format!("{v:?}"))
     }
 
+    /// From now on, a read that waits longer than `idle` fails with `TimedOut` (until
+    /// [`Http1::unwatch`]). Arming is a store, not a timer operation.
+    pub fn watch_idle(&mut self, idle: Option<std::time::Duration>, clock: &RunClock) {
+        let Some(idle) = idle else {
+            self.watching = false;
+            return;
+        };
+        let armed_ns = clock.now_ns();
+        match self.watchdog.as_mut() {
+            Some(w) if w.idle == idle => w.armed_ns = armed_ns,
+            _ => {
+                self.watchdog = Some(Watchdog {
+                    idle,
+                    armed_ns,
+                    sleep: Box::pin(tokio::time::sleep(idle)),
+                })
+            }
+        }
+        self.watching = true;
+    }
+
+    /// Reads wait as long as they must (the head of a response has its own timeout).
+    pub fn unwatch(&mut self) {
+        self.watching = false;
+    }
+
     /// Run-clock offset at which the data of the latest read reached this machine.
     pub fn last_read_ns(&self) -> u64 {
         self.last_read_ns
@@ -231,7 +305,18 @@ impl Http1 {
         if self.tls.is_some() {
             return self.fill_tls(clock).await;
         }
-        let (n, age) = recv_stamped(&self.stream, &mut self.buf[self.end..]).await?;
+        let watchdog = if self.watching {
+            self.watchdog.as_mut()
+        } else {
+            None
+        };
+        let (n, age) = watched(
+            recv_stamped(&self.stream, &mut self.buf[self.end..]),
+            watchdog,
+            clock,
+            self.last_read_ns,
+        )
+        .await?;
         self.stamp(clock, age);
         self.end += n;
         Ok(n)
@@ -266,7 +351,18 @@ impl Http1 {
                 flush_tls(&mut self.stream, tls).await?;
                 continue;
             }
-            let (n, age) = recv_stamped(&self.stream, &mut tls.raw).await?;
+            let watchdog = if self.watching {
+                self.watchdog.as_mut()
+            } else {
+                None
+            };
+            let (n, age) = watched(
+                recv_stamped(&self.stream, &mut tls.raw),
+                watchdog,
+                clock,
+                self.last_read_ns,
+            )
+            .await?;
             if n == 0 {
                 return Ok(0);
             }
@@ -384,7 +480,19 @@ fn head_of(resp: &httparse::Response) -> Result<Head, WireError> {
         .ok_or_else(|| WireError::Malformed("no status code".into()))?;
     let mut body = BodyKind::UntilClose;
     let mut close = resp.version == Some(0);
+    let mut retry_after_ms = None;
+    let mut request_id = None;
     for h in resp.headers.iter() {
+        if h.name.eq_ignore_ascii_case("retry-after") {
+            retry_after_ms = std::str::from_utf8(h.value).ok().and_then(retry_after);
+            continue;
+        }
+        if h.name.eq_ignore_ascii_case("x-request-id") {
+            request_id = std::str::from_utf8(h.value)
+                .ok()
+                .map(|v| v.trim().to_owned());
+            continue;
+        }
         if h.name.eq_ignore_ascii_case("transfer-encoding") {
             if h.value
                 .windows(7)
@@ -417,7 +525,54 @@ fn head_of(resp: &httparse::Response) -> Result<Head, WireError> {
         status,
         body,
         close,
+        retry_after_ms,
+        request_id,
     })
+}
+
+/// `Retry-After` as delta-seconds (`120`, `1.5`) or an HTTP date, in milliseconds from now.
+fn retry_after(value: &str) -> Option<u64> {
+    let value = value.trim();
+    if let Ok(s) = value.parse::<f64>() {
+        return (s.is_finite() && s >= 0.0).then(|| (s.min(86_400.0) * 1000.0) as u64);
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    let wait = at
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    Some(wait.as_millis().min(86_400_000) as u64)
+}
+
+/// Decodes one whole response held in `input` (the head, then as much body as it holds), without
+/// a socket: `None` while the head is incomplete, else the head, the body and whether the body
+/// ended. The same head parser and chunked decoder as a connection uses; for fuzzing and tests.
+pub fn decode_response(input: &[u8]) -> Result<Option<(Head, Vec<u8>, bool)>, WireError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    let len = match resp.parse(input) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(WireError::Malformed(e.to_string())),
+    };
+    let head = head_of(&resp)?;
+    let rest = &input[len..];
+    let mut body = Vec::new();
+    let done = match head.body {
+        BodyKind::Chunked => {
+            let mut d = ChunkedDecoder::default();
+            d.decode(rest, |x| body.extend_from_slice(x))?.1
+        }
+        BodyKind::Length(n) => {
+            let take = (rest.len() as u64).min(n) as usize;
+            body.extend_from_slice(&rest[..take]);
+            take as u64 == n
+        }
+        BodyKind::UntilClose => {
+            body.extend_from_slice(rest);
+            false
+        }
+    };
+    Ok(Some((head, body, done)))
 }
 
 /// Incremental `Transfer-Encoding: chunked` decoder.
@@ -608,31 +763,46 @@ mod tests {
             head_of(&r).unwrap()
         };
         let h = parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
-        assert_eq!(
-            h,
-            Head {
-                status: 200,
-                body: BodyKind::Chunked,
-                close: false
-            }
-        );
+        assert_eq!((h.status, h.body, h.close), (200, BodyKind::Chunked, false));
         let h = parse(b"HTTP/1.1 404 Not Found\r\ncontent-length: 12\r\nconnection: close\r\n\r\n");
         assert_eq!(
-            h,
-            Head {
-                status: 404,
-                body: BodyKind::Length(12),
-                close: true
-            }
+            (h.status, h.body, h.close),
+            (404, BodyKind::Length(12), true)
         );
         let h = parse(b"HTTP/1.0 200 OK\r\n\r\n");
         assert_eq!(
-            h,
-            Head {
-                status: 200,
-                body: BodyKind::UntilClose,
-                close: true
-            }
+            (h.status, h.body, h.close),
+            (200, BodyKind::UntilClose, true)
         );
+        assert_eq!((h.retry_after_ms, h.request_id), (None, None));
+        let h = parse(b"HTTP/1.1 429 Too Many\r\nRetry-After: 2\r\nX-Request-Id: req-7\r\ncontent-length: 0\r\n\r\n");
+        assert_eq!(h.retry_after_ms, Some(2000));
+        assert_eq!(h.request_id.as_deref(), Some("req-7"));
+        let soon = httpdate::fmt_http_date(
+            std::time::SystemTime::now() + std::time::Duration::from_secs(30),
+        );
+        let raw = format!("HTTP/1.1 503 x\r\nretry-after: {soon}\r\n\r\n");
+        let ms = parse(raw.as_bytes()).retry_after_ms.unwrap();
+        assert!((28_000..=30_000).contains(&ms), "{ms}");
+        assert_eq!(
+            parse(b"HTTP/1.1 503 x\r\nretry-after: soon\r\n\r\n").retry_after_ms,
+            None
+        );
+    }
+
+    #[test]
+    fn whole_responses_decode_from_one_buffer() {
+        let (h, body, done) = decode_response(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!((h.status, body.as_slice(), done), (200, &b"hi"[..], true));
+        let (_, body, done) = decode_response(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nab")
+            .unwrap()
+            .unwrap();
+        assert_eq!((body.as_slice(), done), (&b"ab"[..], false));
+        assert!(decode_response(b"HTTP/1.1 200").unwrap().is_none());
+        assert!(decode_response(b"HTTX/1.1 200 OK\r\n\r\n").is_err());
     }
 }

@@ -2,7 +2,9 @@
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
-use strobe_core::{ErrorKind, Outcome, RequestRecord, RequestSpec, RunClock, TokenSource};
+use strobe_core::{
+    Captured, ErrorKind, Outcome, Prompt, RequestRecord, RequestSpec, RunClock, TokenSource,
+};
 
 use crate::chunk::{parse_chunk, Usage};
 use crate::http1::{BodyEnd, Http1, WireError};
@@ -11,6 +13,10 @@ use crate::target::Target;
 
 /// Largest error body kept for a failure message.
 const ERROR_BODY_LIMIT: usize = 2048;
+/// Largest error body kept whole for a batch line's error file.
+const CAPTURED_ERROR_LIMIT: usize = 1024 * 1024;
+/// Largest whole (non-streamed) response body accepted.
+pub const MAX_WHOLE_BODY: usize = 256 * 1024 * 1024;
 /// How long to wait for the end of the body once `[DONE]` has arrived.
 const DRAIN_AFTER_DONE: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -20,6 +26,8 @@ pub struct Connection {
     wire: Option<Http1>,
     /// Whole-body buffer for non-streamed responses, reused.
     whole: Vec<u8>,
+    /// `Retry-After` of the last response, when it had one.
+    retry_after_ms: Option<u64>,
 }
 
 impl Connection {
@@ -28,7 +36,13 @@ impl Connection {
             target,
             wire: None,
             whole: Vec::new(),
+            retry_after_ms: None,
         }
+    }
+
+    /// The `Retry-After` the last response asked for, in milliseconds.
+    pub fn retry_after_ms(&self) -> Option<u64> {
+        self.retry_after_ms
     }
 
     /// Opens the connection ahead of the first request (so connect time stays out of the run).
@@ -135,8 +149,11 @@ impl Connection {
                         continue;
                     }
                     return Err(failed(
-                        ErrorKind::Connect,
-                        format!("no response from {}: {e}", self.target.base.display),
+                        ErrorKind::Reset,
+                        format!(
+                            "the connection to {} broke before a response: {e}",
+                            self.target.base.display
+                        ),
                     ));
                 }
             }
@@ -150,16 +167,49 @@ impl Connection {
         record: &mut RequestRecord,
     ) -> Outcome {
         let request = self.target.request_bytes(spec);
-        let stream = self.target.stream;
+        let raw = matches!(spec.prompt, Prompt::Raw(_));
+        let stream = self.target.stream && !raw;
         let mut whole = std::mem::take(&mut self.whole);
         whole.clear();
-        let outcome = match self.send(&request, clock, record).await {
-            Err(outcome) => outcome,
+        if let Some(w) = self.wire.as_mut() {
+            w.unwatch();
+        }
+        let idle = self.target.idle_timeout;
+        let mut retry_after_ms = None;
+        let sent = match self.target.first_byte_timeout {
+            None => self.send(&request, clock, record).await,
+            Some(limit) => {
+                match tokio::time::timeout(limit, self.send(&request, clock, record)).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        self.wire = None;
+                        Err(failed(
+                            ErrorKind::FirstByteTimeout,
+                            format!("no response head within {limit:?} (the first-byte timeout)"),
+                        ))
+                    }
+                }
+            }
+        };
+        let outcome = match sent {
+            Err(outcome) => {
+                if raw {
+                    record.capture = Some(Box::default());
+                }
+                outcome
+            }
             Ok((wire, head)) => {
+                wire.watch_idle(idle, clock);
+                retry_after_ms = head.retry_after_ms;
                 if !(200..300).contains(&head.status) {
+                    let limit = if raw {
+                        CAPTURED_ERROR_LIMIT
+                    } else {
+                        ERROR_BODY_LIMIT
+                    };
                     let end = wire
                         .read_body(head.body, clock, |d, _| {
-                            let room = ERROR_BODY_LIMIT.saturating_sub(whole.len());
+                            let room = limit.saturating_sub(whole.len());
                             whole.extend_from_slice(&d[..d.len().min(room)]);
                             ControlFlow::Continue(())
                         })
@@ -167,23 +217,54 @@ impl Connection {
                     if end.is_err() {
                         wire.reusable = false;
                     }
-                    failed(
-                        ErrorKind::HttpStatus(head.status),
-                        format!(
-                            "HTTP {}: {}",
-                            head.status,
-                            String::from_utf8_lossy(&whole).trim()
-                        ),
-                    )
+                    let text = String::from_utf8_lossy(&whole[..whole.len().min(ERROR_BODY_LIMIT)]);
+                    let text = text.trim();
+                    let message = if text.is_empty() {
+                        format!("HTTP {} (no body)", head.status)
+                    } else {
+                        format!("HTTP {}: {text}", head.status)
+                    };
+                    if raw {
+                        record.capture = Some(Box::new(Captured {
+                            status: Some(head.status),
+                            request_id: head.request_id.clone(),
+                            body: whole.clone(),
+                            retry_after_ms: head.retry_after_ms,
+                            unfinished: false,
+                        }));
+                    }
+                    failed(ErrorKind::HttpStatus(head.status), message)
                 } else if stream {
                     read_stream(wire, head.body, clock, record).await
                 } else {
-                    read_whole(wire, head.body, clock, record, &mut whole).await
+                    let outcome = read_whole(wire, head.body, clock, record, &mut whole, raw).await;
+                    if raw {
+                        record.capture = Some(Box::new(Captured {
+                            status: Some(head.status),
+                            request_id: head.request_id.clone(),
+                            body: whole.clone(),
+                            retry_after_ms: head.retry_after_ms,
+                            unfinished: false,
+                        }));
+                    }
+                    outcome
                 }
             }
         };
         self.whole = whole;
+        self.retry_after_ms = retry_after_ms;
         outcome
+    }
+}
+
+/// The failure for a body that broke off: the idle timeout, or a cut.
+fn broken(e: &WireError, what: String) -> Outcome {
+    match e {
+        WireError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
+            failed(ErrorKind::IdleTimeout, format!("{what}: {e}"))
+        }
+        WireError::Malformed(_) => failed(ErrorKind::Malformed, format!("{what}: {e}")),
+        _ => failed(ErrorKind::StreamCut, format!("{what}: {e}")),
     }
 }
 
@@ -214,10 +295,10 @@ async fn read_stream(
                 wire.reusable = false;
                 return Outcome::Success;
             }
-            return failed(
-                ErrorKind::StreamCut,
+            return broken(
+                &e,
                 format!(
-                    "stream broke after {} content chunks: {e}",
+                    "stream broke after {} content chunks",
                     record.content_chunks()
                 ),
             );
@@ -230,6 +311,16 @@ async fn read_stream(
         }
         Ok(BodyEnd::Stopped) => {
             record.end_ns = state.done_ns.map_or_else(|| clock.now_ns(), |d| sent + d);
+            if decoder.oversized() {
+                wire.reusable = false;
+                return failed(
+                    ErrorKind::Oversized,
+                    format!(
+                        "a stream event or line longer than {} MiB",
+                        crate::sse::MAX_EVENT >> 20
+                    ),
+                );
+            }
             if state.done && state.failure.is_none() {
                 // Read the rest (the chunked terminator) so the connection stays reusable; a server
                 // that holds the body open after [DONE] costs a reconnect, not a failure.
@@ -275,16 +366,28 @@ async fn read_whole(
     clock: &RunClock,
     record: &mut RequestRecord,
     whole: &mut Vec<u8>,
+    raw: bool,
 ) -> Outcome {
     let end = wire
         .read_body(kind, clock, |d, _| {
+            if whole.len() + d.len() > MAX_WHOLE_BODY {
+                return ControlFlow::Break(());
+            }
             whole.extend_from_slice(d);
             ControlFlow::Continue(())
         })
         .await;
     record.end_ns = wire.last_read_ns();
-    if let Err(e) = end {
-        return failed(ErrorKind::StreamCut, format!("response body broke: {e}"));
+    match end {
+        Err(e) => return broken(&e, "response body broke".into()),
+        Ok(BodyEnd::Stopped) => {
+            wire.reusable = false;
+            return failed(
+                ErrorKind::Oversized,
+                format!("a response body longer than {} MiB", MAX_WHOLE_BODY >> 20),
+            );
+        }
+        Ok(BodyEnd::Complete) => {}
     }
     match parse_chunk(whole) {
         Err(e) => failed(
@@ -296,7 +399,8 @@ async fn read_whole(
                 return failed(ErrorKind::ServerError, err);
             }
             apply_usage(info.usage, record);
-            if !info.has_content {
+            // A batch line's answer is its body, whatever it holds (embeddings have no text).
+            if !info.has_content && !raw {
                 return failed(
                     ErrorKind::EmptyResponse,
                     "the response held no generated text".into(),

@@ -11,16 +11,30 @@ use std::ops::ControlFlow;
 /// Follows the SSE rules that matter for LLM streams: lines end in LF or CRLF; lines starting with
 /// `:` are comments; `data:` values (one optional leading space removed) of one event are joined
 /// with `\n`; a blank line dispatches the event; other fields (`event`, `id`, `retry`) are ignored.
+///
+/// One event (or one line) larger than [`MAX_EVENT`] stops decoding: [`SseDecoder::feed`] breaks
+/// and [`SseDecoder::oversized`] says why, so a server that never ends a line cannot exhaust
+/// memory.
 #[derive(Debug, Default)]
 pub struct SseDecoder {
     partial_line: Vec<u8>,
     data: Vec<u8>,
     has_data: bool,
+    oversized: bool,
 }
+
+/// The largest event (or line) accepted: far above any real chunk (a chunk with 20 top
+/// log-probabilities per token is a few KiB).
+pub const MAX_EVENT: usize = 4 * 1024 * 1024;
 
 impl SseDecoder {
     pub fn new() -> SseDecoder {
         SseDecoder::default()
+    }
+
+    /// An event or line past [`MAX_EVENT`] stopped decoding.
+    pub fn oversized(&self) -> bool {
+        self.oversized
     }
 
     /// Feeds bytes; calls `on_event` with each complete event's data. Stops early (and returns
@@ -30,6 +44,9 @@ impl SseDecoder {
         mut input: &[u8],
         mut on_event: impl FnMut(&[u8]) -> ControlFlow<()>,
     ) -> ControlFlow<()> {
+        if self.oversized {
+            return ControlFlow::Break(());
+        }
         while let Some(pos) = memchr::memchr(b'\n', input) {
             let (head, rest) = input.split_at(pos);
             input = &rest[1..];
@@ -43,6 +60,10 @@ impl SseDecoder {
                 self.partial_line = line;
                 flow?;
             }
+        }
+        if self.partial_line.len() + input.len() > MAX_EVENT {
+            self.oversized = true;
+            return ControlFlow::Break(());
         }
         self.partial_line.extend_from_slice(input);
         ControlFlow::Continue(())
@@ -87,6 +108,10 @@ impl SseDecoder {
             None => (line, &b""[..]),
         };
         if field == b"data" {
+            if self.data.len() + value.len() > MAX_EVENT {
+                self.oversized = true;
+                return ControlFlow::Break(());
+            }
             if self.has_data {
                 self.data.push(b'\n');
             }
@@ -144,6 +169,28 @@ mod tests {
             vec!["x", "[DONE]"]
         );
         assert_eq!(decode_in_pieces(b"data: [DONE]\n", 3), vec!["[DONE]"]);
+    }
+
+    #[test]
+    fn an_endless_line_or_event_stops_at_the_limit() {
+        let mut dec = SseDecoder::new();
+        let piece = vec![b'x'; 64 * 1024];
+        let mut flow = dec.feed(b"data: ", |_| ControlFlow::Continue(()));
+        let mut fed = 0;
+        while flow.is_continue() && fed < 2 * MAX_EVENT {
+            flow = dec.feed(&piece, |_| ControlFlow::Continue(()));
+            fed += piece.len();
+        }
+        assert!(flow.is_break() && dec.oversized());
+        assert!(fed <= MAX_EVENT + piece.len(), "{fed}");
+        // Many data lines of one event add up too.
+        let mut dec = SseDecoder::new();
+        let line = [b"data: ".as_slice(), &piece, b"\n"].concat();
+        let mut flow = ControlFlow::Continue(());
+        for _ in 0..(MAX_EVENT / piece.len() + 2) {
+            flow = dec.feed(&line, |_| ControlFlow::Continue(()));
+        }
+        assert!(flow.is_break() && dec.oversized());
     }
 
     #[test]

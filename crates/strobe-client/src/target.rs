@@ -151,6 +151,12 @@ pub struct Target {
     /// Extra top-level JSON body fields; they override strobe's own fields of the same name.
     pub extra_body: Map<String, Value>,
     pub request_timeout: std::time::Duration,
+    /// No response head within this time after the request starts (connect included) fails
+    /// the request as `first_byte_timeout`.
+    pub first_byte_timeout: Option<std::time::Duration>,
+    /// Nothing received for this long in the middle of a response body fails it as
+    /// `idle_timeout`.
+    pub idle_timeout: Option<std::time::Duration>,
     /// Date received bytes by the kernel's receive timestamp (see `strobe-sockstamp`) instead of
     /// the moment the reading task ran.
     pub kernel_timestamps: bool,
@@ -246,7 +252,11 @@ impl Target {
         let mut out = Vec::with_capacity(body.len() + 512);
         out.extend_from_slice(b"POST ");
         out.extend_from_slice(self.base.prefix.as_bytes());
-        out.extend_from_slice(self.api.path().as_bytes());
+        let path = match &spec.prompt {
+            Prompt::Raw(r) => r.path.as_str(),
+            _ => self.api.path(),
+        };
+        out.extend_from_slice(path.as_bytes());
         out.extend_from_slice(b" HTTP/1.1\r\n");
         for (name, value) in &self.headers {
             out.extend_from_slice(name.as_str().as_bytes());
@@ -280,6 +290,9 @@ impl Target {
 
     /// The JSON body for one request.
     pub fn body(&self, spec: &RequestSpec) -> Vec<u8> {
+        if let Prompt::Raw(r) = &spec.prompt {
+            return r.body.as_bytes().to_vec();
+        }
         let mut body = Map::with_capacity(8 + self.extra_body.len());
         body.insert("model".into(), Value::String(self.model.clone()));
         match (self.api, &spec.prompt) {
@@ -307,6 +320,7 @@ impl Target {
                     serde_json::to_value(m).unwrap_or_default(),
                 );
             }
+            (_, Prompt::Raw(_)) => unreachable!("returned above"),
         }
         body.insert("max_tokens".into(), Value::from(spec.max_tokens));
         body.insert("stream".into(), Value::Bool(self.stream));

@@ -11,10 +11,11 @@ mod secret;
 mod spec;
 pub mod units;
 
-pub use record::{ChunkArrivals, ErrorKind, Outcome, RequestRecord, TokenSource};
+pub use record::{Captured, ChunkArrivals, ErrorKind, Outcome, RequestRecord, TokenSource};
 pub use secret::{command_secrets, is_secret_name, redact_command, redact_text, Secret};
 pub use spec::{
-    Api, ChatMessage, ClassId, ContentPart, ImageUrl, MessageContent, Prompt, RequestSpec,
+    Api, ChatMessage, ClassId, ContentPart, ImageUrl, MessageContent, Prompt, RawRequest,
+    RequestSpec,
 };
 
 /// Nanoseconds since the run's start instant (one monotonic clock for the whole run).

@@ -22,8 +22,10 @@ pub enum TokenSource {
 /// Why a request failed. A failure is a data point, never a reason to abort a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ErrorKind {
-    /// TCP connect failed or the connection broke before response headers.
+    /// The connection could not be opened (refused, unreachable, TLS handshake failed).
     Connect,
+    /// An open connection was reset or closed before a response head arrived.
+    Reset,
     /// The server answered with a non-2xx status.
     HttpStatus(u16),
     /// The stream ended (or the connection dropped) before it was complete.
@@ -32,8 +34,15 @@ pub enum ErrorKind {
     Malformed,
     /// The server sent an `error` object inside the stream or body.
     ServerError,
-    /// No answer within the request timeout (includes a stalled stream).
+    /// No complete answer within the request timeout.
     Timeout,
+    /// No response head within the first-byte timeout (a server that accepts and stalls, or
+    /// reads the request too slowly).
+    FirstByteTimeout,
+    /// Nothing arrived for longer than the idle timeout in the middle of a response.
+    IdleTimeout,
+    /// One SSE event or a whole response body was larger than the client accepts.
+    Oversized,
     /// The response completed but held no generated content.
     EmptyResponse,
 }
@@ -43,6 +52,10 @@ impl ErrorKind {
     pub fn label(&self) -> String {
         match self {
             ErrorKind::Connect => "connect".into(),
+            ErrorKind::Reset => "reset".into(),
+            ErrorKind::FirstByteTimeout => "first_byte_timeout".into(),
+            ErrorKind::IdleTimeout => "idle_timeout".into(),
+            ErrorKind::Oversized => "oversized".into(),
             ErrorKind::HttpStatus(code) => format!("http_{code}"),
             ErrorKind::StreamCut => "stream_cut".into(),
             ErrorKind::Malformed => "malformed".into(),
@@ -56,6 +69,10 @@ impl ErrorKind {
     pub fn from_label(label: &str) -> Option<ErrorKind> {
         Some(match label {
             "connect" => ErrorKind::Connect,
+            "reset" => ErrorKind::Reset,
+            "first_byte_timeout" => ErrorKind::FirstByteTimeout,
+            "idle_timeout" => ErrorKind::IdleTimeout,
+            "oversized" => ErrorKind::Oversized,
             "stream_cut" => ErrorKind::StreamCut,
             "malformed" => ErrorKind::Malformed,
             "server_error" => ErrorKind::ServerError,
@@ -63,6 +80,35 @@ impl ErrorKind {
             "empty_response" => ErrorKind::EmptyResponse,
             other => ErrorKind::HttpStatus(other.strip_prefix("http_")?.parse().ok()?),
         })
+    }
+}
+
+impl ErrorKind {
+    /// Whether the same request may succeed if sent again: no connection, no or a cut answer,
+    /// a timeout, or HTTP 408, 409, 429 and 5xx. Other 4xx answers, malformed or oversized
+    /// responses and error objects would fail the same way again.
+    pub fn retryable(&self) -> bool {
+        match self {
+            ErrorKind::Connect
+            | ErrorKind::Reset
+            | ErrorKind::StreamCut
+            | ErrorKind::Timeout
+            | ErrorKind::FirstByteTimeout
+            | ErrorKind::IdleTimeout => true,
+            ErrorKind::HttpStatus(code) => matches!(code, 408 | 409 | 429) || *code >= 500,
+            ErrorKind::Malformed
+            | ErrorKind::Oversized
+            | ErrorKind::ServerError
+            | ErrorKind::EmptyResponse => false,
+        }
+    }
+
+    /// No answer came from the server at all (it cannot be reached).
+    pub fn unreachable(&self) -> bool {
+        matches!(
+            self,
+            ErrorKind::Connect | ErrorKind::Reset | ErrorKind::FirstByteTimeout
+        )
     }
 }
 
@@ -141,7 +187,39 @@ pub struct RequestRecord {
     /// The lockstep batch the request belonged to (lockstep schedules only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch: Option<u64>,
+    /// Times the request was sent: above 1 when failed attempts were retried (the timings are
+    /// the last attempt's).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub attempts: u32,
     pub outcome: Outcome,
+    /// The response itself, kept for requests that ask for it (batch lines); never serialised
+    /// into records.
+    #[serde(skip)]
+    pub capture: Option<Box<Captured>>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(n: &u32) -> bool {
+    *n <= 1
+}
+
+/// A response kept whole, for a batch's output file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Captured {
+    /// HTTP status; `None` when no response head arrived.
+    pub status: Option<u16>,
+    /// The server's `x-request-id`, when it sent one.
+    pub request_id: Option<String>,
+    /// The response body (success or error), as received.
+    pub body: Vec<u8>,
+    /// Seconds the server asked to wait before a retry (`Retry-After`).
+    pub retry_after_ms: Option<u64>,
+    /// The request stopped while it still had retries left (a stop or an abort came): it has no
+    /// final result, and a resumed batch sends it again.
+    pub unfinished: bool,
 }
 
 /// Absolute arrival offsets of content chunks. A newtype so that (de)serialisation can refer to
@@ -200,7 +278,7 @@ impl RequestRecord {
         if n < 2 {
             return None;
         }
-        Some((self.e2e_ns() - ttft) as f64 / (n - 1) as f64)
+        Some(self.e2e_ns().saturating_sub(ttft) as f64 / (n - 1) as f64)
     }
 
     /// Gaps between consecutive content chunks, in ns.
@@ -209,6 +287,49 @@ impl RequestRecord {
             .since_sent_ns
             .windows(2)
             .map(|w| w[1].saturating_sub(w[0]))
+    }
+
+    /// Checks what the formulas rely on, for records read from a file: `sent ≤ first token ≤
+    /// end`, chunk arrivals in order and within the request, a first chunk that is the first
+    /// token. The error says which rule broke, with the values.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.end_ns < self.sent_ns {
+            return Err(format!(
+                "end_ns {} is before sent_ns {}",
+                self.end_ns, self.sent_ns
+            ));
+        }
+        if let Some(f) = self.first_token_ns {
+            if f < self.sent_ns || f > self.end_ns {
+                return Err(format!(
+                    "first_token_ns {f} is outside sent_ns..end_ns ({}..{})",
+                    self.sent_ns, self.end_ns
+                ));
+            }
+        }
+        let arrivals = &self.chunk_arrivals_ns.since_sent_ns;
+        if let Some(&last) = arrivals.last() {
+            if self
+                .sent_ns
+                .checked_add(last)
+                .is_none_or(|t| t > self.end_ns)
+            {
+                return Err(format!(
+                    "chunk_gaps_ns end {last} ns after sent_ns, past end_ns",
+                ));
+            }
+        }
+        if let (Some(&first), Some(f)) = (arrivals.first(), self.first_token_ns) {
+            if self.sent_ns + first != f {
+                return Err(format!(
+                    "the first chunk (sent_ns + {first}) is not first_token_ns {f}"
+                ));
+            }
+        }
+        if self.output_tokens == Some(0) && self.first_token_ns.is_some() {
+            return Err("output_tokens is 0 but a first token arrived".into());
+        }
+        Ok(())
     }
 
     /// Number of content chunks received.
@@ -239,7 +360,9 @@ mod tests {
             output_tokens_source: Some(TokenSource::Usage),
             expected_input_tokens: None,
             batch: None,
+            attempts: 1,
             outcome: Outcome::Success,
+            capture: None,
         }
     }
 
@@ -252,6 +375,33 @@ mod tests {
         // (90_000 - 50_000) / (5 - 1)
         assert_eq!(r.tpot_ns(), Some(10_000.0));
         assert_eq!(r.inter_chunk_gaps_ns().collect::<Vec<_>>(), vec![10_000; 4]);
+    }
+
+    #[test]
+    fn validation_names_the_broken_rule() {
+        assert_eq!(record().validate(), Ok(()));
+        let mut r = record();
+        r.first_token_ns = Some(100_000); // after end: TPOT would underflow
+        assert!(r.validate().unwrap_err().contains("first_token_ns"));
+        let mut r = record();
+        r.end_ns = 1_000;
+        assert!(r.validate().unwrap_err().contains("before sent_ns"));
+        let mut r = record();
+        r.chunk_arrivals_ns.since_sent_ns.push(1_000_000);
+        assert!(r.validate().unwrap_err().contains("past end_ns"));
+        let mut r = record();
+        r.chunk_arrivals_ns.since_sent_ns[0] = 49_000;
+        assert!(r.validate().unwrap_err().contains("not first_token_ns"));
+    }
+
+    #[test]
+    fn attempts_are_written_only_when_retried() {
+        let mut r = record();
+        assert!(!serde_json::to_string(&r).unwrap().contains("attempts"));
+        r.attempts = 3;
+        let json = serde_json::to_string(&r).unwrap();
+        let back: RequestRecord = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.attempts, 3);
     }
 
     #[test]
@@ -283,6 +433,10 @@ mod tests {
             ErrorKind::ServerError,
             ErrorKind::Timeout,
             ErrorKind::EmptyResponse,
+            ErrorKind::Reset,
+            ErrorKind::FirstByteTimeout,
+            ErrorKind::IdleTimeout,
+            ErrorKind::Oversized,
         ] {
             assert_eq!(ErrorKind::from_label(&k.label()), Some(k));
         }

@@ -107,6 +107,18 @@ pub enum Prompt {
     Text(String),
     /// A conversation; chat only.
     Messages(Vec<ChatMessage>),
+    /// A request given whole (a batch file's line): sent as is to `path`, never streamed, and
+    /// its response kept (see [`crate::Captured`]).
+    Raw(RawRequest),
+}
+
+/// A request body given whole, for one endpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RawRequest {
+    /// The endpoint, below the base URL (`/v1/chat/completions`).
+    pub path: String,
+    /// The JSON body, serialised.
+    pub body: String,
 }
 
 /// One request as the workload decided it: content and lengths, no timing.

@@ -119,6 +119,10 @@ pub struct ClassDraft {
     pub slo: Vec<SloTarget>,
     pub profile: Option<&'static Profile>,
     pub workload: WorkloadDraft,
+    /// A batch file's pending lines as the class's requests (offline schedule, every line once).
+    pub batch: Option<strobe_batch::JobHandle>,
+    pub retry: strobe_load::Retry,
+    pub abort: strobe_load::AbortRules,
 }
 
 impl ClassDraft {
@@ -146,6 +150,9 @@ impl ClassDraft {
             body: Map::new(),
             slo: vec![],
             profile: None,
+            batch: None,
+            retry: strobe_load::Retry::default(),
+            abort: strobe_load::AbortRules::default(),
             workload: WorkloadDraft::default(),
         }
     }
@@ -534,11 +541,25 @@ impl ClassDraft {
             return Err(DraftError::new("duration", "must be longer than zero"));
         }
         let bounded = self.requests.is_some() || self.duration.is_some() || self.until.is_some();
-        let requests = match schedule {
+        let mut requests = match schedule {
             Schedule::Lockstep { .. } => None,
             _ if !bounded => Some(DEFAULT_REQUESTS),
             _ => self.requests,
         };
+        let mut schedule = schedule;
+        if let Some(job) = &self.batch {
+            // Every pending line once, at most the concurrency in flight (none: all at once).
+            if job.0.pending() == 0 {
+                return Err(DraftError::new(
+                    "batch",
+                    "every line of the batch already has a result; nothing is left to send",
+                ));
+            }
+            schedule = Schedule::Offline {
+                max_concurrency: self.max_concurrency.or(self.concurrency),
+            };
+            requests = Some(job.0.pending());
+        }
         let api = self.api.unwrap_or(Api::Completions);
         let workload_spec = self.workload(api)?;
         let mut extra_body = Map::new();
@@ -575,6 +596,9 @@ impl ClassDraft {
                 seed: self.seed,
                 content_seed: self.seed,
                 slo: self.slo.clone(),
+                retry: self.retry,
+                abort: self.abort,
+                batch: self.batch.clone(),
             },
             workload_spec,
         ))

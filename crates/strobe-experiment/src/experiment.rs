@@ -49,6 +49,13 @@ pub struct ClassSpec {
     /// Seeds the text: runs of one experiment differ in it, so no run resends another's prompts.
     pub content_seed: u64,
     pub slo: Vec<SloTarget>,
+    /// How failed requests are retried (batch classes retry; benchmarks by default do not).
+    pub retry: strobe_load::Retry,
+    /// Abort rules beyond the run's own.
+    pub abort: strobe_load::AbortRules,
+    /// A batch class: its requests are the batch's pending lines, its results go to the batch's
+    /// store.
+    pub batch: Option<strobe_batch::JobHandle>,
 }
 
 impl ClassSpec {

@@ -1,10 +1,13 @@
-//! The records thread: aggregates records into per-class statistics as they arrive and appends
-//! each to the run's records file, flushing whenever the channel is momentarily empty, so that
+//! The records thread: aggregates records into per-class statistics as they arrive, appends
+//! each to the run's records file and hands a batch class's final results to its store,
+//! flushing (and committing the store) whenever the channel is momentarily empty, so that
 //! records already measured survive a crash.
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use strobe_core::{Outcome, RequestRecord};
+use std::sync::Arc;
+use strobe_batch::BatchJob;
+use strobe_core::{ClassId, Outcome, RequestRecord};
 use strobe_metrics::ClassSets;
 use tokio::sync::mpsc;
 
@@ -22,6 +25,7 @@ pub(crate) fn spawn(
     mut rx: mpsc::Receiver<RequestRecord>,
     mut file: Option<RecordsFile>,
     sets: ClassSets,
+    jobs: BTreeMap<ClassId, Arc<BatchJob>>,
 ) -> std::io::Result<std::thread::JoinHandle<Collected>> {
     std::thread::Builder::new()
         .name("strobe-records".into())
@@ -50,7 +54,14 @@ pub(crate) fn spawn(
                             .or_insert_with(|| message.clone());
                     }
                     write(&mut file, &r, &mut c.records_error);
+                    if let Some(job) = jobs.get(&r.class) {
+                        job.record(&r);
+                    }
                     next = rx.try_recv().ok();
+                }
+                // Batch results first (written and synced), then the records.
+                for job in jobs.values() {
+                    job.commit();
                 }
                 // Nothing waiting: put what we have on disk.
                 if let Some(f) = file.as_mut() {

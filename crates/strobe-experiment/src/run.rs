@@ -103,6 +103,8 @@ pub(crate) fn target_for(session: &Session, request: &RequestOptions) -> Arc<Tar
         headers: session.headers.clone(),
         extra_body: request.extra_body.clone(),
         request_timeout: session.spec.request_timeout,
+        first_byte_timeout: session.spec.first_byte_timeout,
+        idle_timeout: session.spec.idle_timeout,
         kernel_timestamps: session.spec.kernel_timestamps,
         sockets: Default::default(),
     })
@@ -129,11 +131,15 @@ pub(crate) async fn run_one(
     let mut plans = Vec::with_capacity(run.classes.len());
     for (k, c) in run.classes.iter().enumerate() {
         let target = target_for(session, &c.request);
-        let built = &prepared[&(c.workload, c.request.api)];
-        let workload = built.workload.vary(Variation {
-            content_seed: c.content_seed,
-            sessions: Some(c.concurrency()),
-        });
+        let workload = match &c.batch {
+            Some(job) => job.0.workload(&session.info.model),
+            None => prepared[&(c.workload, c.request.api)]
+                .workload
+                .vary(Variation {
+                    content_seed: c.content_seed,
+                    sessions: Some(c.concurrency()),
+                }),
+        };
         plans.push(ClassPlan {
             id: ClassId(k as u16),
             name: c.name.clone(),
@@ -149,6 +155,8 @@ pub(crate) async fn run_one(
             start_after: c.start_after,
             seed: c.seed,
             progress: Arc::new(Progress::default()),
+            retry: c.retry,
+            abort: c.abort,
         });
     }
     let plan = RunPlan {
@@ -165,7 +173,13 @@ pub(crate) async fn run_one(
             .map(|(k, c)| (ClassId(k as u16), RequestSlo::from_targets(&c.slo))),
     );
     let (tx, rx) = strobe_load::records_channel();
-    let collector = records::spawn(rx, records_file, sets)
+    let jobs = run
+        .classes
+        .iter()
+        .enumerate()
+        .filter_map(|(k, c)| Some((ClassId(k as u16), Arc::clone(&c.batch.as_ref()?.0))))
+        .collect();
+    let collector = records::spawn(rx, records_file, sets, jobs)
         .map_err(|e| ExperimentError::Internal(format!("cannot start the records thread: {e}")))?;
 
     let clock = RunClock::starting_now();

@@ -54,6 +54,10 @@ pub struct TargetSpec {
     /// Extra headers (name, value) for every request.
     pub headers: Vec<(String, String)>,
     pub request_timeout: Duration,
+    /// No response head this long after a request starts: `first_byte_timeout`.
+    pub first_byte_timeout: Option<Duration>,
+    /// Nothing received this long in the middle of a response: `idle_timeout`.
+    pub idle_timeout: Option<Duration>,
     pub kernel_timestamps: bool,
     /// How an `https://` server's certificate is checked.
     pub tls: TlsOptions,
@@ -72,6 +76,8 @@ impl TargetSpec {
             api_key: None,
             headers: vec![],
             request_timeout: Duration::from_secs(600),
+            first_byte_timeout: None,
+            idle_timeout: Some(Duration::from_secs(120)),
             kernel_timestamps: true,
             tls: TlsOptions::default(),
             launch: None,

@@ -65,6 +65,6 @@ async fn worker(class: &Class, shared: &Shared, conn: &mut Connection) {
             intended_ns,
             batch: None,
         };
-        run_request(conn, &job, shared, &plan.progress, &mut hard).await;
+        run_request(conn, &job, shared, plan, &mut hard).await;
     }
 }

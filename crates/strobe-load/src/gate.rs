@@ -12,7 +12,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::plan::{Limits, Progress, StopReason, StopState, Warmup};
+use crate::plan::{
+    AbortRules, Limits, Progress, StopReason, StopState, Warmup, UNREACHABLE_ATTEMPTS,
+};
 
 /// Signals that end a class's sending, shared with its schedule's waits.
 #[derive(Clone)]
@@ -67,6 +69,7 @@ pub(crate) struct Gate {
     duration: Option<Duration>,
     warmup: Warmup,
     abort_after_failures: u64,
+    rules: AbortRules,
     signals: Signals,
     abort_tx: std::sync::Arc<watch::Sender<Option<String>>>,
     /// When the class began (after its start delay).
@@ -86,6 +89,7 @@ impl Gate {
         limit: Option<u64>,
         warmup: Warmup,
         abort_after_failures: u64,
+        rules: AbortRules,
         signals: Signals,
         abort_tx: std::sync::Arc<watch::Sender<Option<String>>>,
     ) -> Gate {
@@ -95,6 +99,7 @@ impl Gate {
             duration: limits.duration,
             warmup,
             abort_after_failures,
+            rules,
             signals,
             abort_tx,
             start: OnceLock::new(),
@@ -148,22 +153,8 @@ impl Gate {
             self.stop_with(r);
             return None;
         }
-        if self.abort_after_failures > 0 {
-            let done = progress.completed.load(Ordering::Relaxed);
-            if done >= self.abort_after_failures && progress.failed.load(Ordering::Relaxed) == done
-            {
-                self.aborted.store(true, Ordering::Relaxed);
-                self.stop_with(StopReason::Aborted { failed: done });
-                self.abort_tx.send_if_modified(|a| {
-                    if a.is_none() {
-                        *a = Some(self.name.clone());
-                        true
-                    } else {
-                        false
-                    }
-                });
-                return None;
-            }
+        if self.check_rules(progress).is_some() {
+            return None;
         }
         if self.deadline.get().is_some_and(|d| at >= *d) {
             self.stop_with(StopReason::Duration);
@@ -188,6 +179,71 @@ impl Gate {
             }
         }
         Some(warmup)
+    }
+
+    /// Checks the abort rules; when one fires, records it, stops the run and returns it.
+    pub fn check_rules(&self, progress: &Progress) -> Option<StopReason> {
+        let fired = self.rule_fired(progress)?;
+        self.aborted.store(true, Ordering::Relaxed);
+        self.stop_with(fired.clone());
+        self.abort_tx.send_if_modified(|a| {
+            if a.is_none() {
+                *a = Some(self.name.clone());
+                true
+            } else {
+                false
+            }
+        });
+        Some(fired)
+    }
+
+    fn rule_fired(&self, progress: &Progress) -> Option<StopReason> {
+        let done = progress.completed.load(Ordering::Relaxed);
+        let failed = progress.failed.load(Ordering::Relaxed);
+        if self.abort_after_failures > 0 && done >= self.abort_after_failures && failed == done {
+            return Some(StopReason::Aborted { failed: done });
+        }
+        if let Some(limit) = self.rules.max_failures {
+            if failed > limit {
+                return Some(StopReason::TooManyFailures { failed, limit });
+            }
+        }
+        if let (Some(d), Some(start)) = (self.rules.unreachable_for, self.start.get()) {
+            let streak = progress.unreachable_streak.load(Ordering::Relaxed);
+            if streak >= UNREACHABLE_ATTEMPTS {
+                // Quiet since the last response, or since the start when none came.
+                let last = progress.last_response_ns.load(Ordering::Relaxed);
+                let quiet = if last > 0 {
+                    Duration::from_nanos(crate::plan::mono_ns().saturating_sub(last))
+                } else {
+                    start.elapsed()
+                };
+                if quiet >= d {
+                    return Some(StopReason::Unreachable {
+                        seconds: quiet.as_secs(),
+                        attempts: streak,
+                    });
+                }
+            }
+        }
+        None
+    }
+
+    /// Resolves when the class must stop: a signal, or (checked each second, for classes whose
+    /// workers are all busy retrying) an abort rule.
+    pub async fn stopped(&self, signals: &mut Signals, progress: &Progress) -> StopReason {
+        loop {
+            if let Some(r) = signals.reason() {
+                return r;
+            }
+            if let Some(r) = self.check_rules(progress) {
+                return r;
+            }
+            tokio::select! {
+                _ = signals.changed() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
     }
 
     /// Takes back an admitted measured unit that was never sent.

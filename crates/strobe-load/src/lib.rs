@@ -29,7 +29,8 @@ mod worker;
 pub use arrival::{Arrival, ArrivalError, ArrivalProcess};
 pub use cpu::process_cpu_seconds;
 pub use plan::{
-    Backpressure, ClassPlan, ClassResult, Limits, LiveHistogram, PlanError, Progress, RunPlan,
-    RunResult, Schedule, StopReason, StopSignal, StopState, Stopper, Warmup, LIVE_BUCKETS,
+    AbortRules, Backpressure, ClassPlan, ClassResult, Limits, LiveHistogram, PlanError, Progress,
+    Retry, RunPlan, RunResult, Schedule, StopReason, StopSignal, StopState, Stopper, Warmup,
+    LIVE_BUCKETS, UNREACHABLE_ATTEMPTS,
 };
 pub use runner::{records_channel, run, RECORDS_CHANNEL};

@@ -35,7 +35,7 @@ pub(crate) async fn run(class: Arc<Class>, shared: Arc<Shared>, batch_size: u32)
             }
             let mut hard = shared.hard_cancel.clone();
             while let Some(job) = jobs.recv().await {
-                run_request(&mut conn, &job, &shared, &class.plan.progress, &mut hard).await;
+                run_request(&mut conn, &job, &shared, &class.plan, &mut hard).await;
                 let _ = done.send(());
             }
         });

@@ -48,7 +48,7 @@ impl Pool {
             shared.warm(&mut conn).await;
             let mut hard = shared.hard_cancel.clone();
             while let Some(job) = jobs.recv().await {
-                run_request(&mut conn, &job, &shared, &class.plan.progress, &mut hard).await;
+                run_request(&mut conn, &job, &shared, &class.plan, &mut hard).await;
                 if idle.send(id).is_err() {
                     break;
                 }
@@ -153,7 +153,7 @@ pub(crate) async fn run(
         } else {
             let waited = tokio::select! {
                 biased;
-                r = signals.stopped() => Err((r, Instant::now())),
+                r = gate.stopped(&mut signals, &plan.progress) => Err((r, Instant::now())),
                 _ = sleep_until_opt(gate.deadline()) => {
                     Err((StopReason::Duration, gate.deadline().unwrap_or_else(Instant::now)))
                 }

@@ -66,6 +66,58 @@ pub struct Warmup {
     pub duration: Duration,
 }
 
+/// How a class retries a failed request: only failures that may go differently next time
+/// ([`strobe_core::ErrorKind::retryable`]), after an exponential backoff with jitter, or after
+/// the server's `Retry-After` when it sent one. The record keeps the last attempt's timings
+/// and the number of attempts.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Retry {
+    /// Attempts per request, the first included (1: no retries).
+    pub max_attempts: u32,
+    /// The first backoff; each further one doubles, up to `max_backoff`.
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Retry {
+        Retry {
+            max_attempts: 1,
+            backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Retry {
+    /// The wait before attempt `attempt + 1` (attempt counts from 1): half the doubled backoff
+    /// plus a uniform draw over the other half, or `Retry-After` (capped at `max_backoff`).
+    pub fn wait(&self, attempt: u32, retry_after_ms: Option<u64>, jitter: f64) -> Duration {
+        if let Some(ms) = retry_after_ms {
+            return Duration::from_millis(ms).min(self.max_backoff);
+        }
+        let doubled = self
+            .backoff
+            .saturating_mul(1u32 << (attempt.saturating_sub(1)).min(20))
+            .min(self.max_backoff);
+        doubled.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
+    }
+}
+
+/// Rules that stop a class that cannot succeed (beyond the run's "every one of the first N
+/// failed"). The report says which rule fired.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct AbortRules {
+    /// Abort when no response at all (refused, reset, no head in time) has come for this long,
+    /// over at least [`UNREACHABLE_ATTEMPTS`] attempts in a row.
+    pub unreachable_for: Option<Duration>,
+    /// Abort once more than this many requests have failed for good.
+    pub max_failures: Option<u64>,
+}
+
+/// Attempts in a row without a response before the unreachable rule may fire.
+pub const UNREACHABLE_ATTEMPTS: u64 = 10;
+
 /// One class of a run: its own stream of requests.
 #[derive(Clone)]
 pub struct ClassPlan {
@@ -82,6 +134,8 @@ pub struct ClassPlan {
     pub seed: u64,
     /// Live counters of this class (read by progress displays).
     pub progress: Arc<Progress>,
+    pub retry: Retry,
+    pub abort: AbortRules,
 }
 
 impl fmt::Debug for ClassPlan {
@@ -212,6 +266,22 @@ pub struct Progress {
     pub e2e: LiveHistogram,
     /// Failures by kind (`http_503`, `timeout`); touched only when a request fails.
     pub errors: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+    /// Attempts sent again after a retryable failure.
+    pub retries: AtomicU64,
+    /// Attempts in a row that got no response at all (reset by any response).
+    pub unreachable_streak: AtomicU64,
+    /// [`mono_ns`] of the last response of any kind (0: none yet).
+    pub last_response_ns: AtomicU64,
+}
+
+/// Nanoseconds on a process-wide monotonic clock (never 0), for instants kept in atomics.
+pub fn mono_ns() -> u64 {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    EPOCH
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_nanos() as u64
+        + 1
 }
 
 /// Buckets of a [`LiveHistogram`]: eight per doubling from 10 µs, to about 20 minutes.
@@ -342,6 +412,16 @@ pub enum StopReason {
     Aborted {
         failed: u64,
     },
+    /// The unreachable rule: no response for `seconds` over `attempts` attempts in a row.
+    Unreachable {
+        seconds: u64,
+        attempts: u64,
+    },
+    /// The failure limit: more than `limit` requests failed for good.
+    TooManyFailures {
+        failed: u64,
+        limit: u64,
+    },
     /// Another class's abort stopped the run.
     RunAborted {
         by: String,
@@ -355,6 +435,18 @@ pub enum StopReason {
     Internal(String),
 }
 
+impl StopReason {
+    /// One of the abort rules fired.
+    pub fn is_abort(&self) -> bool {
+        matches!(
+            self,
+            StopReason::Aborted { .. }
+                | StopReason::Unreachable { .. }
+                | StopReason::TooManyFailures { .. }
+        )
+    }
+}
+
 impl fmt::Display for StopReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -365,6 +457,14 @@ impl fmt::Display for StopReason {
             StopReason::Aborted { failed } => {
                 write!(f, "aborted: all of the first {failed} requests failed")
             }
+            StopReason::Unreachable { seconds, attempts } => write!(
+                f,
+                "aborted (rule `unreachable`): no response from the server for {seconds} s, {attempts} attempts in a row"
+            ),
+            StopReason::TooManyFailures { failed, limit } => write!(
+                f,
+                "aborted (rule `max-failures`): {failed} requests failed, more than the limit of {limit}"
+            ),
             StopReason::OverSaturated => {
                 f.write_str("stopped: over-saturated (outstanding requests grew without bound)")
             }
@@ -410,10 +510,7 @@ pub struct RunResult {
 impl RunResult {
     /// Why the run ended, in words: the first class's reason, or the abort.
     pub fn stop_reason(&self) -> String {
-        let abort = self
-            .classes
-            .iter()
-            .find(|c| matches!(c.stop_reason, StopReason::Aborted { .. }));
+        let abort = self.classes.iter().find(|c| c.stop_reason.is_abort());
         let reason = abort
             .or(self.classes.first())
             .map(|c| c.stop_reason.to_string())

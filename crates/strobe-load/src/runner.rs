@@ -36,13 +36,14 @@ pub async fn run(
 ) -> Result<RunResult, PlanError> {
     plan.validate()?;
     let (hard_tx, hard_rx) = watch::channel(false);
+    let (abort_tx, abort_rx) = watch::channel(None);
     let shared = Arc::new(Shared::new(
         clock,
         records,
         Arc::clone(&plan.progress),
         hard_rx,
+        abort_rx.clone(),
     ));
-    let (abort_tx, abort_rx) = watch::channel(None);
     let abort_tx = Arc::new(abort_tx);
     let mut halts = Vec::with_capacity(plan.classes.len());
     let mut classes = Vec::with_capacity(plan.classes.len());
@@ -65,6 +66,7 @@ pub async fn run(
             limit,
             c.warmup,
             plan.abort_after_failures,
+            c.abort,
             signals,
             Arc::clone(&abort_tx),
         );
@@ -120,9 +122,7 @@ pub async fn run(
         .zip(&classes)
         .map(|(r, c)| r.unwrap_or_else(|| c.result(0, 0)))
         .collect();
-    let aborted = classes
-        .iter()
-        .any(|c| matches!(c.stop_reason, StopReason::Aborted { .. }));
+    let aborted = classes.iter().any(|c| c.stop_reason.is_abort());
     Ok(RunResult {
         interrupted: interrupted
             || classes

@@ -9,7 +9,7 @@ use strobe_workload::Workload;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
 
-use crate::plan::{Backpressure, Progress};
+use crate::plan::{mono_ns, Backpressure, ClassPlan, Progress};
 
 /// Connections opened at once while a load warms up: a burst of thousands of SYNs overflows many
 /// servers' accept queues (each dropped SYN costs a one-second retransmission).
@@ -21,6 +21,8 @@ pub(crate) struct Shared {
     records: mpsc::Sender<RequestRecord>,
     pub total: Arc<Progress>,
     pub hard_cancel: watch::Receiver<bool>,
+    /// The run's abort (a class's rule fired): requests waiting to retry give up.
+    abort: watch::Receiver<Option<String>>,
     pub connecting: Semaphore,
     backpressure_waits: AtomicU64,
     backpressure_ns: AtomicU64,
@@ -32,12 +34,14 @@ impl Shared {
         records: mpsc::Sender<RequestRecord>,
         total: Arc<Progress>,
         hard_cancel: watch::Receiver<bool>,
+        abort: watch::Receiver<Option<String>>,
     ) -> Shared {
         Shared {
             clock,
             records,
             total,
             hard_cancel,
+            abort,
             connecting: Semaphore::new(WARM_CONNECTS),
             backpressure_waits: AtomicU64::new(0),
             backpressure_ns: AtomicU64::new(0),
@@ -83,53 +87,101 @@ pub(crate) struct Job {
     pub batch: Option<u64>,
 }
 
-/// Sends `job`, records it (cancelled if the hard-cancel signal fires first) and reports it.
+/// Sends `job` (again after a backoff while its failures are retryable and attempts remain),
+/// records its last attempt (cancelled if the hard-cancel signal fires first) and reports it.
 pub(crate) async fn run_request(
     conn: &mut Connection,
     job: &Job,
     shared: &Shared,
-    class: &Progress,
+    plan: &ClassPlan,
     hard: &mut watch::Receiver<bool>,
 ) {
     let spec = &job.spec;
+    let class = &*plan.progress;
     for p in [class, &*shared.total] {
         let now_in_flight = p.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
         p.peak_in_flight.fetch_max(now_in_flight, Ordering::Relaxed);
         p.sent.fetch_add(1, Ordering::Relaxed);
     }
-    let mut record = RequestRecord {
-        index: spec.index,
-        class: spec.class,
-        warmup: spec.warmup,
-        intended_ns: job.intended_ns,
-        sent_ns: 0,
-        first_token_ns: None,
-        end_ns: 0,
-        chunk_arrivals_ns: ChunkArrivals::default(),
-        input_tokens: None,
-        input_tokens_source: None,
-        output_tokens: None,
-        output_tokens_source: None,
-        expected_input_tokens: spec.input_tokens,
-        batch: job.batch,
-        outcome: Outcome::Cancelled,
-    };
-    let cancelled = *hard.borrow() || {
-        tokio::select! {
+    let mut attempt = 0;
+    let record = loop {
+        attempt += 1;
+        let mut record = RequestRecord {
+            index: spec.index,
+            class: spec.class,
+            warmup: spec.warmup,
+            intended_ns: job.intended_ns,
+            sent_ns: 0,
+            first_token_ns: None,
+            end_ns: 0,
+            chunk_arrivals_ns: ChunkArrivals::default(),
+            input_tokens: None,
+            input_tokens_source: None,
+            output_tokens: None,
+            output_tokens_source: None,
+            expected_input_tokens: spec.input_tokens,
+            batch: job.batch,
+            attempts: attempt,
+            outcome: Outcome::Cancelled,
+            capture: None,
+        };
+        let cancelled = *hard.borrow() || {
+            tokio::select! {
+                biased;
+                _ = hard.wait_for(|c| *c) => true,
+                _ = conn.execute(spec, &shared.clock, &mut record) => false,
+            }
+        };
+        if cancelled {
+            let now = shared.clock.now_ns();
+            if record.sent_ns == 0 {
+                record.sent_ns = now;
+            }
+            record.end_ns = now;
+            record.outcome = Outcome::Cancelled;
+            conn.reset();
+            break record;
+        }
+        let kind = match &record.outcome {
+            Outcome::Failed { kind, .. } => Some(*kind),
+            _ => None,
+        };
+        if kind.is_some_and(|k| k.unreachable()) {
+            for p in [class, &*shared.total] {
+                p.unreachable_streak.fetch_add(1, Ordering::Relaxed);
+            }
+        } else {
+            for p in [class, &*shared.total] {
+                p.unreachable_streak.store(0, Ordering::Relaxed);
+                p.last_response_ns.store(mono_ns(), Ordering::Relaxed);
+            }
+        }
+        if !kind.is_some_and(|k| k.retryable() && attempt < plan.retry.max_attempts) {
+            break record;
+        }
+        let retry_after = record.capture.as_ref().and_then(|c| c.retry_after_ms);
+        let jitter = rand::random::<f64>();
+        let wait = plan
+            .retry
+            .wait(attempt, retry_after.or(conn.retry_after_ms()), jitter);
+        let mut abort = shared.abort.clone();
+        let gave_up = tokio::select! {
             biased;
             _ = hard.wait_for(|c| *c) => true,
-            _ = conn.execute(spec, &shared.clock, &mut record) => false,
+            _ = abort.wait_for(|a| a.is_some()) => true,
+            _ = tokio::time::sleep(wait) => false,
+        };
+        if gave_up {
+            // Stopped while it could still succeed: no final result.
+            if let Some(c) = record.capture.as_mut() {
+                c.unfinished = true;
+            }
+            break record;
+        }
+        for p in [class, &*shared.total] {
+            p.retries.fetch_add(1, Ordering::Relaxed);
         }
     };
-    if cancelled {
-        let now = shared.clock.now_ns();
-        if record.sent_ns == 0 {
-            record.sent_ns = now;
-        }
-        record.end_ns = now;
-        record.outcome = Outcome::Cancelled;
-        conn.reset();
-    }
     let failed = !record.outcome.is_success();
     let error_kind = match &record.outcome {
         Outcome::Failed { kind, .. } => Some(kind.label()),

@@ -79,6 +79,8 @@ fn target(s: &ServerHandle) -> Arc<Target> {
         stream: true,
         extra_body: Default::default(),
         request_timeout: Duration::from_secs(30),
+        first_byte_timeout: None,
+        idle_timeout: None,
         kernel_timestamps: true,
         sockets: Default::default(),
     })
@@ -103,6 +105,8 @@ fn class(
         start_after: Duration::ZERO,
         seed: 7,
         progress: Arc::new(Progress::default()),
+        retry: Default::default(),
+        abort: Default::default(),
     }
 }
 

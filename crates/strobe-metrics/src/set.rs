@@ -463,7 +463,9 @@ pub(crate) mod tests {
             output_tokens_source: Some(TokenSource::Usage),
             expected_input_tokens: None,
             batch: None,
+            attempts: 1,
             outcome: Outcome::Success,
+            capture: None,
         }
     }
 

@@ -41,7 +41,9 @@ fn record(
         output_tokens_source: Some(TokenSource::Usage),
         expected_input_tokens: None,
         batch: None,
+        attempts: 1,
         outcome,
+        capture: None,
     }
 }
 

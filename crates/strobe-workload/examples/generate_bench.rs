@@ -27,6 +27,7 @@ fn time(w: &dyn Workload) -> (f64, usize) {
             bytes += match &spec.prompt {
                 Prompt::Text(t) => serde_json::to_vec(t).map_or(0, |v| v.len()),
                 Prompt::Messages(m) => serde_json::to_vec(m).map_or(0, |v| v.len()),
+                Prompt::Raw(r) => r.body.len(),
             };
         }
         runs.push(t.elapsed().as_secs_f64());

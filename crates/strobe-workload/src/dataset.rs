@@ -440,6 +440,7 @@ fn prompt_text(p: &Prompt) -> String {
             .map(|m| m.content.joined_text().into_owned())
             .collect::<Vec<_>>()
             .join("\n"),
+        Prompt::Raw(r) => r.body.clone(),
     }
 }
 

@@ -18,6 +18,10 @@ pub enum Command {
     /// Benchmark a server (the built-in target when no --url is given): one class of requests, or
     /// several at once from a scenario file.
     Run(Box<RunArgs>),
+    /// Run a batch file (OpenAI batch format: custom_id, method, url, body per line) against the
+    /// server and write each line's result once, in OpenAI's batch output format; re-running with
+    /// the same --output resumes, sending only the lines without a result.
+    Batch(Box<BatchArgs>),
     /// Seed 000's three conditions: a batch alone, interactive users alone, and the batch with the
     /// users beside it, every interactive figure set beside its isolated baseline.
     Interference(Box<InterferenceArgs>),
@@ -210,9 +214,18 @@ pub struct TargetArgs {
         help_heading = "Target"
     )]
     pub headers: Vec<String>,
-    /// Per-request timeout (a stalled stream fails as `timeout` after it).
+    /// Per-request timeout: no complete answer within it fails the request as `timeout`.
     #[arg(long, default_value = "10m", value_parser = parse_duration, help_heading = "Target")]
     pub timeout: Duration,
+    /// No response head within this time of sending (connecting included) fails the request as
+    /// `first_byte_timeout` (a server that accepts and stalls, or reads requests too slowly).
+    /// Default: only --timeout.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Target")]
+    pub first_byte_timeout: Option<Duration>,
+    /// Nothing received for this long in the middle of a response fails it as `idle_timeout`
+    /// (a stream that stalls). `0` turns it off.
+    #[arg(long, default_value = "2m", value_name = "DURATION", value_parser = parse_duration, help_heading = "Target")]
+    pub idle_timeout: Duration,
     /// How response arrivals are dated: by the kernel's receive timestamp, or when strobe's task
     /// read them.
     #[arg(long, value_enum, default_value = "kernel", help_heading = "Target")]
@@ -747,6 +760,60 @@ pub struct InterferenceArgs {
     pub target: TargetArgs,
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BatchArgs {
+    /// The batch file: one JSON request per line (`custom_id`, `method`, `url`, `body`).
+    #[arg(value_name = "INPUT.jsonl")]
+    pub input: PathBuf,
+    /// Results (successful lines) go here, appended; an existing file is resumed.
+    #[arg(short = 'o', long, value_name = "OUT.jsonl", help_heading = "Batch")]
+    pub output: PathBuf,
+    /// Failed lines go here [default: OUT.errors.jsonl].
+    #[arg(long, value_name = "FILE.jsonl", help_heading = "Batch")]
+    pub errors: Option<PathBuf>,
+    /// Requests in flight at most [default: every line at once, as fast as the server allows].
+    #[arg(short = 'c', long, value_parser = parse_count_u32, help_heading = "Batch")]
+    pub concurrency: Option<u32>,
+    /// Attempts per line, the first included; retried are connection failures, timeouts, cut
+    /// answers, HTTP 408, 409, 429 and 5xx (never other 4xx).
+    #[arg(long, default_value = "5", value_parser = parse_count_u32, help_heading = "Batch")]
+    pub max_attempts: u32,
+    /// The first retry's backoff, doubled for each further one (with jitter), up to
+    /// --max-backoff; a server's Retry-After wins.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, help_heading = "Batch")]
+    pub retry_backoff: Duration,
+    #[arg(long, default_value = "60s", value_parser = parse_duration, help_heading = "Batch")]
+    pub max_backoff: Duration,
+    /// Abort (leaving unsent lines pending) when no response at all has come for this long,
+    /// over 10 attempts in a row. `0` turns the rule off.
+    #[arg(long, default_value = "60s", value_parser = parse_duration, help_heading = "Batch")]
+    pub abort_unreachable: Duration,
+    /// Abort once more than this many lines have failed for good.
+    #[arg(long, value_parser = parse_count, help_heading = "Batch")]
+    pub max_failures: Option<u64>,
+    /// Most lines an input may hold (OpenAI's limit by default).
+    #[arg(long, default_value = "50000", value_parser = parse_count, help_heading = "Batch")]
+    pub max_input_lines: u64,
+    /// Write the JSON report (schema strobe.report.v4) of this run here.
+    #[arg(long, value_name = "FILE.json", help_heading = "Output")]
+    pub report: Option<PathBuf>,
+    /// As `strobe run --export`.
+    #[arg(long = "export", value_name = "FORMAT=FILE", value_parser = parse_export, help_heading = "Output")]
+    pub exports: Vec<ExportArg>,
+    /// Append one JSON line per request here.
+    #[arg(long, value_name = "FILE.jsonl", help_heading = "Output")]
+    pub records: Option<PathBuf>,
+    /// No live progress and no summary on the terminal.
+    #[arg(short, long, help_heading = "Output")]
+    pub quiet: bool,
+    /// On Ctrl-C or SIGTERM, how long in-flight requests may finish before they are cancelled
+    /// (they stay pending).
+    #[arg(long, default_value = "30s", value_parser = parse_duration, help_heading = "Output")]
+    pub drain_timeout: Duration,
+    #[command(flatten)]
+    pub target: TargetArgs,
 }
 
 #[derive(Debug, Args)]

@@ -233,3 +233,59 @@ async fn execute_plan(
         reports: outcome.reports,
     })
 }
+
+/// The end of `strobe batch`: seed 000's batch figures, where the lines stand, and the exit code
+/// (0: every line has its result; 1: lines are still pending, a re-run resumes them).
+pub fn batch_outcome(execution: &Execution, job: &strobe_batch::BatchJob, quiet: bool) -> i32 {
+    let (succeeded, failed) = job.counts();
+    let done = succeeded + failed;
+    let pending = job.total.saturating_sub(done);
+    if let Some(e) = job.failure() {
+        eprintln!(
+            "error: storing results stopped: {e}; lines without a stored result stay pending"
+        );
+    }
+    if !quiet {
+        if let Some(r) = execution.reports.last() {
+            let t = &r.results;
+            eprintln!(
+                "batch: {} lines; {} succeeded, {} failed (in the error file), {} pending{}",
+                job.total,
+                succeeded,
+                failed,
+                pending,
+                if job.recovered.succeeded + job.recovered.failed > 0 {
+                    format!(
+                        "; {} had results before this run",
+                        job.recovered.succeeded + job.recovered.failed
+                    )
+                } else {
+                    String::new()
+                }
+            );
+            eprintln!(
+                "  token usage (this run): prompt {}, completion {}",
+                t.tokens.input, t.tokens.output
+            );
+            eprintln!(
+                "  token throughput: prompt {:.2} tok/s, completion {:.2} tok/s, total {:.2} tok/s ({:.2} lines/s)",
+                t.throughput.input_tokens_per_s,
+                t.throughput.output_tokens_per_s,
+                t.throughput.total_tokens_per_s,
+                t.throughput.requests_per_s
+            );
+        }
+    }
+    if pending > 0 {
+        let why = execution
+            .reports
+            .last()
+            .map(|r| r.run.stop_reason.clone())
+            .unwrap_or_default();
+        eprintln!(
+            "batch incomplete ({why}): {pending} lines have no result yet; run the same command again to resume"
+        );
+        return exit::CHECK_FAILED.max(execution.exit_code);
+    }
+    execution.exit_code
+}

@@ -132,6 +132,7 @@ pub fn sample(a: DatasetSampleArgs) -> anyhow::Result<i32> {
         let prompt = match &spec.prompt {
             strobe_core::Prompt::Text(t) => serde_json::Value::String(t.clone()),
             strobe_core::Prompt::Messages(m) => serde_json::to_value(m)?,
+            strobe_core::Prompt::Raw(r) => serde_json::from_str(&r.body)?,
         };
         let line = serde_json::json!({
             "index": i,

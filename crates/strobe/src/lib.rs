@@ -40,6 +40,13 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<i32> {
                 listen(args.output.drain_timeout)?;
                 execute(settings::run(*args)?, ui, &shutdown).await.map(|e| e.exit_code)
             }
+            cli::Command::Batch(args) => {
+                listen(args.drain_timeout)?;
+                let quiet = args.quiet;
+                let (plan, job) = settings::batch(*args)?;
+                let execution = execute(plan, ui, &shutdown).await?;
+                Ok(commands::batch_outcome(&execution, &job.0, quiet))
+            }
             cli::Command::Interference(args) => {
                 listen(args.output.drain_timeout)?;
                 execute(settings::interference(*args)?, ui, &shutdown).await.map(|e| e.exit_code)

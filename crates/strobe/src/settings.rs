@@ -19,7 +19,7 @@ use strobe_workload::picture::ImageFormat;
 use strobe_workload::{profiles, DatasetFormat, DatasetSpec, LengthSpec};
 
 use crate::cli::{
-    ApiArg, ArrivalArg, ConditionArg, DatasetArgs, DatasetFormatArg, ImageFormatArg,
+    ApiArg, ArrivalArg, BatchArgs, ConditionArg, DatasetArgs, DatasetFormatArg, ImageFormatArg,
     InterferenceArgs, LoadArgs, OutputArgs, RunArgs, SearchArgs, SearchVariableArg, SweepArgs,
     TargetArgs, TimestampsArg, WorkloadArgs,
 };
@@ -260,6 +260,8 @@ pub fn target(a: &TargetArgs, output: Option<&Path>) -> anyhow::Result<TargetSpe
         api_key,
         headers,
         request_timeout: a.timeout,
+        first_byte_timeout: a.first_byte_timeout,
+        idle_timeout: (!a.idle_timeout.is_zero()).then_some(a.idle_timeout),
         kernel_timestamps: a.timestamps == TimestampsArg::Kernel,
         tls: strobe_client::TlsOptions {
             ca_cert: a.ca_cert.clone(),
@@ -470,6 +472,76 @@ pub fn run(a: RunArgs) -> anyhow::Result<Plan> {
 }
 
 /// `strobe interference`: the batch and interactive classes from flags or a scenario file.
+/// `strobe batch`: one class whose requests are the batch's pending lines, retried as the flags
+/// say, results to the batch's store.
+pub fn batch(a: BatchArgs) -> anyhow::Result<(Plan, strobe_batch::JobHandle)> {
+    let limits = strobe_batch::Limits {
+        max_lines: a.max_input_lines as usize,
+        ..Default::default()
+    };
+    let lines = strobe_batch::input::read(&a.input, limits)?;
+    let errors = a
+        .errors
+        .clone()
+        .unwrap_or_else(|| strobe_batch::errors_path_for(&a.output));
+    if errors == a.output || a.output == a.input || errors == a.input {
+        bail!("--output, --errors and the input must be three different files");
+    }
+    let (store, recovered) = strobe_batch::FileStore::open(&a.output, &errors)?;
+    if recovered.repaired_bytes > 0 {
+        eprintln!(
+            "warning: a half-written last line ({} bytes) was cut off {} or {}: that line was never complete, and is sent again",
+            recovered.repaired_bytes,
+            a.output.display(),
+            errors.display()
+        );
+    }
+    let job = strobe_batch::JobHandle(std::sync::Arc::new(strobe_batch::BatchJob::new(
+        lines,
+        Box::new(store),
+        recovered,
+    )));
+    if a.max_attempts == 0 {
+        bail!("--max-attempts must be at least 1");
+    }
+    let output = OutputArgs {
+        output: a.report.clone(),
+        exports: a.exports.clone(),
+        records: a.records.clone(),
+        quiet: a.quiet,
+        tui: false,
+        gpu_price: None,
+        gpus: 1,
+        drain_timeout: a.drain_timeout,
+        // A failed line is a result (in the error file), not a failed benchmark.
+        max_error_rate: 1.0,
+        fail_on_slo: false,
+    };
+    let options = options(&output)?;
+    let target = target(&a.target, a.report.as_deref())?;
+    let mut draft = ClassDraft::new("batch");
+    draft.concurrency = a.concurrency;
+    draft.batch = Some(job.clone());
+    draft.retry = strobe_load::Retry {
+        max_attempts: a.max_attempts,
+        backoff: a.retry_backoff,
+        max_backoff: a.max_backoff,
+    };
+    draft.abort = strobe_load::AbortRules {
+        unreachable_for: (!a.abort_unreachable.is_zero()).then_some(a.abort_unreachable),
+        max_failures: a.max_failures,
+    };
+    draft.ignore_eos = false;
+    let (class, workload) = draft.resolve(0).map_err(draft_error)?;
+    let title = format!("batch {}", a.input.display());
+    let plan = Plan::of(
+        target,
+        Experiment::single("batch", &title, vec![(class, workload)], options),
+        &output,
+    )?;
+    Ok((plan, job))
+}
+
 pub fn interference(a: InterferenceArgs) -> anyhow::Result<Plan> {
     let options = options(&a.output)?;
     let target = target(&a.target, a.output.output.as_deref())?;

@@ -364,6 +364,8 @@ fn bodies(args: &[&str], api: Api, n: u64) -> Vec<Vec<u8>> {
         stream: true,
         extra_body: Default::default(),
         request_timeout: Duration::from_secs(1),
+        first_byte_timeout: None,
+        idle_timeout: None,
         kernel_timestamps: false,
         sockets: Default::default(),
     };
