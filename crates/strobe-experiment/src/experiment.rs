@@ -411,7 +411,17 @@ pub(crate) async fn probe_bodies(
     }
     for shape in shapes {
         let target = crate::run::target_for(session, shape);
-        let timeout = session.spec.request_timeout.min(Duration::from_secs(120));
+        // No longer than a request's own timeouts allow (a stalled probe only costs a warning).
+        let timeout = [
+            Some(session.spec.request_timeout),
+            Some(Duration::from_secs(120)),
+            session.spec.first_byte_timeout,
+            session.spec.idle_timeout,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(Duration::from_secs(120));
         let probe = tokio::select! {
             p = strobe_client::probe_body(&target, timeout) => p,
             _ = shutdown.wait() => return Err(ExperimentError::Interrupted { stage: "checking the request body" }),

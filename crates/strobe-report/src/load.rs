@@ -134,14 +134,11 @@ pub fn records(path: &Path) -> Result<(Vec<RequestRecord>, usize), LoadError> {
         }
         match serde_json::from_str::<RequestRecord>(line) {
             Ok(r) => {
-                if r.end_ns < r.sent_ns
-                    || r.first_token_ns
-                        .is_some_and(|f| f < r.sent_ns || f > r.end_ns)
-                {
+                if let Err(problem) = r.validate() {
                     return Err(LoadError::Line {
                         path: path.display().to_string(),
                         line: i + 1,
-                        message: "times out of order (end before send, or first token outside the request)".into(),
+                        message: format!("not a consistent record: {problem}"),
                     });
                 }
                 out.push(r)

@@ -268,7 +268,15 @@ impl Body for TokenStream {
                             this.phase = Phase::Done;
                             return Poll::Ready(Some(Ok(this.frame())));
                         }
-                        Some(Fault::Http(_)) | None => {}
+                        Some(Fault::Oversized) => {
+                            // One line of 5 MiB that never ends: past any client's event limit.
+                            this.buf
+                                .extend_from_slice(b"data: {\"choices\":[{\"text\":\"");
+                            this.buf.resize(this.buf.len() + 5 * 1024 * 1024, b'x');
+                            this.phase = Phase::Done;
+                            return Poll::Ready(Some(Ok(this.frame())));
+                        }
+                        _ => {}
                     }
                 }
                 let now = Instant::now();

@@ -8,6 +8,14 @@ use std::time::Duration;
 pub enum Fault {
     /// Answer with this HTTP status and an OpenAI-style error body.
     Http(u16),
+    /// Answer with this HTTP status and no body at all.
+    HttpEmpty(u16),
+    /// Close the connection without any response (the client sees a reset or an early close).
+    Reset,
+    /// Never send the response head (a server that accepts and hangs).
+    StallHead,
+    /// Half-way through, send one SSE line (or whole body) far larger than any real chunk.
+    Oversized,
     /// Drop the connection half-way through the stream.
     Cut,
     /// Send an event that is not JSON half-way through the stream.
@@ -20,9 +28,27 @@ pub enum Fault {
     Truncate,
 }
 
+impl Fault {
+    /// The name `--fault` takes (and `/strobe/truth` counts by).
+    pub fn name(&self) -> String {
+        match self {
+            Fault::Http(c) => format!("http-{c}"),
+            Fault::HttpEmpty(c) => format!("http-{c}-empty"),
+            Fault::Reset => "reset".into(),
+            Fault::StallHead => "stall-head".into(),
+            Fault::Oversized => "oversized".into(),
+            Fault::Cut => "cut".into(),
+            Fault::Malformed => "malformed".into(),
+            Fault::ErrorEvent => "error-event".into(),
+            Fault::Stall => "stall".into(),
+            Fault::Truncate => "truncate".into(),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "unknown fault `{0}`: expected http-CODE (e.g. http-500), cut, truncate, malformed, error-event or stall"
+    "unknown fault `{0}`: expected http-CODE (e.g. http-500), http-CODE-empty, reset, stall-head, cut, truncate, malformed, oversized, error-event or stall"
 )]
 pub struct FaultParseError(pub String);
 
@@ -35,13 +61,21 @@ impl FromStr for Fault {
             "error-event" => Fault::ErrorEvent,
             "stall" => Fault::Stall,
             "truncate" => Fault::Truncate,
-            other => match other
-                .strip_prefix("http-")
-                .and_then(|c| c.parse::<u16>().ok())
-            {
-                Some(code) if (400..600).contains(&code) => Fault::Http(code),
-                _ => return Err(FaultParseError(s.to_owned())),
-            },
+            "reset" => Fault::Reset,
+            "stall-head" => Fault::StallHead,
+            "oversized" => Fault::Oversized,
+            other => {
+                let code = other.strip_prefix("http-").unwrap_or("");
+                let (code, empty) = match code.strip_suffix("-empty") {
+                    Some(c) => (c, true),
+                    None => (code, false),
+                };
+                match code.parse::<u16>() {
+                    Ok(code) if (400..600).contains(&code) && empty => Fault::HttpEmpty(code),
+                    Ok(code) if (400..600).contains(&code) => Fault::Http(code),
+                    _ => return Err(FaultParseError(s.to_owned())),
+                }
+            }
         })
     }
 }
@@ -78,6 +112,9 @@ pub struct ServerConfig {
     pub load: LoadModel,
     /// Serve HTTPS with this certificate (see [`tls_config`]).
     pub tls: Option<std::sync::Arc<tokio_rustls::rustls::ServerConfig>>,
+    /// Read requests at most this many bytes per second (a slow reader: the client's writes
+    /// block once the socket buffers fill).
+    pub read_rate: Option<u64>,
     /// Refuse body fields beyond the OpenAI API's (HTTP 422, as strict servers do), e.g. vLLM's
     /// `ignore_eos`.
     pub strict: bool,
@@ -147,6 +184,7 @@ impl Default for ServerConfig {
             image_tokens: 0,
             load: LoadModel::default(),
             tls: None,
+            read_rate: None,
             strict: false,
         }
     }
@@ -169,6 +207,19 @@ mod tests {
         assert_eq!("cut".parse::<Fault>().unwrap(), Fault::Cut);
         assert_eq!("stall".parse::<Fault>().unwrap(), Fault::Stall);
         assert!("http-200".parse::<Fault>().is_err());
+        for name in [
+            "http-429-empty",
+            "reset",
+            "stall-head",
+            "oversized",
+            "truncate",
+        ] {
+            assert_eq!(name.parse::<Fault>().unwrap().name(), name);
+        }
+        assert_eq!(
+            "http-502-empty".parse::<Fault>().unwrap(),
+            Fault::HttpEmpty(502)
+        );
         assert!("boom"
             .parse::<Fault>()
             .unwrap_err()

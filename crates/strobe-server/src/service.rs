@@ -11,6 +11,7 @@ use rand::{Rng, SeedableRng};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,7 +29,16 @@ use crate::truth::Truth;
 pub enum SimBody {
     Whole(Full<Bytes>),
     Stream(Box<TokenStream>),
+    /// Injected faults of whole responses: these bytes, a pause (so that they are on the wire),
+    /// then the connection breaks.
+    Broken(Option<Bytes>, Pin<Box<tokio::time::Sleep>>),
+    /// These bytes, then nothing ever again.
+    Stalled(Option<Bytes>),
 }
+
+/// Marks a response that must not be sent: the connection is closed instead (fault `reset`).
+#[derive(Clone, Copy)]
+struct ResetMarker;
 
 impl Body for SimBody {
     type Data = Bytes;
@@ -41,6 +51,19 @@ impl Body for SimBody {
         match self.get_mut() {
             SimBody::Whole(b) => Pin::new(b).poll_frame(cx).map_err(|never| match never {}),
             SimBody::Stream(s) => Pin::new(s.as_mut()).poll_frame(cx),
+            SimBody::Broken(b, pause) => match b.take() {
+                Some(b) => Poll::Ready(Some(Ok(Frame::data(b)))),
+                None => match pause.as_mut().poll(cx) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(()) => {
+                        Poll::Ready(Some(Err(std::io::Error::other("injected fault: body cut"))))
+                    }
+                },
+            },
+            SimBody::Stalled(b) => match b.take() {
+                Some(b) => Poll::Ready(Some(Ok(Frame::data(b)))),
+                None => Poll::Pending,
+            },
         }
     }
 
@@ -48,6 +71,7 @@ impl Body for SimBody {
         match self {
             SimBody::Whole(b) => b.is_end_stream(),
             SimBody::Stream(s) => s.is_end_stream(),
+            SimBody::Broken(..) | SimBody::Stalled(_) => false,
         }
     }
 
@@ -55,6 +79,7 @@ impl Body for SimBody {
         match self {
             SimBody::Whole(b) => b.size_hint(),
             SimBody::Stream(s) => s.size_hint(),
+            SimBody::Broken(..) | SimBody::Stalled(_) => SizeHint::default(),
         }
     }
 }
@@ -150,7 +175,7 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, mut stop: watch::
                     let arrival = LastArrival::new(state.epoch);
                     // Arrivals are stamped below TLS: a request's instant is when the last bytes
                     // of its last record reached the machine.
-                    let stream = StampedStream::new(stream, arrival.clone());
+                    let stream = StampedStream::new(stream, arrival.clone(), state.config.read_rate);
                     match state.config.tls.clone() {
                         None => serve_connection(stream, state, arrival, stop).await,
                         Some(tls) => {
@@ -366,7 +391,7 @@ async fn handle(
     state: Arc<State>,
     req: Request<Incoming>,
     received: tokio::time::Instant,
-) -> Result<Response<SimBody>, std::convert::Infallible> {
+) -> Result<Response<SimBody>, std::io::Error> {
     let path = req.uri().path().to_owned();
     if let Some(key) = &state.config.api_key {
         let ok = req
@@ -432,7 +457,12 @@ async fn handle(
                 Some(Err(e)) => return Ok(error_response(StatusCode::BAD_REQUEST, &e.to_string())),
                 None => None,
             };
-            completion(&state, chat, &bytes, fault, received, probe).await
+            let response = completion(&state, chat, &bytes, fault, received, probe).await;
+            if response.extensions().get::<ResetMarker>().is_some() {
+                // An error from the service makes hyper drop the connection, unanswered.
+                return Err(std::io::Error::other("injected fault: reset"));
+            }
+            response
         }
         (_, "/v1/completions" | "/v1/chat/completions" | "/v1/models" | "/health") => {
             error_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
@@ -536,9 +566,32 @@ async fn completion(
             .iter()
             .find_map(|&(f, p)| rng.random_bool(p.clamp(0.0, 1.0)).then_some(f))
     });
-    if let Some(Fault::Http(code)) = fault {
-        let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return error_response(status, "injected fault");
+    // Faults that only streams can show are left out of whole responses (and of the count).
+    let fault = fault.filter(|f| request.stream || !matches!(f, Fault::Oversized));
+    if let Some(f) = fault {
+        truth.record_fault(&f.name());
+    }
+    match fault {
+        Some(Fault::Http(code)) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return error_response(status, "injected fault");
+        }
+        Some(Fault::HttpEmpty(code)) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return Response::builder()
+                .status(status)
+                .body(SimBody::Whole(Full::new(Bytes::new())))
+                .expect("valid response");
+        }
+        Some(Fault::Reset) => {
+            let mut r = error_response(StatusCode::INTERNAL_SERVER_ERROR, "reset");
+            r.extensions_mut().insert(ResetMarker);
+            return r;
+        }
+        Some(Fault::StallHead) => {
+            tokio::time::sleep(std::time::Duration::from_secs(86_400 * 365)).await;
+        }
+        _ => {}
     }
     let tokens = config
         .output_len
@@ -589,7 +642,30 @@ async fn completion(
         truth.stream_ended();
         drop(slot);
         truth.record_whole(received.elapsed());
-        return json_response(StatusCode::OK, String::from_utf8_lossy(&body).into_owned());
+        let half = body.slice(..body.len() / 2);
+        let faulty = |b: SimBody| {
+            Response::builder()
+                .status(StatusCode::OK)
+                .header("content-type", "application/json")
+                .body(b)
+                .expect("valid response")
+        };
+        return match fault {
+            Some(Fault::Cut) => faulty(SimBody::Broken(
+                Some(half),
+                Box::pin(tokio::time::sleep(std::time::Duration::from_millis(20))),
+            )),
+            Some(Fault::Stall) => faulty(SimBody::Stalled(Some(half))),
+            Some(Fault::Truncate) => faulty(SimBody::Whole(Full::new(half))),
+            Some(Fault::Malformed) => {
+                faulty(SimBody::Whole(Full::new(Bytes::from_static(b"{\"choices\":[{\"text\":\"oops\"}"))))
+            }
+            Some(Fault::ErrorEvent) => json_response(
+                StatusCode::OK,
+                "{\"error\":{\"object\":\"error\",\"message\":\"injected fault: engine error\",\"type\":\"InternalServerError\",\"code\":500}}".into(),
+            ),
+            _ => json_response(StatusCode::OK, String::from_utf8_lossy(&body).into_owned()),
+        };
     }
 
     let builder = Response::builder()

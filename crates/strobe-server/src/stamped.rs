@@ -1,6 +1,7 @@
 //! A server connection that remembers when its latest bytes reached the machine, so that a
 //! request's "received" instant is its arrival, not the moment a busy server got to it.
 
+use std::future::Future;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
@@ -44,17 +45,28 @@ pub struct StampedStream {
     inner: TcpStream,
     kernel_stamps: bool,
     arrival: LastArrival,
+    /// A slow reader: at most this many bytes per second.
+    read_rate: Option<u64>,
+    /// With a read rate: no read before this wakes.
+    pause: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl StampedStream {
-    pub fn new(inner: TcpStream, arrival: LastArrival) -> StampedStream {
+    pub fn new(inner: TcpStream, arrival: LastArrival, read_rate: Option<u64>) -> StampedStream {
         let kernel_stamps = strobe_sockstamp::enable(inner.as_raw_fd());
         StampedStream {
             inner,
             kernel_stamps,
             arrival,
+            read_rate: read_rate.filter(|r| *r > 0),
+            pause: None,
         }
     }
+}
+
+/// Bytes read at once by a slow reader: a hundredth of a second's worth.
+fn slow_piece(rate: u64) -> usize {
+    (rate / 100).max(1) as usize
 }
 
 impl AsyncRead for StampedStream {
@@ -64,6 +76,24 @@ impl AsyncRead for StampedStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if let Some(rate) = this.read_rate {
+            if let Some(p) = this.pause.as_mut() {
+                if p.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+            }
+            let piece = slow_piece(rate).min(buf.remaining());
+            let mut small = ReadBuf::new(&mut buf.initialize_unfilled()[..piece]);
+            let polled = Pin::new(&mut this.inner).poll_read(cx, &mut small);
+            let n = small.filled().len();
+            if matches!(polled, Poll::Ready(Ok(()))) && n > 0 {
+                this.arrival.set(Instant::now());
+                buf.advance(n);
+                let wait = std::time::Duration::from_secs_f64(n as f64 / rate as f64);
+                this.pause = Some(Box::pin(tokio::time::sleep(wait)));
+            }
+            return polled;
+        }
         if !this.kernel_stamps {
             let before = buf.filled().len();
             let polled = Pin::new(&mut this.inner).poll_read(cx, buf);

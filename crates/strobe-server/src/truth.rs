@@ -25,6 +25,7 @@ impl Inner {
             ttft: Stat::new(),
             tpot: Stat::new(),
             streams: 0,
+            faults: Default::default(),
             ttft_buckets: Buckets::default(),
             e2e_buckets: Buckets::default(),
         }
@@ -38,6 +39,8 @@ struct Inner {
     ttft: Stat,
     tpot: Stat,
     streams: u64,
+    /// Faults injected, by name.
+    faults: std::collections::BTreeMap<String, u64>,
     /// Prometheus-style cumulative buckets (seconds) of TTFT and E2E, for `/metrics`.
     ttft_buckets: Buckets,
     e2e_buckets: Buckets,
@@ -155,6 +158,9 @@ pub struct TruthSummary {
     /// `POST /reset_prefix_cache` calls received.
     #[serde(default)]
     pub prefix_cache_resets: u64,
+    /// Faults injected, by name (`cut`, `http-503`, `reset`, ...).
+    #[serde(default)]
+    pub faults: std::collections::BTreeMap<String, u64>,
     pub ttft: TruthStat,
     pub tpot: TruthStat,
 }
@@ -205,9 +211,16 @@ impl Truth {
             images: g.images,
             completed_streams: g.streams,
             prefix_cache_resets: self.resets.load(std::sync::atomic::Ordering::Relaxed),
+            faults: g.faults.clone(),
             ttft: g.ttft.summary(),
             tpot: g.tpot.summary(),
         }
+    }
+
+    /// A fault was injected into a response.
+    pub fn record_fault(&self, name: &str) {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        *g.faults.entry(name.to_owned()).or_default() += 1;
     }
 
     /// A whole (non-streamed) response: only its end-to-end latency is known.

@@ -850,8 +850,10 @@ pub struct ServeArgs {
     /// Output tokens of every response (default: the request's max_tokens).
     #[arg(long, value_parser = parse_count_u32)]
     pub output_len: Option<u32>,
-    /// Inject a fault at random: KIND:PROBABILITY, KIND one of http-CODE, cut, truncate, malformed,
-    /// error-event, stall (repeatable). A request header `x-strobe-fault: KIND` forces one.
+    /// Inject a fault at random: KIND:PROBABILITY, KIND one of http-CODE (an error body),
+    /// http-CODE-empty (no body), reset (close unanswered), stall-head (never answer), cut,
+    /// truncate, malformed, oversized (a 5 MiB line), error-event, stall (half-way through)
+    /// (repeatable). A request header `x-strobe-fault: KIND` forces one. /strobe/truth counts them.
     #[arg(long = "fault", value_name = "KIND:P")]
     pub faults: Vec<String>,
     /// Seed for jitter and fault draws.
@@ -877,6 +879,9 @@ pub struct ServeArgs {
     /// vLLM's `ignore_eos`).
     #[arg(long)]
     pub strict: bool,
+    /// Read requests at most this many bytes per second (a slow reader, for back-pressure tests).
+    #[arg(long, value_name = "BYTES")]
+    pub read_rate: Option<u64>,
     /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,

@@ -52,6 +52,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         image_tokens: args.image_tokens,
         tls: tls.clone(),
         strict: args.strict,
+        read_rate: args.read_rate,
         load: LoadModel {
             max_running: args.max_running,
             itl_per_stream: args.itl_per_stream,
