@@ -240,7 +240,8 @@ pub fn batch_outcome(execution: &Execution, job: &strobe_batch::BatchJob, quiet:
     let (succeeded, failed) = job.counts();
     let done = succeeded + failed;
     let pending = job.total.saturating_sub(done);
-    if let Some(e) = job.failure() {
+    let store_failed = job.failure();
+    if let Some(e) = &store_failed {
         eprintln!(
             "error: storing results stopped: {e}; lines without a stored result stay pending"
         );
@@ -285,7 +286,13 @@ pub fn batch_outcome(execution: &Execution, job: &strobe_batch::BatchJob, quiet:
         eprintln!(
             "batch incomplete ({why}): {pending} lines have no result yet; run the same command again to resume"
         );
-        return exit::CHECK_FAILED.max(execution.exit_code);
     }
-    execution.exit_code
+    // A failed line is a result like any other: the run's own checks do not decide the code.
+    if store_failed.is_some() {
+        exit::ERROR
+    } else if pending > 0 {
+        exit::CHECK_FAILED
+    } else {
+        exit::OK
+    }
 }

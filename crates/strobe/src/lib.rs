@@ -44,6 +44,14 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<i32> {
                 listen(args.drain_timeout)?;
                 let quiet = args.quiet;
                 let (plan, job) = settings::batch(*args)?;
+                let Some(plan) = plan else {
+                    let (ok, failed) = job.0.counts();
+                    eprintln!(
+                        "batch: every one of its {} lines already has a result ({ok} succeeded, {failed} failed); nothing to send",
+                        job.0.total
+                    );
+                    return Ok(exit::OK);
+                };
                 let execution = execute(plan, ui, &shutdown).await?;
                 Ok(commands::batch_outcome(&execution, &job.0, quiet))
             }

@@ -474,7 +474,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<Plan> {
 /// `strobe interference`: the batch and interactive classes from flags or a scenario file.
 /// `strobe batch`: one class whose requests are the batch's pending lines, retried as the flags
 /// say, results to the batch's store.
-pub fn batch(a: BatchArgs) -> anyhow::Result<(Plan, strobe_batch::JobHandle)> {
+pub fn batch(a: BatchArgs) -> anyhow::Result<(Option<Plan>, strobe_batch::JobHandle)> {
     let limits = strobe_batch::Limits {
         max_lines: a.max_input_lines as usize,
         ..Default::default()
@@ -503,6 +503,9 @@ pub fn batch(a: BatchArgs) -> anyhow::Result<(Plan, strobe_batch::JobHandle)> {
     )));
     if a.max_attempts == 0 {
         bail!("--max-attempts must be at least 1");
+    }
+    if job.0.pending() == 0 {
+        return Ok((None, job));
     }
     let output = OutputArgs {
         output: a.report.clone(),
@@ -539,7 +542,7 @@ pub fn batch(a: BatchArgs) -> anyhow::Result<(Plan, strobe_batch::JobHandle)> {
         Experiment::single("batch", &title, vec![(class, workload)], options),
         &output,
     )?;
-    Ok((plan, job))
+    Ok((Some(plan), job))
 }
 
 pub fn interference(a: InterferenceArgs) -> anyhow::Result<Plan> {
