@@ -135,6 +135,11 @@ struct RawClass {
     image_size: Option<String>,
     image_format: Option<String>,
     image: Option<Vec<String>>,
+    /// A batch file (OpenAI batch format) as this class's requests; results to `batch_output`.
+    batch_file: Option<String>,
+    batch_output: Option<String>,
+    batch_errors: Option<String>,
+    max_attempts: Option<u32>,
 }
 
 /// A parsed scenario: its classes, still to be resolved.
@@ -465,6 +470,43 @@ impl Scenario {
             );
         }
         w.image_files = c.image.iter().flatten().map(|p| path(p)).collect();
+        if let Some(f) = &c.batch_file {
+            let input = path(f);
+            let output = path(c.batch_output.as_deref().ok_or_else(|| {
+                bad(
+                    "batch_output",
+                    "a class with `batch_file` needs `batch_output`, the file its results go to"
+                        .into(),
+                )
+            })?);
+            let errors = c
+                .batch_errors
+                .as_deref()
+                .map(path)
+                .unwrap_or_else(|| strobe_batch::errors_path_for(&output));
+            let lines = strobe_batch::input::read(&input, strobe_batch::Limits::default())
+                .map_err(|e| bad("batch_file", e.to_string()))?;
+            let (store, recovered) = strobe_batch::FileStore::open(&output, &errors)
+                .map_err(|e| bad("batch_output", e.to_string()))?;
+            let job = strobe_batch::BatchJob::new(lines, Box::new(store), recovered);
+            d.requests = Some(job.pending().max(1));
+            d.batch = Some(strobe_batch::JobHandle(std::sync::Arc::new(job)));
+            d.retry = strobe_load::Retry {
+                max_attempts: c.max_attempts.unwrap_or(5),
+                ..Default::default()
+            };
+            d.ignore_eos = false;
+            // Every line offered at once, `max_concurrency` (or `concurrency`) in flight at most.
+            d.schedule = Some(crate::draft::ScheduleKind::Offline);
+            if d.max_concurrency.is_none() {
+                d.max_concurrency = d.concurrency.take();
+            }
+        } else if c.batch_output.is_some() || c.batch_errors.is_some() {
+            return Err(bad(
+                "batch_output",
+                "`batch_output` goes with `batch_file`".into(),
+            ));
+        }
         Ok(d)
     }
 }

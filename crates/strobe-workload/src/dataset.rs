@@ -333,6 +333,17 @@ pub fn load(
         path: path.to_owned(),
         reason: e.to_string(),
     })?;
+    load_bytes(path, &bytes, counter, opts)
+}
+
+/// [`load`] of a file's bytes already read (`path` names it in messages).
+pub fn load_bytes(
+    path: &Path,
+    bytes: &[u8],
+    counter: &dyn TokenCounter,
+    opts: &LoadOptions,
+) -> Result<Dataset, DatasetError> {
+    let bytes = bytes.to_vec();
     let format = opts.format.unwrap_or_else(|| DatasetFormat::detect(&bytes));
     let mut summary = LoadSummary {
         path: path.to_owned(),

@@ -523,7 +523,9 @@ pub fn batch(a: BatchArgs) -> anyhow::Result<(Option<Plan>, strobe_batch::JobHan
     let options = options(&output)?;
     let target = target(&a.target, a.report.as_deref())?;
     let mut draft = ClassDraft::new("batch");
-    draft.concurrency = a.concurrency;
+    draft.schedule = Some(strobe_experiment::draft::ScheduleKind::Offline);
+    draft.max_concurrency = a.concurrency;
+    draft.requests = Some(job.0.pending());
     draft.batch = Some(job.clone());
     draft.retry = strobe_load::Retry {
         max_attempts: a.max_attempts,

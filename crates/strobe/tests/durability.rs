@@ -341,3 +341,57 @@ fn records_and_summaries_survive_a_sigkill() {
     );
     let _ = server.kill();
 }
+
+#[test]
+fn a_batch_file_is_the_batch_class_of_a_mixed_scenario() {
+    let d = dir("mixed");
+    let (inp, out, report) = (d.join("in.jsonl"), d.join("out.jsonl"), d.join("r.json"));
+    input(&inp, 120);
+    let scenario = d.join("s.toml");
+    std::fs::write(
+        &scenario,
+        r#"
+[[class]]
+name = "batch"
+batch_file = "in.jsonl"
+batch_output = "out.jsonl"
+max_concurrency = 16
+
+[[class]]
+name = "interactive"
+concurrency = 2
+until = "batch"
+output_len = 8
+slo = "ttft_p95=500ms"
+"#,
+    )
+    .unwrap();
+    let (mut server, url) = serve(&["--ttft", "5ms", "--itl", "2ms"]);
+    let o = strobe()
+        .args(["run", "--url", &url, "-q", "--scenario"])
+        .arg(&scenario)
+        .arg("-o")
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let seen = results(&out, &d.join("out.errors.jsonl"));
+    assert_eq!(seen.len(), 120);
+    assert!(seen.values().all(|&c| c == 1));
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let classes: Vec<&str> = r["classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(classes, ["batch", "interactive"]);
+    assert_eq!(r["classes"][0]["results"]["requests"]["measured"], 120);
+    assert!(
+        r["classes"][1]["results"]["requests"]["successful"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    let _ = server.kill();
+}
