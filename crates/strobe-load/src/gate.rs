@@ -83,6 +83,7 @@ pub(crate) struct Gate {
 
 impl Gate {
     /// `limit` counts units: requests, or batches for lockstep.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         name: &str,
         limits: &Limits,
