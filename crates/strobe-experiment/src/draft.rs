@@ -152,7 +152,11 @@ impl ClassDraft {
             profile: None,
             batch: None,
             retry: strobe_load::Retry::default(),
-            abort: strobe_load::AbortRules::default(),
+            // A server that answers nothing for a minute cannot give a run worth keeping.
+            abort: strobe_load::AbortRules {
+                unreachable_for: Some(Duration::from_secs(60)),
+                max_failures: None,
+            },
             workload: WorkloadDraft::default(),
         }
     }
