@@ -112,7 +112,13 @@ pub fn read(path: &Path) -> Result<Saved, LoadError> {
     if !schema.starts_with("strobe.report.") {
         return Err(file_error(
             path,
-            format!("has schema `{schema}`: not a strobe report or experiment summary"),
+            if schema.is_empty() {
+                "has no `schema` field: not a strobe report or experiment summary (per-request \
+                 records are read with `strobe report RUN.json --records FILE.jsonl`)"
+                    .to_owned()
+            } else {
+                format!("has schema `{schema}`: not a strobe report or experiment summary")
+            },
         ));
     }
     let r: Report = serde_json::from_value(v)

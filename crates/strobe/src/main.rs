@@ -12,8 +12,22 @@ fn main() -> ExitCode {
     match strobe::run(cli) {
         Ok(code) => ExitCode::from(code as u8),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", message(&e));
             ExitCode::from(strobe::exit::ERROR as u8)
         }
     }
+}
+
+/// The error and its causes, each cause once: many errors already quote their source in their
+/// own message (`cannot read X: No such file`), and `{:#}` would say it again.
+fn message(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+    }
+    text
 }
