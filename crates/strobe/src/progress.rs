@@ -183,14 +183,18 @@ impl Observer for Console {
                 let done = total.completed.load(Ordering::Relaxed);
                 let tokens = total.output_tokens.load(Ordering::Relaxed);
                 let secs = INTERVAL.as_secs_f64();
+                let elapsed = clock.now_ns() as f64 / 1e9;
+                let retries = total.retries.load(Ordering::Relaxed);
                 let line = format!(
-                    "\r[{:>7.1}s] done {done}{} ({} failed) | in flight {} | {:.1} req/s | {:.0} tok/s   ",
-                    clock.now_ns() as f64 / 1e9,
+                    "\r[{:>7.1}s] done {done}{} ({} failed{}) | in flight {} | {:.1} req/s | {:.0} tok/s{}   ",
+                    elapsed,
                     planned.map(|n| format!("/{n}")).unwrap_or_default(),
                     total.failed.load(Ordering::Relaxed),
+                    if retries > 0 { format!(", {retries} retries") } else { String::new() },
                     total.in_flight.load(Ordering::Relaxed),
                     (done - last_done) as f64 / secs,
                     (tokens - last_tokens) as f64 / secs,
+                    planned.and_then(|n| eta(n, done, elapsed)).map(|e| format!(" | ETA {e}")).unwrap_or_default(),
                 );
                 (last_done, last_tokens) = (done, tokens);
                 let mut err = std::io::stderr().lock();
@@ -219,5 +223,33 @@ impl Observer for Console {
         if let Some(f) = file {
             self.say(&format!("summary written to {}", f.display()));
         }
+    }
+}
+
+/// Time left for `planned` requests at the average rate so far ("1m05s"); `None` before the
+/// first completion.
+fn eta(planned: u64, done: u64, elapsed_s: f64) -> Option<String> {
+    if done == 0 || done >= planned || elapsed_s <= 0.0 {
+        return None;
+    }
+    let left = ((planned - done) as f64 * elapsed_s / done as f64).round() as u64;
+    Some(match left {
+        0..=59 => format!("{left}s"),
+        60..=3599 => format!("{}m{:02}s", left / 60, left % 60),
+        _ => format!("{}h{:02}m", left / 3600, left % 3600 / 60),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::eta;
+
+    #[test]
+    fn eta_follows_the_average_rate() {
+        assert_eq!(eta(100, 0, 5.0), None);
+        assert_eq!(eta(100, 100, 5.0), None);
+        assert_eq!(eta(100, 50, 10.0).as_deref(), Some("10s"));
+        assert_eq!(eta(1000, 10, 10.0).as_deref(), Some("16m30s"));
+        assert_eq!(eta(100_000, 10, 10.0).as_deref(), Some("27h46m"));
     }
 }
