@@ -168,6 +168,9 @@ echo "== seed 000's three conditions (small): batch only, users alone, batch + u
   --users 1,4 --user-duration 8s --input-len 64 --output-len 16 -o "$out/seed000.json" > "$out/seed000.txt"
 python3 scripts/check_reports.py interference "$out/seed000.json" --users 1,4
 
+echo "== strobe batch against vLLM: killed with SIGKILL five times, then resumed to exactly one result per line"
+python3 scripts/batch_resume.py "$strobe" "$url" "$out/batch" --lines 60 --kills 5
+
 cleanup
 server_pid=""
 
