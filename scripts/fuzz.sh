@@ -7,7 +7,7 @@
 #   scripts/fuzz.sh 20000      a short run (CI)
 #   scripts/fuzz.sh N sse      one target
 #
-# Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`). A crash stops the run
+# Needs the nightly toolchain; installs cargo-fuzz from crates.io when it is missing. A crash stops the run
 # with the input saved under fuzz/artifacts/TARGET/; replay it with
 # `cargo +nightly fuzz run TARGET fuzz/artifacts/TARGET/crash-...`.
 set -euo pipefail
@@ -18,9 +18,13 @@ targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
     targets=(sse http1 records dataset scenario batch_input)
 fi
-if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
-    echo "fuzz.sh: needs nightly Rust and cargo-fuzz: rustup toolchain install nightly && cargo install cargo-fuzz" >&2
+if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+    echo "fuzz.sh: needs the nightly toolchain: rustup toolchain install nightly" >&2
     exit 2
+fi
+if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+    echo "fuzz.sh: installing cargo-fuzz" >&2
+    cargo install -q --locked cargo-fuzz
 fi
 cargo +nightly fuzz build -O
 for t in "${targets[@]}"; do
