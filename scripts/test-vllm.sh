@@ -26,15 +26,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "== starting vLLM on $url (log $out/vllm.log)"
+echo "== starting vLLM on $url (log $out/vllm.log; the first start on a machine compiles the model, minutes)"
 setsid $engine > "$out/vllm.log" 2>&1 &
 server_pid=$!
-for i in $(seq 1 300); do
+for i in $(seq 1 900); do
   if curl -sf "$url/v1/models" > /dev/null; then break; fi
   if ! kill -0 "$server_pid" 2>/dev/null; then tail -30 "$out/vllm.log"; echo "vLLM exited"; exit 1; fi
   sleep 1
 done
-curl -sf "$url/v1/models" > /dev/null || { tail -30 "$out/vllm.log"; echo "vLLM did not start in 300 s"; exit 1; }
+curl -sf "$url/v1/models" > /dev/null || { tail -30 "$out/vllm.log"; echo "vLLM did not start in 900 s"; exit 1; }
 
 run() { "$strobe" run --url "$url" -q --input-len 64 --output-len 32 "$@"; }
 
