@@ -70,7 +70,7 @@ def main():
             sys.exit(f"FAIL: only {kills} of {a.kills} kills landed mid-run")
         before = snapshot()
         p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.4, 2.5))
+        time.sleep(rng.uniform(0.5, 6.0))
         if p.poll() is not None:
             # It finished first: start over with fresh files so every kill lands mid-run.
             for f in (out, err):
@@ -89,6 +89,9 @@ def main():
         nl = b"\n"
         print(f"  kill {kills}: {after[0].count(nl)} results, {after[1].count(nl)} errors on disk")
 
+    kept = sum(b.count(b"\n") for b in snapshot())
+    if kept == 0:
+        sys.exit("FAIL: no kill came after a result was written; nothing was resumed (the server is slower than assumed)")
     final = subprocess.run(cmd[:-1], capture_output=True, text=True)
     print("  " + final.stderr.strip().replace("\n", "\n  "))
     if final.returncode != 0:
@@ -123,7 +126,7 @@ def main():
         sys.exit(f"FAIL: re-running a finished batch exited {again.returncode}")
     if snapshot() != done:
         sys.exit("FAIL: re-running a finished batch changed its files")
-    print(f"ok: {a.kills} SIGKILLs, then {len(seen)} custom_ids with exactly one result each "
+    print(f"ok: {a.kills} SIGKILLs ({kept} results on disk before the last run), then {len(seen)} custom_ids with exactly one result each "
           f"({len(seen) - len(bad)} from the server, {len(bad)} 404s tried once)")
 
 
