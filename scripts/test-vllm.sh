@@ -94,7 +94,8 @@ for c in 1 2 8; do
   run -c "$c" -n $((c * 2)) -o "$out/sweep-c$c.json"
   sweep+=("$out/sweep-c$c.json")
 done
-python3 scripts/check_reports.py sweep "${sweep[@]}"
+python3 scripts/check_reports.py sweep "${sweep[@]}" \
+  || { ps -eo pid,pcpu,etime,args --sort=-pcpu | head -n 6 | cut -c1-160; exit 1; }
 
 echo "== profile levels: one preflight and workload build, one report per level and a summary"
 "$strobe" run --url "$url" -q --profile low --input-len 32 --output-len 8 -n 2 -o "$out/low.json"
