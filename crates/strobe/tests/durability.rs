@@ -96,7 +96,9 @@ fn batch_killed_at_random_moments_resumes_to_exactly_one_result_per_line() {
         d.join("out.jsonl"),
         d.join("out.errors.jsonl"),
     );
-    let n = 3000;
+    // Enough lines that 50 short runs (~70 lines each here) rarely finish the batch; when a
+    // faster machine does, the run that finishes must be the only one not killed.
+    let n = 6000;
     input(&inp, n);
     // 5% of requests get a 503 (retried), 3% are reset (retried).
     let (mut server, url) = serve(&[
@@ -115,6 +117,9 @@ fn batch_killed_at_random_moments_resumes_to_exactly_one_result_per_line() {
             .arg("-o")
             .arg(&out)
             .args(["--url", &url, "-c", "8", "-q", "--retry-backoff", "10ms"])
+            // 8% of attempts fail on purpose: with the default 5 attempts, one of 6000 lines
+            // runs out of them in about one run in fifty; ten make that a non-event.
+            .args(["--max-attempts", "10"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
     };
@@ -137,7 +142,14 @@ fn batch_killed_at_random_moments_resumes_to_exactly_one_result_per_line() {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
-        if !finished {
+        if finished {
+            // A run ends by itself only by finishing the batch.
+            assert_eq!(
+                results(&out, &errors).len(),
+                n,
+                "kill {k}: a run exited early"
+            );
+        } else {
             // SIGKILL: no handler runs, nothing is flushed on the way out.
             child.kill().unwrap();
             killed_mid_run += 1;
@@ -185,8 +197,15 @@ fn batch_killed_at_random_moments_resumes_to_exactly_one_result_per_line() {
     }
     // The 404 lines are the errors, and only they (503s and resets were retried).
     let errors_text = std::fs::read_to_string(&errors).unwrap();
-    assert_eq!(errors_text.lines().count(), n / 25, "{errors_text}");
-    assert!(errors_text.lines().all(|l| l.contains("\"http_404\"")));
+    let odd: Vec<&str> = errors_text
+        .lines()
+        .filter(|l| !l.contains("\"http_404\""))
+        .collect();
+    assert!(
+        odd.is_empty(),
+        "errors other than the planted 404s: {odd:#?}"
+    );
+    assert_eq!(errors_text.lines().count(), n / 25);
     assert!(planted, "the half-written line was planted and repaired");
     // Successes carry the server's body in OpenAI's output format.
     let first: serde_json::Value = serde_json::from_str(
@@ -199,7 +218,10 @@ fn batch_killed_at_random_moments_resumes_to_exactly_one_result_per_line() {
     .unwrap();
     assert_eq!(first["response"]["status_code"], 200);
     assert!(first["response"]["body"]["choices"].is_array());
-    assert_eq!(killed_mid_run, kills, "every kill hit a running batch");
+    assert!(
+        killed_mid_run >= kills.min(20),
+        "only {killed_mid_run} of {kills} kills hit a running batch"
+    );
     // Nothing left: a re-run says so and sends nothing.
     let mut cmd = strobe();
     args(&mut cmd);
