@@ -219,9 +219,12 @@ fn compare_flags_a_planted_ttft_regression_and_not_a_second_run_of_the_same_targ
     bench(&fast, &base);
     bench(&fast, &same);
     bench(&slow, &worse);
+    // No p99s in the gate: 240 requests put two or three samples past the p99, and on a shared
+    // CI machine a burst of other work moved the same target's TTFT p99 by 17% once (a real
+    // change in what was measured, rightly significant, but not a property of the target).
     let gate = [
         "--fail-on",
-        "ttft_p50,ttft_p90,ttft_p99,ttft_mean,e2e_p50,e2e_p99,tpot_p50,output_tokens_per_s",
+        "ttft_p50,ttft_p90,ttft_mean,e2e_p50,tpot_p50,output_tokens_per_s",
     ];
     let o = strobe()
         .args(["compare", &base, &same])
