@@ -372,18 +372,8 @@ fn batch_from_row(conn: &Connection, r: &rusqlite::Row<'_>) -> rusqlite::Result<
     let id: String = r.get(0)?;
     let status: String = r.get(5)?;
     let mut times = Vec::new();
-    for (i, s) in [
-        Status::InProgress,
-        Status::Finalizing,
-        Status::Completed,
-        Status::Failed,
-        Status::Cancelling,
-        Status::Cancelled,
-        Status::Expired,
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    // Columns 9.. are the `*_at` of every status after `validating`, in `Status::ALL` order.
+    for (i, s) in Status::ALL[1..].iter().copied().enumerate() {
         if let Some(at) = r.get::<_, Option<i64>>(9 + i)? {
             times.push((s, at));
         }
