@@ -168,6 +168,9 @@ pub struct TokenStream {
     first_sent: Option<Instant>,
     truth: Arc<Truth>,
     buf: Vec<u8>,
+    /// A cut waits one short timer first, so hyper flushes the head and the tokens before it (a
+    /// cut before anything left the socket would look like a keep-alive close, not a cut).
+    cut_armed: bool,
     /// The running slot this stream holds (with a `max_running` cap), freed when it ends.
     _slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
@@ -199,6 +202,7 @@ impl TokenStream {
             first_sent: None,
             truth,
             buf: Vec::with_capacity(512),
+            cut_armed: false,
             _slot: slot,
         }
     }
@@ -239,6 +243,14 @@ impl Body for TokenStream {
                 if this.plan.fault.is_some() && k == this.plan.fault_at() {
                     match this.plan.fault {
                         Some(Fault::Cut) => {
+                            if !this.cut_armed {
+                                this.cut_armed = true;
+                                this.sleep
+                                    .as_mut()
+                                    .reset(Instant::now() + Duration::from_millis(20));
+                                let _ = this.sleep.as_mut().poll(cx);
+                                return Poll::Pending;
+                            }
                             this.phase = Phase::Done;
                             return Poll::Ready(Some(Err(std::io::Error::other(
                                 "injected fault: stream cut",
