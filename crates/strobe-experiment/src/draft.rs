@@ -121,6 +121,8 @@ pub struct ClassDraft {
     pub workload: WorkloadDraft,
     /// A batch file's pending lines as the class's requests (offline schedule, every line once).
     pub batch: Option<strobe_batch::JobHandle>,
+    /// A cap on requests in flight moved while the class runs (open loop and offline).
+    pub steer: Option<strobe_load::Steer>,
     pub retry: strobe_load::Retry,
     pub abort: strobe_load::AbortRules,
 }
@@ -151,6 +153,7 @@ impl ClassDraft {
             slo: vec![],
             profile: None,
             batch: None,
+            steer: None,
             retry: strobe_load::Retry::default(),
             // A server that answers nothing for a minute cannot give a run worth keeping.
             abort: strobe_load::AbortRules {
@@ -603,6 +606,7 @@ impl ClassDraft {
                 retry: self.retry,
                 abort: self.abort,
                 batch: self.batch.clone(),
+                steer: self.steer.clone(),
             },
             workload_spec,
         ))

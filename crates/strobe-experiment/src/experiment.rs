@@ -56,6 +56,8 @@ pub struct ClassSpec {
     /// A batch class: its requests are the batch's pending lines, its results go to the batch's
     /// store.
     pub batch: Option<strobe_batch::JobHandle>,
+    /// A cap on requests in flight moved while the class runs (the gateway's batch policy).
+    pub steer: Option<strobe_load::Steer>,
 }
 
 impl ClassSpec {

@@ -157,6 +157,7 @@ pub(crate) async fn run_one(
             progress: Arc::new(Progress::default()),
             retry: c.retry,
             abort: c.abort,
+            steer: c.steer.clone(),
         });
     }
     let plan = RunPlan {

@@ -30,7 +30,7 @@ pub use arrival::{Arrival, ArrivalError, ArrivalProcess};
 pub use cpu::process_cpu_seconds;
 pub use plan::{
     AbortRules, Backpressure, ClassPlan, ClassResult, Limits, LiveHistogram, PlanError, Progress,
-    Retry, RunPlan, RunResult, Schedule, StopReason, StopSignal, StopState, Stopper, Warmup,
+    Retry, RunPlan, RunResult, Schedule, Steer, StopReason, StopSignal, StopState, Stopper, Warmup,
     LIVE_BUCKETS, UNREACHABLE_ATTEMPTS,
 };
 pub use runner::{records_channel, run, RECORDS_CHANNEL};

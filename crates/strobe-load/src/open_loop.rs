@@ -6,11 +6,13 @@
 //! cap allows. With the cap reached, the request waits for a worker; its wait is its queue delay.
 //! Requests whose instant came but that the cap kept from being sent before the duration ended
 //! (or the run was stopped) are counted as `unsent`, never dropped silently. Offline is the same
-//! loop with every request due at the start.
+//! loop with every request due at the start. A class may carry a steered cap
+//! ([`crate::plan::Steer`]): the number in flight is kept at or under its current value too (0
+//! pauses the class), so a controller outside (the gateway's) can make a batch yield.
 
 use std::sync::Arc;
 use strobe_client::Connection;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -76,6 +78,16 @@ fn count_due(
     n
 }
 
+/// Returns when a steered cap changes; never when there is none (or its sender is gone).
+async fn steer_changed(steer: &mut Option<watch::Receiver<u32>>) {
+    if let Some(s) = steer {
+        if s.changed().await.is_ok() {
+            return;
+        }
+    }
+    std::future::pending().await
+}
+
 /// Waits until `at`; `Err(reason)` if the class must stop first.
 async fn wait_until(at: Instant, signals: &mut Signals) -> Result<(), StopReason> {
     loop {
@@ -122,6 +134,10 @@ pub(crate) async fn run(
     let start = Instant::now();
     gate.start(start);
     let mut unsent = 0u64;
+    // Idle workers, and workers with a request: a steered cap counts the busy ones.
+    let mut idle: Vec<usize> = Vec::new();
+    let mut busy = 0usize;
+    let mut steer = plan.steer.as_ref().map(|s| s.0.clone());
 
     loop {
         let at = start + arrivals.next_offset();
@@ -146,30 +162,44 @@ pub(crate) async fn run(
             unsent += count_due(at, start, &mut arrivals, Instant::now(), gate.remaining());
             break;
         }
-        let worker = if let Ok(id) = idle_rx.try_recv() {
-            id
-        } else if pool.senders.len() < cap {
-            pool.spawn()
-        } else {
-            let waited = tokio::select! {
+        let waited = loop {
+            while let Ok(id) = idle_rx.try_recv() {
+                idle.push(id);
+                busy -= 1;
+            }
+            let limit = steer
+                .as_ref()
+                .map_or(cap, |s| cap.min(*s.borrow() as usize));
+            if busy < limit {
+                // Workers are busy or idle, so with none idle there are `busy` < `cap` of them.
+                break Ok(idle.pop().unwrap_or_else(|| pool.spawn()));
+            }
+            tokio::select! {
                 biased;
-                r = gate.stopped(&mut signals, &plan.progress) => Err((r, Instant::now())),
+                r = gate.stopped(&mut signals, &plan.progress) => break Err((r, Instant::now())),
                 _ = sleep_until_opt(gate.deadline()) => {
-                    Err((StopReason::Duration, gate.deadline().unwrap_or_else(Instant::now)))
+                    break Err((StopReason::Duration, gate.deadline().unwrap_or_else(Instant::now)));
                 }
-                id = idle_rx.recv() => id.ok_or((
-                    StopReason::Internal("every worker of the open loop exited".into()),
-                    Instant::now(),
-                )),
-            };
-            match waited {
-                Ok(id) => id,
-                Err((reason, until)) => {
-                    gate.unadmit(warmup);
-                    gate.stop_with(reason);
-                    unsent += count_due(at, start, &mut arrivals, until, gate.remaining());
-                    break;
-                }
+                id = idle_rx.recv() => match id {
+                    Some(id) => {
+                        idle.push(id);
+                        busy -= 1;
+                    }
+                    None => break Err((
+                        StopReason::Internal("every worker of the open loop exited".into()),
+                        Instant::now(),
+                    )),
+                },
+                _ = steer_changed(&mut steer) => {}
+            }
+        };
+        let worker = match waited {
+            Ok(id) => id,
+            Err((reason, until)) => {
+                gate.unadmit(warmup);
+                gate.stop_with(reason);
+                unsent += count_due(at, start, &mut arrivals, until, gate.remaining());
+                break;
             }
         };
         let Some(mut spec) = prepared.take().await else {
@@ -183,6 +213,7 @@ pub(crate) async fn run(
             intended_ns: shared.clock.offset_of(at.into_std()),
             batch: None,
         };
+        busy += 1;
         if pool.senders[worker].try_send(job).is_err() {
             // Unreachable by construction (only idle workers get jobs); never lose a request silently.
             gate.stop_with(StopReason::Internal("a worker was not idle".into()));

@@ -136,6 +136,35 @@ pub struct ClassPlan {
     pub progress: Arc<Progress>,
     pub retry: Retry,
     pub abort: AbortRules,
+    /// A cap on requests in flight that can change while the class runs (open loop and offline
+    /// only), on top of the schedule's own.
+    pub steer: Option<Steer>,
+}
+
+/// A concurrency cap set from outside while a class runs: the class keeps at most the current
+/// value in flight (0 pauses it; requests already sent finish). Equal when it is the same channel.
+#[derive(Clone)]
+pub struct Steer(pub watch::Receiver<u32>);
+
+impl Steer {
+    /// A cap starting at `initial`, and the sender that moves it.
+    pub fn new(initial: u32) -> (watch::Sender<u32>, Steer) {
+        let (tx, rx) = watch::channel(initial);
+        (tx, Steer(rx))
+    }
+}
+
+impl PartialEq for Steer {
+    fn eq(&self, other: &Steer) -> bool {
+        self.0.same_channel(&other.0)
+    }
+}
+
+impl fmt::Debug for Steer {
+    // The value is left out: it changes while the class runs, and settings print as their identity.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Steer")
+    }
 }
 
 impl fmt::Debug for ClassPlan {
@@ -227,6 +256,11 @@ impl RunPlan {
                     }
                 }
                 Schedule::Closed { .. } => {}
+            }
+            if c.steer.is_some()
+                && !matches!(c.schedule, Schedule::Open { .. } | Schedule::Offline { .. })
+            {
+                return bad("a steered cap applies to open-loop and offline classes only");
             }
             if c.limits.requests == Some(0) {
                 return bad("the request count must be at least 1");

@@ -107,6 +107,7 @@ fn class(
         progress: Arc::new(Progress::default()),
         retry: Default::default(),
         abort: Default::default(),
+        steer: None,
     }
 }
 
@@ -270,6 +271,62 @@ async fn offline_offers_every_request_at_the_start_within_the_cap() {
     let max_wait = records.iter().map(|r| r.queue_delay_ns()).max().unwrap();
     assert!(max_wait >= 90 * MS, "{max_wait}");
     assert_eq!(r.classes[0].connections, 5);
+    s.shutdown().await;
+}
+
+/// A steered cap moves while the class runs: at most 2 in flight, then 6, then none (paused),
+/// then the schedule's own 8; each change takes effect at the next dispatch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_steered_cap_is_followed_as_it_moves() {
+    let s = server(30, 1, vec![]).await;
+    let mut c = class(
+        0,
+        "batch",
+        &s,
+        words(2),
+        Schedule::Offline {
+            max_concurrency: Some(8),
+        },
+        count(120),
+    );
+    let (tx, steer) = strobe_load::Steer::new(2);
+    c.steer = Some(steer);
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let _ = tx.send(6);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let _ = tx.send(0);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let _ = tx.send(100);
+    });
+    let (_, records) = run(vec![c]).await;
+    assert_eq!(records.len(), 120);
+    // In flight when each request was sent, from the records themselves.
+    let in_flight = |at: u64| {
+        records
+            .iter()
+            .filter(|r| r.sent_ns <= at && at < r.end_ns)
+            .count()
+    };
+    let phase = |from: u64, to: u64| {
+        records
+            .iter()
+            .filter(|r| r.sent_ns >= from * MS && r.sent_ns < to * MS)
+            .map(|r| in_flight(r.sent_ns))
+            .max()
+            .unwrap_or(0)
+    };
+    assert!(phase(0, 280) <= 2, "{}", phase(0, 280));
+    let middle = phase(340, 580);
+    assert!((3..=6).contains(&middle), "{middle}");
+    let paused = records
+        .iter()
+        .filter(|r| r.sent_ns >= 640 * MS && r.sent_ns < 880 * MS)
+        .count();
+    assert_eq!(paused, 0, "nothing is sent while the cap is 0");
+    // Then the schedule's own cap (8) bounds it, not the steered 100.
+    let last = phase(920, 100_000);
+    assert!((7..=8).contains(&last), "{last}");
     s.shutdown().await;
 }
 
