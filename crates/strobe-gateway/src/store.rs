@@ -246,7 +246,7 @@ pub trait Store: Send + Sync {
     fn finalize(&self, id: &str, status: Status) -> Result<Batch, StoreError>;
 }
 
-fn now_s() -> i64 {
+pub fn now_s() -> i64 {
     now_ms() / 1000
 }
 

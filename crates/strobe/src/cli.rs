@@ -35,6 +35,10 @@ pub enum Command {
     Search(Box<SearchArgs>),
     /// Serve the built-in OpenAI-compatible target with exact, configurable timing.
     Serve(ServeArgs),
+    /// The batch service of seed 000: the OpenAI Batch API (/v1/files, /v1/batches) in front of
+    /// one or more engines, interactive requests proxied straight through, batch concurrency
+    /// adapted to keep interactive users fast; batches in a durable store.
+    Gateway(Box<GatewayArgs>),
     /// Re-render saved results (reports or experiment summaries) in another format, or recompute
     /// a report from its per-request records (`--records`) with another warm-up cut, classes or SLOs.
     Report(ReportArgs),
@@ -888,4 +892,73 @@ pub struct ServeArgs {
     /// The private key (PEM) of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    /// The engine (OpenAI-compatible), e.g. http://127.0.0.1:8000; repeat for several (interactive
+    /// requests go round-robin, each runs its own batch worker).
+    #[arg(long = "upstream", required = true, value_name = "URL")]
+    pub upstreams: Vec<String>,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// Where batches live: a SQLite file (created if missing).
+    #[arg(long, default_value = "strobe-gateway.db", value_name = "PATH")]
+    pub store: PathBuf,
+    /// Name environment variables holding the keys clients must send (`Authorization: Bearer`);
+    /// repeatable. Each key sees only its own files and batches. Without one, anyone may use the
+    /// gateway.
+    #[arg(long = "api-key-env", value_name = "VAR")]
+    pub api_key_envs: Vec<String>,
+    /// Environment variable holding the engine's own API key, sent upstream instead of the client's.
+    #[arg(long, value_name = "VAR")]
+    pub upstream_api_key_env: Option<String>,
+    /// Most requests in one input file (OpenAI's limit by default).
+    #[arg(long, default_value = "50000")]
+    pub max_input_lines: usize,
+    /// Largest input file, in bytes (OpenAI's 200 MB by default).
+    #[arg(long, default_value = "209715200")]
+    pub max_input_bytes: u64,
+    /// Most batch requests in flight per upstream.
+    #[arg(long, default_value = "64")]
+    pub batch_max_concurrency: u32,
+    /// Fewest batch requests in flight per upstream while a batch runs (0 lets the policy pause it).
+    #[arg(long, default_value = "1")]
+    pub batch_min_concurrency: u32,
+    /// Run batches at --batch-max-concurrency always (no adaptation: seed 000's naive batch).
+    #[arg(long)]
+    pub no_adaptive: bool,
+    /// Interactive TTFT p95 the policy protects (0 turns the signal off).
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    pub interactive_ttft_p95: Duration,
+    /// Interactive time per output chunk p95 the policy protects (off by default).
+    #[arg(long, value_parser = parse_duration)]
+    pub interactive_tpot_p95: Option<Duration>,
+    /// The engine's waiting requests above this shrink the batch.
+    #[arg(long, default_value = "0")]
+    pub max_engine_waiting: f64,
+    /// The engine's KV-cache use (0-1) above this shrinks the batch.
+    #[arg(long, default_value = "0.9")]
+    pub max_kv_cache: f64,
+    /// How often the batch concurrency moves.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub policy_interval: Duration,
+    /// Interactive requests within this window count towards the policy's p95s.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub policy_window: Duration,
+    /// Add `"priority": N` to every batch request (vLLM started with --scheduling-policy
+    /// priority; larger runs later).
+    #[arg(long, value_name = "N")]
+    pub batch_priority: Option<i64>,
+    /// Attempts per batch line for retryable failures (429, 5xx, connection errors).
+    #[arg(long, default_value = "5")]
+    pub max_attempts: u32,
+    /// Names this gateway's leases on batches (default: host name and port). Keep it across
+    /// restarts so a restarted gateway resumes its batches at once.
+    #[arg(long)]
+    pub worker_id: Option<String>,
+    /// No log lines.
+    #[arg(short, long)]
+    pub quiet: bool,
 }

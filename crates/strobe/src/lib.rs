@@ -7,6 +7,7 @@ pub mod cli;
 mod commands;
 mod dataset_cmd;
 pub mod exit;
+mod gateway_cmd;
 mod profiles_cmd;
 mod progress;
 mod results_cmd;
@@ -72,6 +73,7 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<i32> {
                 execute(settings::search(*args)?, ui, &shutdown).await.map(|e| e.exit_code)
             }
             cli::Command::Serve(args) => serve_cmd::serve(args).await,
+            cli::Command::Gateway(args) => gateway_cmd::gateway(*args).await,
             cli::Command::Report(args) => results_cmd::report(args),
             cli::Command::Plot(args) => results_cmd::plot(args),
             cli::Command::Compare(args) => results_cmd::compare(args),

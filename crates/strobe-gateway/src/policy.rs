@@ -1,0 +1,303 @@
+//! The batch policy: how many batch requests one upstream may have in flight, moved so that
+//! interactive users stay fast.
+//!
+//! Additive increase, multiplicative decrease (AIMD), once per interval, from what the gateway
+//! sees itself and what the engine says:
+//!
+//! - the interactive requests it proxied in the last window: TTFT p95 and TPOT p95 against the
+//!   SLOs given (`--interactive-ttft-p95`, `--interactive-tpot-p95`);
+//! - the engine's `/metrics`: requests waiting (an interactive request that arrives now would
+//!   queue behind them) and KV-cache use (near full, the engine preempts).
+//!
+//! Any signal over its limit halves the cap (down to the minimum, 0 pausing the batch); all
+//! within limits add one (up to the maximum). With no interactive traffic in the window the
+//! latency signals are silent and the batch grows to what the engine's queue allows: there is
+//! no one to protect. The decision and its reason are kept for `/metrics` and the web page.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// The policy's settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PolicyConfig {
+    /// Off: the batch runs at `max` all the time (the seed 000 "naive batch" condition).
+    pub adaptive: bool,
+    pub min: u32,
+    pub max: u32,
+    /// Cap at the start.
+    pub initial: u32,
+    pub ttft_p95: Option<Duration>,
+    pub tpot_p95: Option<Duration>,
+    /// Engine requests waiting above this decrease the cap.
+    pub max_waiting: f64,
+    /// Engine KV-cache use (0–1) above this decreases the cap.
+    pub max_kv_cache: f64,
+    /// How often the cap moves.
+    pub interval: Duration,
+    /// Interactive requests older than this are forgotten.
+    pub window: Duration,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            adaptive: true,
+            min: 1,
+            max: 64,
+            initial: 4,
+            ttft_p95: Some(Duration::from_millis(500)),
+            tpot_p95: None,
+            max_waiting: 0.0,
+            max_kv_cache: 0.9,
+            interval: Duration::from_secs(1),
+            window: Duration::from_secs(10),
+        }
+    }
+}
+
+/// One interactive request as the proxy saw it.
+#[derive(Clone, Copy, Debug)]
+pub struct Observed {
+    pub at: Instant,
+    pub ttft: Duration,
+    /// Mean time per later chunk of a stream; `None` for a whole response or a single chunk.
+    pub tpot: Option<Duration>,
+    pub latency: Duration,
+}
+
+/// What the engine's `/metrics` said last.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct EngineLoad {
+    pub waiting: Option<f64>,
+    pub kv_cache: Option<f64>,
+}
+
+/// The window's interactive latency, in seconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Interactive {
+    pub requests: usize,
+    pub ttft_p95: Option<f64>,
+    pub tpot_p95: Option<f64>,
+    pub latency_p95: Option<f64>,
+}
+
+/// The policy's state: the cap and why it is what it is.
+#[derive(Debug)]
+pub struct Policy {
+    pub config: PolicyConfig,
+    pub cap: u32,
+    pub reason: String,
+    pub decreases: u64,
+    pub increases: u64,
+    seen: VecDeque<Observed>,
+}
+
+fn p95(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    // Nearest rank.
+    let rank = ((0.95 * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    Some(v[rank - 1])
+}
+
+impl Policy {
+    pub fn new(config: PolicyConfig) -> Policy {
+        let cap = if config.adaptive {
+            config.initial.clamp(config.min, config.max)
+        } else {
+            config.max
+        };
+        let reason = if config.adaptive {
+            "starting".to_owned()
+        } else {
+            "adaptive policy off: the batch runs at its maximum".to_owned()
+        };
+        Policy {
+            config,
+            cap,
+            reason,
+            decreases: 0,
+            increases: 0,
+            seen: VecDeque::new(),
+        }
+    }
+
+    pub fn observe(&mut self, o: Observed) {
+        self.seen.push_back(o);
+    }
+
+    fn forget(&mut self, now: Instant) {
+        while let Some(o) = self.seen.front() {
+            if now.duration_since(o.at) > self.config.window {
+                self.seen.pop_front();
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// The interactive latency of the window ending `now`.
+    pub fn interactive(&mut self, now: Instant) -> Interactive {
+        self.forget(now);
+        Interactive {
+            requests: self.seen.len(),
+            ttft_p95: p95(self.seen.iter().map(|o| o.ttft.as_secs_f64()).collect()),
+            tpot_p95: p95(self
+                .seen
+                .iter()
+                .filter_map(|o| o.tpot.map(|t| t.as_secs_f64()))
+                .collect()),
+            latency_p95: p95(self.seen.iter().map(|o| o.latency.as_secs_f64()).collect()),
+        }
+    }
+
+    /// Moves the cap once; returns it.
+    pub fn step(&mut self, now: Instant, engine: EngineLoad) -> u32 {
+        if !self.config.adaptive {
+            return self.cap;
+        }
+        let seen = self.interactive(now);
+        let c = &self.config;
+        let mut over = Vec::new();
+        if let (Some(limit), Some(v)) = (c.ttft_p95, seen.ttft_p95) {
+            if v > limit.as_secs_f64() {
+                over.push(format!(
+                    "interactive TTFT p95 {:.0} ms over {:.0} ms",
+                    v * 1e3,
+                    limit.as_secs_f64() * 1e3
+                ));
+            }
+        }
+        if let (Some(limit), Some(v)) = (c.tpot_p95, seen.tpot_p95) {
+            if v > limit.as_secs_f64() {
+                over.push(format!(
+                    "interactive TPOT p95 {:.1} ms over {:.1} ms",
+                    v * 1e3,
+                    limit.as_secs_f64() * 1e3
+                ));
+            }
+        }
+        if let Some(w) = engine.waiting {
+            if w > c.max_waiting {
+                over.push(format!(
+                    "{w:.0} requests waiting in the engine (limit {:.0})",
+                    c.max_waiting
+                ));
+            }
+        }
+        if let Some(kv) = engine.kv_cache {
+            if kv > c.max_kv_cache {
+                over.push(format!(
+                    "KV cache {:.0}% full (limit {:.0}%)",
+                    kv * 100.0,
+                    c.max_kv_cache * 100.0
+                ));
+            }
+        }
+        if over.is_empty() {
+            if self.cap < c.max {
+                self.cap += 1;
+                self.increases += 1;
+            }
+            self.reason = if seen.requests == 0 {
+                "no interactive traffic in the window; the engine's queue is within its limit"
+                    .to_owned()
+            } else {
+                format!(
+                    "{} interactive requests in the window, all signals within their limits",
+                    seen.requests
+                )
+            };
+        } else {
+            let halved = self.cap / 2;
+            self.cap = halved.max(c.min);
+            self.decreases += 1;
+            self.reason = over.join("; ");
+        }
+        self.cap
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(p: &mut Policy, now: Instant, ttft_ms: u64, n: usize) {
+        for _ in 0..n {
+            p.observe(Observed {
+                at: now,
+                ttft: Duration::from_millis(ttft_ms),
+                tpot: Some(Duration::from_millis(20)),
+                latency: Duration::from_millis(ttft_ms + 200),
+            });
+        }
+    }
+
+    #[test]
+    fn slow_interactive_requests_halve_the_cap_and_quiet_ones_add_one() {
+        let mut p = Policy::new(PolicyConfig {
+            initial: 16,
+            ..PolicyConfig::default()
+        });
+        let t0 = Instant::now();
+        seen(&mut p, t0, 900, 20);
+        assert_eq!(p.step(t0, EngineLoad::default()), 8);
+        assert!(
+            p.reason.contains("TTFT p95 900 ms over 500 ms"),
+            "{}",
+            p.reason
+        );
+        assert_eq!(p.step(t0, EngineLoad::default()), 4);
+        // Past the window the slow requests are forgotten; fast ones let the cap grow.
+        let t1 = t0 + Duration::from_secs(11);
+        seen(&mut p, t1, 100, 20);
+        assert_eq!(p.step(t1, EngineLoad::default()), 5);
+        assert!(p.reason.contains("20 interactive requests"), "{}", p.reason);
+    }
+
+    #[test]
+    fn the_engine_queue_and_kv_cache_decrease_it_and_the_floor_holds() {
+        let mut p = Policy::new(PolicyConfig {
+            initial: 3,
+            min: 1,
+            ..PolicyConfig::default()
+        });
+        let now = Instant::now();
+        let busy = EngineLoad {
+            waiting: Some(5.0),
+            kv_cache: Some(0.95),
+        };
+        assert_eq!(p.step(now, busy), 1);
+        assert!(p.reason.contains("5 requests waiting"), "{}", p.reason);
+        assert!(p.reason.contains("KV cache 95% full"), "{}", p.reason);
+        assert_eq!(p.step(now, busy), 1, "never below the minimum");
+        let idle = EngineLoad {
+            waiting: Some(0.0),
+            kv_cache: Some(0.1),
+        };
+        assert_eq!(p.step(now, idle), 2);
+        assert!(p.reason.contains("no interactive traffic"), "{}", p.reason);
+    }
+
+    #[test]
+    fn off_it_stays_at_the_maximum() {
+        let mut p = Policy::new(PolicyConfig {
+            adaptive: false,
+            max: 32,
+            ..PolicyConfig::default()
+        });
+        let now = Instant::now();
+        seen(&mut p, now, 5000, 10);
+        assert_eq!(p.step(now, EngineLoad::default()), 32);
+    }
+
+    #[test]
+    fn p95_is_the_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(p95(v), Some(95.0));
+        assert_eq!(p95(vec![3.0]), Some(3.0));
+        assert_eq!(p95(vec![]), None);
+    }
+}
