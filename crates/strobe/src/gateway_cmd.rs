@@ -101,19 +101,18 @@ pub async fn gateway(a: GatewayArgs) -> anyhow::Result<i32> {
             stop.request();
         });
     }
-    if !a.quiet {
-        let addr = listener.local_addr().unwrap_or(a.listen);
-        eprintln!(
-            "strobe gateway: listening on http://{addr} (Batch API at /v1/files and /v1/batches, batches page at /, policy at /metrics), store {}, upstream {}{}",
-            a.store.display(),
-            a.upstreams.join(", "),
-            if open {
-                "; no --api-key-env: anyone who can reach it may use it"
-            } else {
-                ""
-            }
-        );
-    }
+    // On standard output whatever -q says: scripts read the address (with --listen ...:0) here.
+    let addr = listener.local_addr().unwrap_or(a.listen);
+    println!(
+        "strobe gateway: listening on http://{addr} (Batch API at /v1/files and /v1/batches, batches page at /, policy at /metrics), store {}, upstream {}{}",
+        a.store.display(),
+        a.upstreams.join(", "),
+        if open {
+            "; no --api-key-env: anyone who can reach it may use it"
+        } else {
+            ""
+        }
+    );
     strobe_gateway::serve(gw, listener, stop).await;
     Ok(exit::OK)
 }
