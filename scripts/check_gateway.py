@@ -2,7 +2,11 @@
 create, poll, download), paging, cancel, the interactive proxy (streaming), and the errors a
 user meets (a bad line named, another key's file hidden, a wrong key refused).
 
-usage: check_gateway.py URL KEY OTHER_KEY MODEL LINES
+usage: check_gateway.py URL KEY OTHER_KEY MODEL LINES [SCREENSHOT.png]
+
+With SCREENSHOT, the gateway's page is opened in headless Chromium (Debian's, driven by
+playwright) while a batch runs: no console errors, no request but the page's own, the batch on
+it; a full-page screenshot is saved.
 """
 
 import json
@@ -49,6 +53,32 @@ def wait(client, batch_id, timeout):
             return b, seen
         time.sleep(0.5)
     fail(f"{batch_id} not finished in {timeout} s (statuses {seen})")
+
+
+def screenshot(url, path, running_id):
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium",
+                                    args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1280, "height": 720})
+        errors, requests = [], []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(url + "/")
+        page.wait_for_load_state("networkidle")
+        text = page.inner_text("body")
+        page.screenshot(path=path, full_page=True)
+        browser.close()
+    if errors:
+        fail(f"the gateway page logged errors: {errors}")
+    others = [r for r in requests if r.rstrip("/") != url.rstrip("/") and not r.startswith("data:")]
+    if others:
+        fail(f"the gateway page fetched {others}")
+    for want in ("Live batches", running_id, "batch concurrency", "TTFT p95"):
+        if want not in text:
+            fail(f"the gateway page does not show {want!r}")
+    print(f"  page: opened in Chromium, no console errors, no other requests, the running batch listed; {path}")
 
 
 def main():
@@ -120,6 +150,8 @@ def main():
     f3 = client.files.create(file=open(big, "rb"), purpose="batch")
     b3 = client.batches.create(input_file_id=f3.id, endpoint="/v1/chat/completions", completion_window="24h")
     time.sleep(1.0)
+    if len(sys.argv) > 6:
+        screenshot(url, sys.argv[6], b3.id)
     c = client.batches.cancel(b3.id)
     if c.status not in ("cancelling", "cancelled", "completed"):
         fail(f"cancel gave {c.status}")

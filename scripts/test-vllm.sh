@@ -177,6 +177,17 @@ echo "== seed 000's three conditions (small): batch only, users alone, batch + u
   --users 1,4 --user-duration 8s --input-len 64 --output-len 16 -o "$out/seed000.json" > "$out/seed000.txt"
 python3 scripts/check_reports.py interference "$out/seed000.json" --users 1,4
 
+echo "== strobe gateway in front of vLLM: the openai client's batch workflow, the page in Chromium"
+mkdir -p "$out/screenshots"
+GW_KEY_A=gw-key-a GW_KEY_B=gw-key-b setsid "$strobe" gateway --upstream "$url" --listen 127.0.0.1:0 \
+  --store "$out/gateway.db" --api-key-env GW_KEY_A --api-key-env GW_KEY_B > "$out/gateway.out" 2> "$out/gateway.log" &
+gateway_pid=$!
+for _ in $(seq 1 100); do grep -q "listening on" "$out/gateway.out" 2>/dev/null && break; sleep 0.1; done
+gw_url=$(grep -o "http://[0-9.:]*" "$out/gateway.out" | head -1)
+"$root/.venv-vllm/bin/python" scripts/check_gateway.py "$gw_url" gw-key-a gw-key-b smollm2 24 "$out/screenshots/gateway.png" \
+  || { tail -20 "$out/gateway.log"; kill "$gateway_pid"; exit 1; }
+kill "$gateway_pid"; wait "$gateway_pid" || true
+
 echo "== strobe batch against vLLM: killed with SIGKILL five times, then resumed to exactly one result per line"
 python3 scripts/batch_resume.py "$strobe" "$url" "$out/batch" --lines 60 --kills 5
 

@@ -37,7 +37,7 @@ pub async fn render(gw: &Arc<Gateway>) -> Response<Body> {
     let _ = write!(
         h,
         "<!doctype html><html lang=en><head><meta charset=utf-8><meta http-equiv=refresh content=5>\
-<title>strobe gateway</title><style>\
+<link rel=icon href=\"data:,\"><title>strobe gateway</title><style>\
 body{{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#1d2330;padding:0 1em}}\
 h1{{font-size:1.4em;margin:0 0 .2em}}h2{{font-size:1.1em;margin:1.6em 0 .5em}}.sub{{color:#667}}\
 table{{border-collapse:collapse;width:100%}}th,td{{text-align:left;padding:.35em .6em;border-bottom:1px solid #e3e6ec}}\
