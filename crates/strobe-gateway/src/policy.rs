@@ -55,14 +55,16 @@ impl Default for PolicyConfig {
     }
 }
 
-/// One interactive request as the proxy saw it.
+/// What the proxy saw of one interactive request: its TTFT as soon as the first byte passed (so
+/// the policy reacts within one TTFT, not one whole response), then its time per later chunk and
+/// latency when it ended.
 #[derive(Clone, Copy, Debug)]
 pub struct Observed {
     pub at: Instant,
-    pub ttft: Duration,
+    pub ttft: Option<Duration>,
     /// Mean time per later chunk of a stream; `None` for a whole response or a single chunk.
     pub tpot: Option<Duration>,
-    pub latency: Duration,
+    pub latency: Option<Duration>,
 }
 
 /// What the engine's `/metrics` said last.
@@ -141,15 +143,18 @@ impl Policy {
     /// The interactive latency of the window ending `now`.
     pub fn interactive(&mut self, now: Instant) -> Interactive {
         self.forget(now);
-        Interactive {
-            requests: self.seen.len(),
-            ttft_p95: p95(self.seen.iter().map(|o| o.ttft.as_secs_f64()).collect()),
-            tpot_p95: p95(self
+        let of = |f: fn(&Observed) -> Option<Duration>| {
+            p95(self
                 .seen
                 .iter()
-                .filter_map(|o| o.tpot.map(|t| t.as_secs_f64()))
-                .collect()),
-            latency_p95: p95(self.seen.iter().map(|o| o.latency.as_secs_f64()).collect()),
+                .filter_map(|o| f(o).map(|d| d.as_secs_f64()))
+                .collect())
+        };
+        Interactive {
+            requests: self.seen.iter().filter(|o| o.ttft.is_some()).count(),
+            ttft_p95: of(|o| o.ttft),
+            tpot_p95: of(|o| o.tpot),
+            latency_p95: of(|o| o.latency),
         }
     }
 
@@ -228,9 +233,15 @@ mod tests {
         for _ in 0..n {
             p.observe(Observed {
                 at: now,
-                ttft: Duration::from_millis(ttft_ms),
+                ttft: Some(Duration::from_millis(ttft_ms)),
+                tpot: None,
+                latency: None,
+            });
+            p.observe(Observed {
+                at: now,
+                ttft: None,
                 tpot: Some(Duration::from_millis(20)),
-                latency: Duration::from_millis(ttft_ms + 200),
+                latency: Some(Duration::from_millis(ttft_ms + 200)),
             });
         }
     }

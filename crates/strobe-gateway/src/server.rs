@@ -656,9 +656,9 @@ impl Timed {
         let tpot = (self.frames > 1).then(|| (now - first) / (self.frames - 1));
         up.observe(Observed {
             at: now,
-            ttft: first - self.received,
+            ttft: None,
             tpot,
-            latency: now - self.received,
+            latency: Some(now - self.received),
         });
     }
 }
@@ -675,7 +675,18 @@ impl http_body::Body for Timed {
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(f))) => {
                 if f.data_ref().is_some_and(|d| !d.is_empty()) {
-                    this.first.get_or_insert_with(Instant::now);
+                    if this.first.is_none() {
+                        let now = Instant::now();
+                        this.first = Some(now);
+                        if let Some(up) = &this.up {
+                            up.observe(Observed {
+                                at: now,
+                                ttft: Some(now - this.received),
+                                tpot: None,
+                                latency: None,
+                            });
+                        }
+                    }
                     this.frames += 1;
                 }
                 Poll::Ready(Some(Ok(f)))
