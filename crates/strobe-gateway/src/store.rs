@@ -70,7 +70,7 @@ impl Status {
     }
 
     /// The batch column that records when this status was entered.
-    fn at_column(self) -> &'static str {
+    pub fn at_column(self) -> &'static str {
         match self {
             Status::Validating => "created_at",
             Status::InProgress => "in_progress_at",
@@ -250,7 +250,7 @@ pub fn now_s() -> i64 {
     now_ms() / 1000
 }
 
-fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)

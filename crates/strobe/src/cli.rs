@@ -903,9 +903,10 @@ pub struct GatewayArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: std::net::SocketAddr,
-    /// Where batches live: a SQLite file (created if missing).
-    #[arg(long, default_value = "strobe-gateway.db", value_name = "PATH")]
-    pub store: PathBuf,
+    /// Where batches live: a SQLite file (created if missing), or a PostgreSQL database
+    /// (`postgres://user:password@host:port/db`) that several gateways share.
+    #[arg(long, default_value = "strobe-gateway.db", value_name = "PATH|URL")]
+    pub store: String,
     /// Name environment variables holding the keys clients must send (`Authorization: Bearer`);
     /// repeatable. Each key sees only its own files and batches. Without one, anyone may use the
     /// gateway.

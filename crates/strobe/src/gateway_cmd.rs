@@ -3,7 +3,7 @@
 use anyhow::{bail, Context};
 use std::sync::Arc;
 use strobe_core::Secret;
-use strobe_gateway::{Gateway, GatewayConfig, PolicyConfig, SqliteStore};
+use strobe_gateway::{Gateway, GatewayConfig, PgStore, PolicyConfig, SqliteStore};
 
 use crate::cli::GatewayArgs;
 use crate::exit;
@@ -44,8 +44,25 @@ pub async fn gateway(a: GatewayArgs) -> anyhow::Result<i32> {
         .as_deref()
         .map(|v| secret_from("--upstream-api-key-env", v))
         .transpose()?;
-    let store =
-        SqliteStore::open(&a.store).with_context(|| format!("--store {}", a.store.display()))?;
+    let postgres = a.store.starts_with("postgres://") || a.store.starts_with("postgresql://");
+    let shown = if postgres {
+        strobe_gateway::postgres::redacted(&a.store)
+    } else {
+        a.store.clone()
+    };
+    let store: Arc<dyn strobe_gateway::Store> = if postgres {
+        // The PostgreSQL client blocks (it runs its own runtime): off the async threads.
+        let url = a.store.clone();
+        let opened = tokio::task::spawn_blocking(move || PgStore::open(&url))
+            .await
+            .context("opening the store")?;
+        Arc::new(opened.with_context(|| format!("--store {shown}"))?)
+    } else {
+        Arc::new(
+            SqliteStore::open(std::path::Path::new(&a.store))
+                .with_context(|| format!("--store {shown}"))?,
+        )
+    };
     let worker_id = a.worker_id.clone().unwrap_or_else(|| {
         let host = std::fs::read_to_string("/etc/hostname")
             .map(|h| h.trim().to_owned())
@@ -79,7 +96,7 @@ pub async fn gateway(a: GatewayArgs) -> anyhow::Result<i32> {
         quiet: a.quiet,
     };
     let open = config.api_keys.is_empty();
-    let gw = Gateway::new(config, Arc::new(store)).map_err(|e| anyhow::anyhow!(e))?;
+    let gw = Gateway::new(config, store).map_err(|e| anyhow::anyhow!(e))?;
     let listener = tokio::net::TcpListener::bind(a.listen)
         .await
         .with_context(|| format!("--listen {}: cannot listen there", a.listen))?;
@@ -105,7 +122,7 @@ pub async fn gateway(a: GatewayArgs) -> anyhow::Result<i32> {
     let addr = listener.local_addr().unwrap_or(a.listen);
     println!(
         "strobe gateway: listening on http://{addr} (Batch API at /v1/files and /v1/batches, batches page at /, policy at /metrics), store {}, upstream {}{}",
-        a.store.display(),
+        shown,
         a.upstreams.join(", "),
         if open {
             "; no --api-key-env: anyone who can reach it may use it"

@@ -58,14 +58,19 @@ fn serve(extra: &[&str]) -> (Proc, String) {
     (Proc(child), addr)
 }
 
-fn gateway(upstream: &str, store: &Path, listen: &str, extra: &[&str]) -> (Proc, String) {
+fn gateway(
+    upstream: &str,
+    store: impl AsRef<std::ffi::OsStr>,
+    listen: &str,
+    extra: &[&str],
+) -> (Proc, String) {
     // A restart right after a SIGKILL can find the port still held for a moment.
     for _ in 0..50 {
         let mut child = strobe()
             .args(["gateway", "-q", "--upstream"])
             .arg(format!("http://{upstream}"))
             .args(["--listen", listen, "--store"])
-            .arg(store)
+            .arg(store.as_ref())
             .args(extra)
             .env("GW_KEY", "key-a")
             .env("GW_KEY_B", "key-b")
@@ -267,7 +272,7 @@ fn the_batch_api_refuses_what_it_must_and_says_why() {
     let (_server, up) = serve(&[]);
     let (_gw, gw) = gateway(
         &up,
-        &d.join("g.db"),
+        d.join("g.db"),
         "127.0.0.1:0",
         &["--max-input-lines", "5", "--max-input-bytes", "2000"],
     );
@@ -371,9 +376,100 @@ fn finished(gw: &str, id: &str, within: Duration) -> serde_json::Value {
 #[test]
 fn a_gateway_killed_at_random_points_ends_with_every_custom_id_exactly_once() {
     let d = dir("crash");
+    crash_and_resume(d.join("g.db").to_str().unwrap(), "sqlite");
+}
+
+#[test]
+fn the_same_on_postgresql() {
+    let Some(pg) = Postgres::start() else {
+        return;
+    };
+    crash_and_resume(&pg.url, "postgres");
+}
+
+/// A throw-away PostgreSQL cluster from Debian's packages (`apt-get install postgresql`), on a
+/// free port, owned by the `postgres` user (PostgreSQL refuses to run as root), stopped on drop.
+/// Missing binaries skip the test, unless STROBE_REQUIRE_POSTGRES=1 (scripts/test.sh) says they
+/// must be there.
+struct Postgres {
+    url: String,
+    dir: PathBuf,
+    bin: PathBuf,
+}
+
+impl Postgres {
+    fn start() -> Option<Postgres> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql").ok().and_then(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.path().join("bin"))
+                .find(|b| b.join("initdb").exists())
+        });
+        let Some(bin) = bin else {
+            assert!(
+                std::env::var("STROBE_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+                "STROBE_REQUIRE_POSTGRES=1 but no /usr/lib/postgresql/*/bin/initdb: apt-get install -y postgresql"
+            );
+            eprintln!("skipped: PostgreSQL is not installed (apt-get install -y postgresql)");
+            return None;
+        };
+        let dir = dir("postgres");
+        let port = free_port();
+        let as_pg = |cmd: String| {
+            let root = unsafe { libc::geteuid() } == 0;
+            let status = if root {
+                Command::new("su")
+                    .args(["postgres", "-s", "/bin/sh", "-c", &cmd])
+                    .status()
+            } else {
+                Command::new("sh").args(["-c", &cmd]).status()
+            }
+            .unwrap();
+            assert!(status.success(), "{cmd}");
+        };
+        if unsafe { libc::geteuid() } == 0 {
+            assert!(Command::new("chown")
+                .args(["-R", "postgres"])
+                .arg(&dir)
+                .status()
+                .unwrap()
+                .success());
+        }
+        let (b, d) = (bin.display(), dir.display());
+        as_pg(format!(
+            "{b}/initdb -D {d}/data -A trust -U strobe > {d}/initdb.log 2>&1"
+        ));
+        as_pg(format!(
+            "{b}/pg_ctl -D {d}/data -w -o '-p {port} -k {d} -c listen_addresses=127.0.0.1' -l {d}/log start > /dev/null"
+        ));
+        Some(Postgres {
+            url: format!("postgres://strobe:unused-password@127.0.0.1:{port}/postgres"),
+            dir,
+            bin,
+        })
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let cmd = format!(
+            "{}/pg_ctl -D {}/data -m immediate stop > /dev/null 2>&1",
+            self.bin.display(),
+            self.dir.display()
+        );
+        let root = unsafe { libc::geteuid() } == 0;
+        let _ = if root {
+            Command::new("su")
+                .args(["postgres", "-s", "/bin/sh", "-c", &cmd])
+                .status()
+        } else {
+            Command::new("sh").args(["-c", &cmd]).status()
+        };
+    }
+}
+
+fn crash_and_resume(store: &str, name: &str) {
     // ~270 ms per request, 32 at a time: 2,000 lines are ~17 s of work, so kills land mid-run.
     let (_server, up) = serve(&["--ttft", "30ms", "--itl", "30ms"]);
-    let store = d.join("g.db");
     let listen = format!("127.0.0.1:{}", free_port());
     let flags = [
         "--no-adaptive",
@@ -383,7 +479,7 @@ fn a_gateway_killed_at_random_points_ends_with_every_custom_id_exactly_once() {
         "crash-test",
     ];
     let n = 2000;
-    let (mut gw, addr) = gateway(&up, &store, &listen, &flags);
+    let (mut gw, addr) = gateway(&up, store, &listen, &flags);
     let (s, f) = upload(&addr, "key-a", "crash.jsonl", &lines(n, 8), "batch");
     assert_eq!(s, 200, "{f}");
     let batch = create(&addr, "key-a", f["id"].as_str().unwrap());
@@ -410,7 +506,7 @@ fn a_gateway_killed_at_random_points_ends_with_every_custom_id_exactly_once() {
         gw.0.kill().unwrap();
         gw.0.wait().unwrap();
         done_before.push(done);
-        let (g, a) = gateway(&up, &store, &listen, &flags);
+        let (g, a) = gateway(&up, store, &listen, &flags);
         assert_eq!(a, addr);
         gw = g;
         if b["status"] == "completed" {
@@ -458,10 +554,61 @@ fn a_gateway_killed_at_random_points_ends_with_every_custom_id_exactly_once() {
     let truth: serde_json::Value = serde_json::from_slice(&truth).unwrap();
     let sent = truth["accepted_requests"].as_u64().unwrap();
     eprintln!(
-        "{} kills ({mid_run} mid-run); the engine received {sent} requests for {n} lines ({} sent again after a kill), every custom_id once in the output",
+        "{name}: {} kills ({mid_run} mid-run); the engine received {sent} requests for {n} lines ({} sent again after a kill), every custom_id once in the output",
         done_before.len(),
         sent - n as u64
     );
+    // The rest of the store's contract, through the API: paging, owners, a finished batch's
+    // cancel changing nothing.
+    let (s, f2) = upload(&addr, "key-a", "two.jsonl", &lines(2, 4), "batch");
+    assert_eq!(s, 200, "{f2}");
+    let second = create(&addr, "key-a", f2["id"].as_str().unwrap());
+    let (_, page) = json(
+        &addr,
+        "GET",
+        "/v1/batches?limit=1",
+        "key-a",
+        &serde_json::Value::Null,
+    );
+    assert_eq!(page["data"][0]["id"], second["id"], "{page}");
+    assert_eq!(page["has_more"], true, "{page}");
+    let after = format!(
+        "/v1/batches?limit=1&after={}",
+        second["id"].as_str().unwrap()
+    );
+    let (_, page) = json(&addr, "GET", &after, "key-a", &serde_json::Value::Null);
+    assert_eq!(page["data"][0]["id"], id.as_str(), "{page}");
+    assert_eq!(page["has_more"], false, "{page}");
+    let (_, other) = json(
+        &addr,
+        "GET",
+        "/v1/batches",
+        "key-b",
+        &serde_json::Value::Null,
+    );
+    assert_eq!(other["data"], serde_json::json!([]), "{other}");
+    let (s, _) = json(
+        &addr,
+        "GET",
+        &format!("/v1/files/{out}"),
+        "key-b",
+        &serde_json::Value::Null,
+    );
+    assert_eq!(s, 404);
+    let (_, c) = json(
+        &addr,
+        "POST",
+        &format!("/v1/batches/{id}/cancel"),
+        "key-a",
+        &serde_json::Value::Null,
+    );
+    assert_eq!(c["status"], "completed", "{c}");
+    let done = finished(
+        &addr,
+        second["id"].as_str().unwrap(),
+        Duration::from_secs(60),
+    );
+    assert_eq!(done["request_counts"]["completed"], 2, "{done}");
     drop(gw);
 }
 
@@ -530,7 +677,7 @@ fn the_adaptive_policy_keeps_interactive_ttft_near_isolated_while_a_batch_runs()
     ] {
         // A fresh engine each time: the last condition's queue must not carry over.
         let (_server, up) = serve(&["--ttft", "20ms", "--itl", "5ms", "--max-running", "8"]);
-        let (_gw, gw) = gateway(&up, &d.join(format!("{name}.db")), "127.0.0.1:0", &flags);
+        let (_gw, gw) = gateway(&up, d.join(format!("{name}.db")), "127.0.0.1:0", &flags);
         let batch = (name != "isolated").then(|| {
             let (s, f) = upload(&gw, "key-a", "b.jsonl", &lines(3000, 8), "batch");
             assert_eq!(s, 200, "{f}");
