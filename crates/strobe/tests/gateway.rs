@@ -380,6 +380,32 @@ fn a_gateway_killed_at_random_points_ends_with_every_custom_id_exactly_once() {
 }
 
 #[test]
+fn a_store_url_password_never_reaches_the_output() {
+    let out = strobe()
+        .args([
+            "gateway",
+            "--upstream",
+            "http://127.0.0.1:9",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--store", "postgres://strobe:s3cret-pw@127.0.0.1:9/db"])
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{all}");
+    assert!(!all.contains("s3cret-pw"), "{all}");
+    assert!(
+        all.contains("--store postgres://strobe@127.0.0.1:9/db"),
+        "{all}"
+    );
+}
+
+#[test]
 fn the_same_on_postgresql() {
     let Some(pg) = Postgres::start() else {
         return;
