@@ -134,8 +134,10 @@ pub(crate) async fn run(
     let start = Instant::now();
     gate.start(start);
     let mut unsent = 0u64;
-    // Idle workers, and workers with a request: a steered cap counts the busy ones.
-    let mut idle: Vec<usize> = Vec::new();
+    // Idle workers in the order they became idle (the longest idle is reused first, as the
+    // channel alone did, so no keep-alive connection sits unused long enough to be closed), and
+    // workers with a request: a steered cap counts the busy ones.
+    let mut idle: std::collections::VecDeque<usize> = Default::default();
     let mut busy = 0usize;
     let mut steer = plan.steer.as_ref().map(|s| s.0.clone());
 
@@ -164,7 +166,7 @@ pub(crate) async fn run(
         }
         let waited = loop {
             while let Ok(id) = idle_rx.try_recv() {
-                idle.push(id);
+                idle.push_back(id);
                 busy -= 1;
             }
             let limit = steer
@@ -172,7 +174,7 @@ pub(crate) async fn run(
                 .map_or(cap, |s| cap.min(*s.borrow() as usize));
             if busy < limit {
                 // Workers are busy or idle, so with none idle there are `busy` < `cap` of them.
-                break Ok(idle.pop().unwrap_or_else(|| pool.spawn()));
+                break Ok(idle.pop_front().unwrap_or_else(|| pool.spawn()));
             }
             tokio::select! {
                 biased;
@@ -182,7 +184,7 @@ pub(crate) async fn run(
                 }
                 id = idle_rx.recv() => match id {
                     Some(id) => {
-                        idle.push(id);
+                        idle.push_back(id);
                         busy -= 1;
                     }
                     None => break Err((
