@@ -62,9 +62,8 @@ CREATE TABLE IF NOT EXISTS results (
 );
 ";
 
-const BATCH_COLUMNS: &str = "id, owner, input_file_id, endpoint, completion_window, status, \
-    total, created_at, expires_at, in_progress_at, finalizing_at, completed_at, failed_at, \
-    cancelling_at, cancelled_at, expired_at, output_file_id, error_file_id, errors, metadata";
+// The column list (its order is what `batch_from_row` reads) is the SQLite store's.
+use crate::store::BATCH_COLUMNS;
 
 const LIVE: &str = "('validating', 'in_progress', 'finalizing', 'cancelling')";
 

@@ -307,7 +307,9 @@ CREATE TABLE IF NOT EXISTS results (
 );
 ";
 
-const BATCH_COLUMNS: &str = "id, owner, input_file_id, endpoint, completion_window, status, \
+/// The batch columns every store selects, in the order its row reader expects.
+pub(crate) const BATCH_COLUMNS: &str =
+    "id, owner, input_file_id, endpoint, completion_window, status, \
     total, created_at, expires_at, in_progress_at, finalizing_at, completed_at, failed_at, \
     cancelling_at, cancelled_at, expired_at, output_file_id, error_file_id, errors, metadata";
 
