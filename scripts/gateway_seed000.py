@@ -3,7 +3,12 @@ strobe: interactive users alone (isolated), the batch alone (its throughput), an
 with the users beside it, with the adaptive policy off (a naive batch at full concurrency) and
 on. Prints a Markdown table (docs/gateway.md holds one run's).
 
-usage: gateway_seed000.py ENGINE_URL MODEL [--users 2] [--window 60] [--batch-max 32] [--slo-factor 1.4] [--out DIR]
+usage: gateway_seed000.py ENGINE_URL MODEL [--users 2] [--window 60] [--batch-max 32] [--slo-factor 1.4]
+                          [--chat] [--no-ignore-eos] [--strobe PATH] [--out DIR]
+
+--chat sends the batch and the users to /v1/chat/completions (for engines without
+/v1/completions, such as `transformers serve`); --no-ignore-eos leaves vLLM's `ignore_eos` out of
+every request (engines that refuse unknown fields).
 """
 
 import argparse
@@ -37,20 +42,26 @@ def start_gateway(engine, store, flags):
     return p, url
 
 
-def submit(gw, model, n, max_tokens):
+def submit(gw, model, n, max_tokens, chat, ignore_eos):
     lines = []
     for i in range(n):
         words = " ".join(f"w{(i * 7 + k) % 97}" for k in range(48))
-        lines.append(json.dumps({"custom_id": f"b{i}", "method": "POST", "url": "/v1/completions",
-                                 "body": {"model": model, "prompt": f"Summarise: {words}",
-                                          "max_tokens": max_tokens, "ignore_eos": True}}))
+        body = {"model": model, "max_tokens": max_tokens}
+        if chat:
+            body["messages"] = [{"role": "user", "content": f"Summarise: {words}"}]
+        else:
+            body["prompt"] = f"Summarise: {words}"
+        if ignore_eos:
+            body["ignore_eos"] = True
+        url = "/v1/chat/completions" if chat else "/v1/completions"
+        lines.append(json.dumps({"custom_id": f"b{i}", "method": "POST", "url": url, "body": body}))
     data = ("\n".join(lines) + "\n").encode()
     boundary = "seed000"
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n"
             f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"batch.jsonl\"\r\n\r\n").encode()
     body += data + f"\r\n--{boundary}--\r\n".encode()
     f = req(gw + "/v1/files", "POST", body, f"multipart/form-data; boundary={boundary}")
-    b = req(gw + "/v1/batches", "POST", json.dumps({"input_file_id": f["id"], "endpoint": "/v1/completions",
+    b = req(gw + "/v1/batches", "POST", json.dumps({"input_file_id": f["id"], "endpoint": url,
                                                     "completion_window": "24h"}).encode())
     return b["id"]
 
@@ -60,11 +71,12 @@ def done(gw, bid):
     return c["completed"] + c["failed"]
 
 
-def interactive(gw, out, users, window):
+def interactive(gw, out, users, window, chat, ignore_eos):
     env = dict(os.environ, SEED000_KEY=KEY)
+    extra = (["--api", "chat"] if chat else []) + ([] if ignore_eos else ["--no-ignore-eos"])
     subprocess.run([STROBE, "run", "-q", "--url", gw, "--api-key-env", "SEED000_KEY", "-c", str(users),
                     "-d", f"{window}s", "--input-len", "64", "--output-len", "32", "--no-server-metrics",
-                    "-o", out], check=True, env=env)
+                    *extra, "-o", out], check=True, env=env)
     r = json.load(open(out))["results"]
     lat = r["latency"]
     return {"ttft_p95": lat["ttft_ms"]["p95"], "e2e_p95": lat["e2e_ms"]["p95"],
@@ -78,6 +90,7 @@ def batch_rate(gw, bid, secs):
 
 
 def main():
+    global STROBE
     ap = argparse.ArgumentParser()
     ap.add_argument("engine")
     ap.add_argument("model")
@@ -88,20 +101,25 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=32)
     ap.add_argument("--slo-factor", type=float, default=1.4,
                     help="the adaptive policy's SLOs: this times the isolated TTFT and TPOT p95")
+    ap.add_argument("--chat", action="store_true")
+    ap.add_argument("--no-ignore-eos", action="store_true")
+    ap.add_argument("--strobe", default=os.path.join(ROOT, "target", "release", "strobe"))
     ap.add_argument("--out", default=tempfile.mkdtemp())
     a = ap.parse_args()
+    STROBE = a.strobe
+    ie = not a.no_ignore_eos
     os.makedirs(a.out, exist_ok=True)
     res = {}
 
     def cond(name, flags, with_batch, with_users):
         gwp, gw = start_gateway(a.engine, os.path.join(a.out, f"{name}.db"), flags)
         try:
-            bid = submit(gw, a.model, a.lines, a.max_tokens) if with_batch else None
+            bid = submit(gw, a.model, a.lines, a.max_tokens, a.chat, ie) if with_batch else None
             if bid:
                 time.sleep(8)  # ramp: the batch reaches its steady state first
             if with_users:
                 d0, t0 = (done(gw, bid), time.time()) if bid else (0, 0)
-                r = interactive(gw, os.path.join(a.out, f"{name}.json"), a.users, a.window)
+                r = interactive(gw, os.path.join(a.out, f"{name}.json"), a.users, a.window, a.chat, ie)
                 if bid:
                     r["batch_lines_per_s"] = (done(gw, bid) - d0) / (time.time() - t0)
                     metrics = urllib.request.urlopen(gw + "/metrics").read().decode()
