@@ -171,7 +171,12 @@ impl Policy {
                 .collect())
         };
         Interactive {
-            requests: self.seen.iter().filter(fresh).filter(|o| o.ttft.is_some()).count(),
+            requests: self
+                .seen
+                .iter()
+                .filter(fresh)
+                .filter(|o| o.ttft.is_some())
+                .count(),
             ttft_p95: of(|o| o.ttft),
             tpot_p95: of(|o| o.tpot),
             latency_p95: of(|o| o.latency),

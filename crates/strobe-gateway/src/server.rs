@@ -9,6 +9,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,6 +23,7 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde_json::{json, Value};
+use strobe_client::sse::SseDecoder;
 use strobe_experiment::Shutdown;
 use tokio::sync::watch;
 
@@ -638,22 +640,63 @@ async fn list(
     ))
 }
 
-/// Streams an upstream body back, noting when its first and last frames passed.
+/// Streams an upstream body back untouched, noting when its first and last tokens passed.
 struct Timed {
     inner: Incoming,
     received: Instant,
+    /// A stream's events, decoded as strobe's client decodes them, so that the TTFT the policy
+    /// protects is the one strobe measures: the first event with content, not the first byte
+    /// (an engine may send a role-only chunk at once; `transformers serve` does).
+    sse: Option<SseDecoder>,
+    /// The first content event (or, for a whole response, the first byte).
     first: Option<Instant>,
-    frames: u32,
+    last: Option<Instant>,
+    /// Content events (or, for a whole response, data frames).
+    tokens: u32,
     up: Option<Arc<UpstreamState>>,
 }
 
 impl Timed {
+    fn content(&mut self, now: Instant) {
+        if self.first.is_none() {
+            self.first = Some(now);
+            if let Some(up) = &self.up {
+                up.observe(Observed {
+                    at: now,
+                    ttft: Some(now - self.received),
+                    tpot: None,
+                    latency: None,
+                });
+            }
+        }
+        self.last = Some(now);
+        self.tokens += 1;
+    }
+
+    fn data(&mut self, d: &[u8]) {
+        let now = Instant::now();
+        let Some(sse) = &mut self.sse else {
+            self.content(now);
+            return;
+        };
+        let mut content = 0u32;
+        let _ = sse.feed(d, |event| {
+            if strobe_client::chunk::parse_chunk(event).is_ok_and(|c| c.has_content) {
+                content += 1;
+            }
+            ControlFlow::Continue(())
+        });
+        for _ in 0..content {
+            self.content(now);
+        }
+    }
+
     fn report(&mut self) {
-        let (Some(up), Some(first)) = (self.up.take(), self.first) else {
+        let (Some(up), Some(first), Some(last)) = (self.up.take(), self.first, self.last) else {
             return;
         };
         let now = Instant::now();
-        let tpot = (self.frames > 1).then(|| (now - first) / (self.frames - 1));
+        let tpot = (self.tokens > 1 && last > first).then(|| (last - first) / (self.tokens - 1));
         up.observe(Observed {
             at: now,
             ttft: None,
@@ -674,20 +717,10 @@ impl http_body::Body for Timed {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(f))) => {
-                if f.data_ref().is_some_and(|d| !d.is_empty()) {
-                    if this.first.is_none() {
-                        let now = Instant::now();
-                        this.first = Some(now);
-                        if let Some(up) = &this.up {
-                            up.observe(Observed {
-                                at: now,
-                                ttft: Some(now - this.received),
-                                tpot: None,
-                                latency: None,
-                            });
-                        }
+                if this.up.is_some() {
+                    if let Some(d) = f.data_ref().filter(|d| !d.is_empty()) {
+                        this.data(d);
                     }
-                    this.frames += 1;
                 }
                 Poll::Ready(Some(Ok(f)))
             }
@@ -756,11 +789,18 @@ async fn proxy(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
                 parts.headers.remove(*h);
             }
             let ok = parts.status.is_success();
+            let stream = parts
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("text/event-stream"));
             let timed = Timed {
                 inner: body,
                 received,
+                sse: stream.then(SseDecoder::new),
                 first: None,
-                frames: 0,
+                last: None,
+                tokens: 0,
                 up: (measured && ok).then_some(up),
             };
             Response::from_parts(parts, timed.boxed())

@@ -744,3 +744,52 @@ fn the_adaptive_policy_keeps_interactive_ttft_near_isolated_while_a_batch_runs()
     let value: u32 = cap.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(value < 32, "the policy lowered the cap: {cap}");
 }
+
+/// The TTFT the policy protects is the one strobe measures: the first token, not the role-only
+/// chunk a chat engine sends at once (the built-in target does, as `transformers serve` does).
+#[test]
+fn the_policy_times_the_first_token_not_the_first_byte() {
+    let d = dir("first-token");
+    let (_server, up) = serve(&["--ttft", "300ms", "--itl", "20ms"]);
+    let (_gw, gw) = gateway(&up, d.join("g.db"), "127.0.0.1:0", &[]);
+    let status = strobe()
+        .args(["run", "-q", "--url"])
+        .arg(format!("http://{gw}"))
+        .env("GW_TEST_KEY", "key-a")
+        .args([
+            "--api-key-env",
+            "GW_TEST_KEY",
+            "--api",
+            "chat",
+            "-c",
+            "1",
+            "-n",
+            "3",
+        ])
+        .args([
+            "--input-len",
+            "16",
+            "--output-len",
+            "6",
+            "--no-server-metrics",
+            "-o",
+        ])
+        .arg(d.join("run.json"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let value = |name: &str| -> f64 {
+        let line = metric(&gw, name).unwrap_or_else(|| panic!("no {name} on /metrics"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let ttft = value("strobe_gateway_interactive_ttft_p95_seconds");
+    let tpot = value("strobe_gateway_interactive_tpot_p95_seconds");
+    assert!(
+        (0.28..1.0).contains(&ttft),
+        "TTFT p95 {ttft} s, the engine's is 0.3 s"
+    );
+    assert!(
+        (0.015..0.1).contains(&tpot),
+        "TPOT p95 {tpot} s, the engine's is 0.02 s"
+    );
+}
