@@ -19,8 +19,11 @@
 //! its own pace): the window still holds the slow requests that caused the cut, and cutting
 //! again on them collapsed the batch to its minimum in an earlier version (on CPU vLLM it kept
 //! 0.29 of its batch-only throughput where a cap held near the limit kept far more). While the
-//! only evidence of trouble is older than the last cut, the cap holds. The decision and its
-//! reason are kept for `/metrics` and the web page.
+//! only evidence of trouble is older than the last cut, the cap holds. Likewise, with users in
+//! the window, the cap grows only after a user's request has reported since its last move (on
+//! CPU vLLM requests report seconds apart, and growing every interval overshot by several steps
+//! before the first report came). The decision and its reason are kept for `/metrics` and the
+//! web page.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -101,6 +104,7 @@ pub struct Policy {
     pub increases: u64,
     seen: VecDeque<Observed>,
     last_cut: Option<Instant>,
+    last_move: Option<Instant>,
 }
 
 /// A cut keeps this share of the cap.
@@ -136,6 +140,7 @@ impl Policy {
             increases: 0,
             seen: VecDeque::new(),
             last_cut: None,
+            last_move: None,
         }
     }
 
@@ -197,9 +202,23 @@ impl Policy {
         // have changed (a cut).
         let over = self.over(&window, engine);
         if over.is_empty() {
+            // With users to protect, one step up per piece of evidence that the last move was
+            // harmless: on a slow engine a user's request reports seconds apart, and growing once
+            // per interval meanwhile overshot by several steps before the first report came.
+            let unseen = self
+                .last_move
+                .is_some_and(|t| !self.seen.iter().any(|o| o.at > t));
+            if window.requests > 0 && unseen {
+                self.reason = format!(
+                    "{} interactive requests in the window, within limits; waiting for one after the last move",
+                    window.requests
+                );
+                return self.cap;
+            }
             if self.cap < self.config.max {
                 self.cap += 1;
                 self.increases += 1;
+                self.last_move = Some(now);
             }
             self.reason = if window.requests == 0 {
                 "no interactive traffic in the window; the engine's queue is within its limit"
@@ -229,6 +248,7 @@ impl Policy {
             }
             self.cap = cut;
             self.last_cut = Some(now);
+            self.last_move = Some(now);
             self.reason = cut_on.join("; ");
         }
         self.cap
@@ -320,11 +340,25 @@ mod tests {
         seen(&mut p, t1, 900, 5);
         let t2 = t1 + Duration::from_millis(500);
         assert_eq!(p.step(t2, EngineLoad::default()), 7);
-        // Past the window the slow requests are forgotten; fast ones let the cap grow.
+        // Past the window the slow requests are forgotten; fast ones let the cap grow, one step
+        // per report after the last move.
         let t3 = t2 + Duration::from_secs(11);
         seen(&mut p, t3, 100, 20);
         assert_eq!(p.step(t3, EngineLoad::default()), 8);
         assert!(p.reason.contains("20 interactive requests"), "{}", p.reason);
+        assert_eq!(
+            p.step(t3, EngineLoad::default()),
+            8,
+            "no report since the step up"
+        );
+        assert!(
+            p.reason.contains("waiting for one after the last move"),
+            "{}",
+            p.reason
+        );
+        let t4 = t3 + Duration::from_millis(500);
+        seen(&mut p, t4, 100, 1);
+        assert_eq!(p.step(t4, EngineLoad::default()), 9);
     }
 
     #[test]
