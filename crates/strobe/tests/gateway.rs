@@ -413,6 +413,99 @@ fn the_same_on_postgresql() {
     crash_and_resume(&pg.url, "postgres");
 }
 
+/// Two gateways share one PostgreSQL store: both take work from it, and when one is killed the
+/// other takes its batch over once the lease lapses, ending with every `custom_id` once.
+#[test]
+fn two_gateways_on_postgresql_hand_a_batch_over_when_one_dies() {
+    let Some(pg) = Postgres::start() else {
+        return;
+    };
+    let (_server, up) = serve(&["--ttft", "30ms", "--itl", "30ms"]);
+    let flags = |id: &'static str| {
+        [
+            "--no-adaptive",
+            "--batch-max-concurrency",
+            "16",
+            "--worker-id",
+            id,
+        ]
+    };
+    let (mut a, a_addr) = gateway(&up, &pg.url, "127.0.0.1:0", &flags("gw-a"));
+    let (_b, b_addr) = gateway(&up, &pg.url, "127.0.0.1:0", &flags("gw-b"));
+    let n = 800;
+    let mut ids = Vec::new();
+    for k in 0..2 {
+        let (s, f) = upload(
+            &a_addr,
+            "key-a",
+            &format!("{k}.jsonl"),
+            &lines(n, 8),
+            "batch",
+        );
+        assert_eq!(s, 200, "{f}");
+        let b = create(&a_addr, "key-a", f["id"].as_str().unwrap());
+        ids.push(b["id"].as_str().unwrap().to_owned());
+    }
+    // 800 lines at 16 in flight, ~0.27 s each: ~14 s of work per batch. Both run at once, one
+    // on each gateway (a gateway works one batch at a time).
+    std::thread::sleep(Duration::from_secs(3));
+    let counts = |id: &str| {
+        let (_, b) = json(
+            &b_addr,
+            "GET",
+            &format!("/v1/batches/{id}"),
+            "key-a",
+            &serde_json::Value::Null,
+        );
+        let c = &b["request_counts"];
+        (
+            b["status"].as_str().unwrap().to_owned(),
+            c["completed"].as_u64().unwrap(),
+        )
+    };
+    let before: Vec<_> = ids.iter().map(|id| counts(id)).collect();
+    assert!(
+        before
+            .iter()
+            .all(|(s, d)| s == "in_progress" && *d > 0 && *d < n as u64),
+        "both batches should be running, one per gateway: {before:?}"
+    );
+    a.0.kill().unwrap();
+    a.0.wait().unwrap();
+    let killed_at = Instant::now();
+    for id in &ids {
+        let b = finished(&b_addr, id, Duration::from_secs(120));
+        assert_eq!(b["status"], "completed", "{b}");
+        assert_eq!(b["request_counts"]["completed"], n as u64, "{b}");
+        let out = b["output_file_id"].as_str().unwrap();
+        let (s, content) = http(
+            &b_addr,
+            "GET",
+            &format!("/v1/files/{out}/content"),
+            Some("key-a"),
+            "",
+            b"",
+        );
+        assert_eq!(s, 200);
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for line in String::from_utf8(content).unwrap().lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            *seen
+                .entry(v["custom_id"].as_str().unwrap().to_owned())
+                .or_default() += 1;
+        }
+        assert_eq!(seen.len(), n, "{id}");
+        assert!(seen.values().all(|&c| c == 1), "{id}: a custom_id twice");
+    }
+    // The dead gateway's batch waited for its lease (30 s) before the other took it.
+    let took = killed_at.elapsed();
+    assert!(
+        took >= Duration::from_secs(20),
+        "handed over after {took:?}, before the lease lapsed"
+    );
+    eprintln!("two gateways: before the kill {before:?}; both batches complete {took:?} after it");
+}
+
 /// A throw-away PostgreSQL cluster from Debian's packages (`apt-get install postgresql`), on a
 /// free port, owned by the `postgres` user (PostgreSQL refuses to run as root), stopped on drop.
 /// Missing binaries skip the test, unless STROBE_REQUIRE_POSTGRES=1 (scripts/test.sh) says they
