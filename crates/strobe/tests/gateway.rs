@@ -407,7 +407,7 @@ fn a_store_url_password_never_reaches_the_output() {
 
 #[test]
 fn the_same_on_postgresql() {
-    let Some(pg) = Postgres::start() else {
+    let Some(pg) = Postgres::start("crash") else {
         return;
     };
     crash_and_resume(&pg.url, "postgres");
@@ -417,7 +417,7 @@ fn the_same_on_postgresql() {
 /// other takes its batch over once the lease lapses, ending with every `custom_id` once.
 #[test]
 fn two_gateways_on_postgresql_hand_a_batch_over_when_one_dies() {
-    let Some(pg) = Postgres::start() else {
+    let Some(pg) = Postgres::start("two-gateways") else {
         return;
     };
     let (_server, up) = serve(&["--ttft", "30ms", "--itl", "30ms"]);
@@ -517,7 +517,7 @@ struct Postgres {
 }
 
 impl Postgres {
-    fn start() -> Option<Postgres> {
+    fn start(name: &str) -> Option<Postgres> {
         let bin = std::fs::read_dir("/usr/lib/postgresql").ok().and_then(|d| {
             d.filter_map(Result::ok)
                 .map(|e| e.path().join("bin"))
@@ -531,7 +531,7 @@ impl Postgres {
             eprintln!("skipped: PostgreSQL is not installed (apt-get install -y postgresql)");
             return None;
         };
-        let dir = dir("postgres");
+        let dir = dir(&format!("postgres-{name}")); // one cluster per test: tests run at once
         let port = free_port();
         let as_pg = |cmd: String| {
             let root = unsafe { libc::geteuid() } == 0;
