@@ -1,0 +1,405 @@
+//! The engine: continuous batching with chunked prefill, a paged KV cache and preemption by
+//! recompute, one step at a time.
+//!
+//! Each step, as vLLM's scheduler does: the running sequences, oldest first, take what they need
+//! (one token each when decoding, a chunk of their prompt when prefilling) from a budget of
+//! `max_num_batched_tokens`; a sequence that needs a KV block when none is free preempts the
+//! newest running sequence (its blocks are freed; it waits at the front of the queue and later
+//! recomputes its prompt and what it had generated); if no one was preempted, waiting sequences
+//! are admitted first come, first served while the budget, `max_num_seqs` and free blocks allow.
+//!
+//! A step's time is the larger of its compute time (2 FLOPs per active parameter per token, and
+//! attention over each token's context) and its memory time (the weights read once, the KV cache
+//! read for every context token and written for every new one), each at an efficiency of the
+//! GPU's peak, plus tensor-parallel all-reduces and the overheads of [`Overheads`]. The roofline
+//! alone is known to be 20–60% too fast against a real engine; the overheads are what fitting to
+//! one sets.
+
+use std::collections::VecDeque;
+
+use crate::shape::{Gpu, Model};
+
+/// Times the roofline does not see, in seconds. These are first guesses until fitted to a real
+/// engine.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Overheads {
+    /// Each step (scheduling, launching, sampling).
+    pub per_step: f64,
+    /// Each layer of each step (kernel launches).
+    pub per_layer: f64,
+    /// Each sequence in a step's batch (its metadata, its sampling).
+    pub per_seq: f64,
+    /// Each output token (detokenising, streaming it out).
+    pub per_output_token: f64,
+    /// Each request at the API server before it reaches the engine (parsing, tokenising).
+    pub per_request_api: f64,
+}
+
+impl Default for Overheads {
+    fn default() -> Self {
+        Overheads {
+            per_step: 0.5e-3,
+            per_layer: 20e-6,
+            per_seq: 10e-6,
+            per_output_token: 0.0,
+            per_request_api: 2e-3,
+        }
+    }
+}
+
+/// An engine: a model on `tp` GPUs and the scheduler's settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EngineConfig {
+    pub model: Model,
+    pub gpu: Gpu,
+    /// Tensor parallelism: GPUs the model is split over.
+    pub tp: u32,
+    pub max_num_seqs: u32,
+    pub max_num_batched_tokens: u32,
+    /// Tokens per KV-cache block.
+    pub block_size: u32,
+    /// Share of each GPU's memory the engine may use (weights, activations, KV cache).
+    pub gpu_memory_utilization: f64,
+    /// Bytes per GPU kept for activations and the runtime, not the KV cache.
+    pub reserved_bytes: f64,
+    /// Share of the GPU's peak FLOP/s a step reaches.
+    pub flops_efficiency: f64,
+    /// Share of the GPU's peak memory bandwidth a step reaches.
+    pub bw_efficiency: f64,
+    /// All-reduce bus bandwidth per GPU (bytes/s) and latency per all-reduce (s), for `tp > 1`.
+    pub allreduce_bw: f64,
+    pub allreduce_latency: f64,
+    pub overheads: Overheads,
+}
+
+impl EngineConfig {
+    /// vLLM's defaults (256 sequences, 8,192 batched tokens, 16-token blocks, 90% of memory) on
+    /// one GPU.
+    pub fn new(model: Model, gpu: Gpu) -> EngineConfig {
+        EngineConfig {
+            model,
+            gpu,
+            tp: 1,
+            max_num_seqs: 256,
+            max_num_batched_tokens: 8192,
+            block_size: 16,
+            gpu_memory_utilization: 0.9,
+            reserved_bytes: 1e9,
+            flops_efficiency: 0.6,
+            bw_efficiency: 0.85,
+            allreduce_bw: 450e9,
+            allreduce_latency: 10e-6,
+            overheads: Overheads::default(),
+        }
+    }
+
+    /// KV-cache blocks: the memory each GPU has left after its share of the weights and the
+    /// reserve, across the `tp` GPUs (each holds its share of the KV heads).
+    pub fn kv_blocks(&self) -> Result<u64, String> {
+        let tp = f64::from(self.tp.max(1));
+        let free = self.gpu.mem_bytes * self.gpu_memory_utilization
+            - self.model.weight_bytes() / tp
+            - self.reserved_bytes;
+        let per_block = f64::from(self.block_size) * self.model.kv_bytes_per_token() / tp;
+        let blocks = (free / per_block).floor();
+        if blocks < 1.0 {
+            return Err(format!(
+                "{} does not fit on {} × {} at {:.0}% memory: {:.1} GB of weights per GPU, {:.1} GB usable; \
+                 raise tp or gpu_memory_utilization",
+                self.model.name,
+                self.tp,
+                self.gpu.name,
+                self.gpu_memory_utilization * 100.0,
+                self.model.weight_bytes() / tp / 1e9,
+                self.gpu.mem_bytes * self.gpu_memory_utilization / 1e9
+            ));
+        }
+        Ok(blocks as u64)
+    }
+
+    fn blocks_for(&self, tokens: u32) -> u32 {
+        tokens.div_ceil(self.block_size)
+    }
+}
+
+/// A request as the engine sees it: prompt and output lengths in tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub id: u64,
+    pub prompt: u32,
+    pub output: u32,
+}
+
+/// What happened to a request in a step, at its end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    FirstToken(u64),
+    Token(u64),
+    Finished(u64),
+    Preempted(u64),
+}
+
+/// One step: how long it took and what it did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Step {
+    /// Seconds.
+    pub duration: f64,
+    pub compute: f64,
+    pub memory: f64,
+    pub batched_tokens: u32,
+    pub seqs: u32,
+    pub events: Vec<Event>,
+}
+
+#[derive(Clone, Debug)]
+struct Seq {
+    req: Request,
+    /// Tokens whose KV is in the cache.
+    computed: u32,
+    generated: u32,
+    blocks: u32,
+}
+
+impl Seq {
+    /// Tokens to compute before the next output token: the prompt and every token generated so
+    /// far, less what is in the cache.
+    fn todo(&self) -> u32 {
+        self.req.prompt + self.generated - self.computed
+    }
+}
+
+/// The engine's state.
+#[derive(Debug)]
+pub struct Engine {
+    config: EngineConfig,
+    total_blocks: u64,
+    free_blocks: u64,
+    waiting: VecDeque<Seq>,
+    /// Oldest admitted first.
+    running: Vec<Seq>,
+    pub preemptions: u64,
+    pub steps: u64,
+}
+
+impl Engine {
+    pub fn new(config: EngineConfig) -> Result<Engine, String> {
+        if config.max_num_seqs == 0 || config.max_num_batched_tokens == 0 || config.block_size == 0
+        {
+            return Err(
+                "max_num_seqs, max_num_batched_tokens and block_size must be at least 1".into(),
+            );
+        }
+        let total_blocks = config.kv_blocks()?;
+        Ok(Engine {
+            config,
+            total_blocks,
+            free_blocks: total_blocks,
+            waiting: VecDeque::new(),
+            running: Vec::new(),
+            preemptions: 0,
+            steps: 0,
+        })
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Queues a request. Refused if it could never fit in the KV cache alone, or asks for no
+    /// output.
+    pub fn add(&mut self, req: Request) -> Result<(), String> {
+        if req.output == 0 {
+            return Err(format!("request {}: an output of 0 tokens", req.id));
+        }
+        let need = u64::from(self.config.blocks_for(req.prompt + req.output));
+        if need > self.total_blocks {
+            return Err(format!(
+                "request {}: {} tokens need {need} KV blocks, the cache has {}",
+                req.id,
+                req.prompt + req.output,
+                self.total_blocks
+            ));
+        }
+        self.waiting.push_back(Seq {
+            req,
+            computed: 0,
+            generated: 0,
+            blocks: 0,
+        });
+        Ok(())
+    }
+
+    pub fn running(&self) -> usize {
+        self.running.len()
+    }
+
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+
+    pub fn kv_blocks(&self) -> u64 {
+        self.total_blocks
+    }
+
+    /// Share of the KV cache in use, 0–1.
+    pub fn kv_usage(&self) -> f64 {
+        1.0 - self.free_blocks as f64 / self.total_blocks as f64
+    }
+
+    pub fn is_idle(&self) -> bool {
+        self.running.is_empty() && self.waiting.is_empty()
+    }
+
+    /// Runs one step; `None` when there is nothing to do.
+    pub fn step(&mut self) -> Option<Step> {
+        if self.is_idle() {
+            return None;
+        }
+        let mut events = Vec::new();
+        let mut budget = self.config.max_num_batched_tokens;
+        // (index in `running`, tokens computed this step)
+        let mut scheduled: Vec<(usize, u32)> = Vec::new();
+        let mut preempted = false;
+        let mut i = 0;
+        while i < self.running.len() && budget > 0 {
+            let need = self.running[i].todo().min(budget);
+            let want = self
+                .config
+                .blocks_for(self.running[i].computed + need)
+                .saturating_sub(self.running[i].blocks);
+            let mut self_preempted = false;
+            while u64::from(want) > self.free_blocks {
+                // The newest running sequence gives its blocks back; it may be this one.
+                let victim_is_self = self.running.len() - 1 == i;
+                let mut victim = self.running.pop().expect("running is not empty");
+                self.free_blocks += u64::from(victim.blocks);
+                victim.blocks = 0;
+                victim.computed = 0;
+                events.push(Event::Preempted(victim.req.id));
+                self.waiting.push_front(victim);
+                self.preemptions += 1;
+                preempted = true;
+                if victim_is_self {
+                    self_preempted = true;
+                    break;
+                }
+            }
+            if self_preempted {
+                break;
+            }
+            self.free_blocks -= u64::from(want);
+            self.running[i].blocks += want;
+            scheduled.push((i, need));
+            budget -= need;
+            i += 1;
+        }
+        if !preempted {
+            while budget > 0 && self.running.len() < self.config.max_num_seqs as usize {
+                let Some(seq) = self.waiting.front() else {
+                    break;
+                };
+                let need = seq.todo().min(budget);
+                let want = self.config.blocks_for(seq.computed + need);
+                if u64::from(want) > self.free_blocks {
+                    break;
+                }
+                let mut seq = self.waiting.pop_front().expect("front exists");
+                self.free_blocks -= u64::from(want);
+                seq.blocks = want;
+                self.running.push(seq);
+                scheduled.push((self.running.len() - 1, need));
+                budget -= need;
+            }
+        }
+        if scheduled.is_empty() {
+            // Everything preempted itself away (only possible with a cache far too small for the
+            // batch): the next step starts over from the queue.
+            return Some(self.timed(Vec::new(), 0, events));
+        }
+        let emitted = scheduled
+            .iter()
+            .filter(|&&(i, need)| need == self.running[i].todo())
+            .count() as u32;
+        let step = self.timed(
+            scheduled
+                .iter()
+                .map(|&(i, need)| (self.running[i].computed, need))
+                .collect(),
+            emitted,
+            Vec::new(),
+        );
+        for &(i, need) in &scheduled {
+            let seq = &mut self.running[i];
+            let finishes_chunk = need == seq.todo();
+            seq.computed += need;
+            if finishes_chunk {
+                seq.generated += 1;
+                events.push(if seq.generated == 1 {
+                    Event::FirstToken(seq.req.id)
+                } else {
+                    Event::Token(seq.req.id)
+                });
+                if seq.generated == seq.req.output {
+                    events.push(Event::Finished(seq.req.id));
+                }
+            }
+        }
+        let mut freed = 0u64;
+        self.running.retain(|s| {
+            let done = s.generated == s.req.output;
+            if done {
+                freed += u64::from(s.blocks);
+            }
+            !done
+        });
+        self.free_blocks += freed;
+        self.steps += 1;
+        Some(Step { events, ..step })
+    }
+
+    /// The time of a step that computes `(context before, new tokens)` for each sequence and
+    /// emits `emitted` output tokens.
+    fn timed(&self, batch: Vec<(u32, u32)>, emitted: u32, events: Vec<Event>) -> Step {
+        let c = &self.config;
+        let m = &c.model;
+        let tp = f64::from(c.tp.max(1));
+        let tokens: u32 = batch.iter().map(|&(_, n)| n).sum();
+        let t = f64::from(tokens);
+        // Attention: each new token attends to the context before it and the chunk's earlier
+        // tokens (on average half the chunk).
+        let attended: f64 = batch
+            .iter()
+            .map(|&(ctx, n)| f64::from(n) * (f64::from(ctx) + f64::from(n) / 2.0))
+            .sum();
+        let attn_flops =
+            4.0 * f64::from(m.layers) * f64::from(m.heads) * f64::from(m.head_dim) * attended;
+        let flops = 2.0 * m.active_params * t + attn_flops;
+        let compute = flops / (tp * c.gpu.flops * c.flops_efficiency);
+        let context: f64 = batch.iter().map(|&(ctx, _)| f64::from(ctx)).sum();
+        let bytes = if batch.is_empty() {
+            0.0
+        } else {
+            m.weight_bytes() + (context + t) * m.kv_bytes_per_token()
+        };
+        let memory = bytes / (tp * c.gpu.mem_bw * c.bw_efficiency);
+        let allreduce = if c.tp > 1 && tokens > 0 {
+            let per = 2.0 * t * f64::from(m.hidden) * m.dtype_bytes * (tp - 1.0) / tp;
+            2.0 * f64::from(m.layers) * (per / c.allreduce_bw + c.allreduce_latency)
+        } else {
+            0.0
+        };
+        let o = &c.overheads;
+        let overhead = o.per_step
+            + o.per_layer * f64::from(m.layers)
+            + o.per_seq * batch.len() as f64
+            + o.per_output_token * f64::from(emitted);
+        Step {
+            duration: compute.max(memory) + allreduce + overhead,
+            compute,
+            memory,
+            batched_tokens: tokens,
+            seqs: batch.len() as u32,
+            events,
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! A model of a continuous-batching LLM inference engine (issue 13), the one engine model that a
+//! real-time simulated server and a faster-than-real-time planner are to share.
+//!
+//! - [`shape`]: a model's shape and a GPU's, with presets and their sources.
+//! - [`engine`]: the engine: each step batches the running sequences' decode tokens with chunked
+//!   prefill up to a token budget and a sequence cap, as vLLM's scheduler does; its time is the
+//!   larger of compute and memory time plus overheads; the KV cache is paged in blocks from the
+//!   memory the weights leave, and a sequence that finds no free block preempts the newest
+//!   running one (recompute), as vLLM does.
+//! - [`plan`]: a virtual clock that drives the engine with a closed-loop load and reports what
+//!   users would see.
+//!
+//! Pure and deterministic: the same inputs give the same timings, to the nanosecond.
+//!
+//! Not here yet (see docs/sim.md): the HTTP server on a shared real-time step clock, fitting,
+//! prefix caching, TOML shapes.
+
+pub mod engine;
+pub mod plan;
+pub mod shape;
+
+pub use engine::{Engine, EngineConfig, Event, Overheads, Step};
+pub use plan::{closed_loop, Load, Summary};
+pub use shape::{Gpu, Model};

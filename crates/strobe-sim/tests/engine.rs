@@ -1,0 +1,126 @@
+//! The engine model's physics: what issue 13 asks it to show on a virtual clock.
+
+use strobe_sim::engine::Request;
+use strobe_sim::{closed_loop, Engine, EngineConfig, Gpu, Load, Model};
+
+fn llama8b_h100() -> EngineConfig {
+    EngineConfig::new(
+        Model::preset("llama-3-8b").unwrap(),
+        Gpu::preset("h100").unwrap(),
+    )
+}
+
+fn load(concurrency: u32, requests: u32, prompt: u32, output: u32) -> Load {
+    Load {
+        concurrency,
+        requests,
+        prompt,
+        output,
+    }
+}
+
+#[test]
+fn batch_one_decode_stays_above_the_weight_read_floor() {
+    // Llama-3-8B in BF16 is 16.06 GB; an H100 reads 3.35 TB/s: no decode step can be faster
+    // than 4.79 ms.
+    let mut e = Engine::new(llama8b_h100()).unwrap();
+    e.add(Request {
+        id: 0,
+        prompt: 512,
+        output: 8,
+    })
+    .unwrap();
+    let prefill = e.step().unwrap();
+    let decode = e.step().unwrap();
+    let floor = 16.06e9 / 3.35e12;
+    assert!(decode.duration >= floor, "{} s", decode.duration);
+    assert!(decode.duration < 2.0 * floor, "{} s", decode.duration);
+    assert!(
+        decode.memory > decode.compute,
+        "batch-1 decode is memory-bound"
+    );
+    assert_eq!(decode.batched_tokens, 1);
+    assert_eq!(prefill.batched_tokens, 512);
+}
+
+#[test]
+fn throughput_saturates_and_ttft_rises_with_load() {
+    let c = llama8b_h100();
+    let at = |n: u32| closed_loop(&c, &load(n, 4 * n, 512, 128)).unwrap();
+    let (one, eight, full, over) = (at(1), at(8), at(256), at(1024));
+    assert!(
+        eight.output_tokens_per_s > 4.0 * one.output_tokens_per_s,
+        "batching is nearly free when decode is memory-bound: {} vs {}",
+        eight.output_tokens_per_s,
+        one.output_tokens_per_s
+    );
+    // Past max_num_seqs (256) more users only queue.
+    assert!(
+        over.output_tokens_per_s < 1.1 * full.output_tokens_per_s,
+        "{} vs {}",
+        over.output_tokens_per_s,
+        full.output_tokens_per_s
+    );
+    assert!(over.max_running <= 256, "{}", over.max_running);
+    assert!(
+        over.ttft_mean > 2.0 * full.ttft_mean,
+        "{} vs {}",
+        over.ttft_mean,
+        full.ttft_mean
+    );
+    assert!(full.ttft_mean > one.ttft_mean);
+    assert!(full.tpot_mean > one.tpot_mean);
+}
+
+#[test]
+fn a_kv_cache_too_small_for_the_batch_preempts() {
+    let mut small = llama8b_h100();
+    // About 0.3 GB of KV cache: ~2,300 tokens, for 16 users of 384 tokens each.
+    small.gpu_memory_utilization = (16.06e9 + 1e9 + 0.3e9) / 80e9;
+    let tight = closed_loop(&small, &load(16, 64, 128, 256)).unwrap();
+    assert!(tight.preemptions > 0, "{tight:?}");
+    assert_eq!(tight.requests, 64, "every request still ends");
+    let roomy = closed_loop(&llama8b_h100(), &load(16, 64, 128, 256)).unwrap();
+    assert_eq!(roomy.preemptions, 0);
+    assert!(tight.e2e_mean > roomy.e2e_mean, "recompute costs time");
+}
+
+#[test]
+fn a_longer_prompt_raises_ttft_as_prefill_predicts() {
+    let c = llama8b_h100();
+    let short = closed_loop(&c, &load(1, 4, 128, 16)).unwrap();
+    let long = closed_loop(&c, &load(1, 4, 2048, 16)).unwrap();
+    // Prefill is compute-bound: 2 FLOPs per parameter per prompt token at the efficiency set.
+    let m = &c.model;
+    let predicted = 2.0 * m.active_params * (2048.0 - 128.0) / (c.gpu.flops * c.flops_efficiency);
+    let extra = long.ttft_mean - short.ttft_mean;
+    assert!(
+        (extra / predicted - 1.0).abs() < 0.2,
+        "TTFT rose {extra} s, prefill predicts {predicted} s"
+    );
+}
+
+#[test]
+fn the_same_inputs_give_the_same_timings() {
+    let c = llama8b_h100();
+    let a = closed_loop(&c, &load(64, 300, 700, 200)).unwrap();
+    let b = closed_loop(&c, &load(64, 300, 700, 200)).unwrap();
+    assert_eq!(a, b);
+}
+
+#[test]
+fn a_model_that_does_not_fit_is_refused_with_the_fix() {
+    let c = EngineConfig::new(
+        Model::preset("llama-3.1-70b").unwrap(),
+        Gpu::preset("a10").unwrap(),
+    );
+    let e = Engine::new(c).unwrap_err();
+    assert!(e.contains("does not fit") && e.contains("raise tp"), "{e}");
+    let mut tp8 = EngineConfig::new(
+        Model::preset("llama-3.1-70b").unwrap(),
+        Gpu::preset("h200").unwrap(),
+    );
+    tp8.tp = 8;
+    let s = closed_loop(&tp8, &load(8, 16, 256, 32)).unwrap();
+    assert_eq!(s.requests, 16);
+}
