@@ -515,6 +515,9 @@ pub async fn run(
             break;
         }
         let resumed = done.remove(&i);
+        // A point resumed from an earlier invocation was shown then; a fresh one is shown now,
+        // whether or not it wrote files.
+        let fresh = resumed.is_none();
         let (report, files) = match resumed {
             Some(report) => {
                 summary.resumed.push(run.label.clone());
@@ -557,7 +560,7 @@ pub async fn run(
         summary.interrupted = interrupted || aborted;
         reports.push(report);
         outputs.write_summary(&summary, &reports)?;
-        if !files.is_empty() {
+        if fresh {
             if let Some(report) = reports.last() {
                 observer.run_finished(report, &files);
             }

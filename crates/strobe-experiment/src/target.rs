@@ -129,10 +129,16 @@ impl Session {
                 let handle = strobe_server::serve(listener, spec.built_in.clone())
                     .map_err(ExperimentError::BuiltIn)?;
                 let url = format!("http://{}", handle.addr);
-                observer.message(&format!(
-                    "no --url given: benchmarking the built-in target (strobe serve) at {url}: TTFT {:?}, {:?} between tokens",
-                    spec.built_in.ttft, spec.built_in.itl
-                ));
+                observer.message(&match &spec.built_in.sim {
+                    Some(e) => format!(
+                        "no --url given: benchmarking a simulated engine at {url}: {} (strobe serve --sim; simulated timing, not a measurement of real hardware)",
+                        e.describe()
+                    ),
+                    None => format!(
+                        "no --url given: benchmarking the built-in target (strobe serve) at {url}: TTFT {:?}, {:?} between tokens",
+                        spec.built_in.ttft, spec.built_in.itl
+                    ),
+                });
                 built_in = Some(handle);
                 url
             }

@@ -151,6 +151,48 @@ impl Delays {
     }
 }
 
+/// The tokens of one request as a simulated engine makes them: one message per token, sent by
+/// the engine's clock at the end of the step that made it. Dropped before its last token (the
+/// client went away), it aborts the request in the engine.
+pub struct EngineTokens {
+    pub rx: tokio::sync::mpsc::UnboundedReceiver<()>,
+    pub id: u64,
+    pub engine: Arc<strobe_sim::RealTime>,
+    pub done: bool,
+}
+
+impl EngineTokens {
+    /// Submits a request to `engine` and returns its token feed.
+    pub fn submit(
+        engine: &Arc<strobe_sim::RealTime>,
+        prompt: u32,
+        output: u32,
+        received: Instant,
+    ) -> EngineTokens {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let id = engine.submit(
+            prompt,
+            output,
+            received.into_std(),
+            Box::new(move || tx.send(()).is_ok()),
+        );
+        EngineTokens {
+            rx,
+            id,
+            engine: Arc::clone(engine),
+            done: false,
+        }
+    }
+}
+
+impl Drop for EngineTokens {
+    fn drop(&mut self) {
+        if !self.done {
+            self.engine.abort(self.id);
+        }
+    }
+}
+
 enum Phase {
     Role,
     Token(u32),
@@ -173,6 +215,10 @@ pub struct TokenStream {
     cut_armed: bool,
     /// The running slot this stream holds (with a `max_running` cap), freed when it ends.
     _slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// With a simulated engine, its tokens pace the stream instead of the delays.
+    engine: Option<EngineTokens>,
+    /// A fault has taken over the pacing with `sleep` (a cut's pause, a stall).
+    timer_gate: bool,
 }
 
 impl TokenStream {
@@ -204,7 +250,15 @@ impl TokenStream {
             buf: Vec::with_capacity(512),
             cut_armed: false,
             _slot: slot,
+            engine: None,
+            timer_gate: false,
         }
+    }
+
+    /// Paces the stream by a simulated engine's tokens instead of its delays.
+    pub fn paced_by(mut self, feed: EngineTokens) -> TokenStream {
+        self.engine = Some(feed);
+        self
     }
 
     fn frame(&mut self) -> Frame<Bytes> {
@@ -237,14 +291,33 @@ impl Body for TokenStream {
                 Poll::Ready(Some(Ok(this.frame())))
             }
             Phase::Token(k) => {
-                if this.sleep.as_mut().poll(cx).is_pending() {
-                    return Poll::Pending;
+                match (&mut this.engine, this.timer_gate) {
+                    (Some(e), false) => match e.rx.poll_recv(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Some(())) => {
+                            if k + 1 >= this.plan.tokens {
+                                e.done = true;
+                            }
+                        }
+                        Poll::Ready(None) => {
+                            this.phase = Phase::Done;
+                            return Poll::Ready(Some(Err(std::io::Error::other(
+                                "the simulated engine dropped the request",
+                            ))));
+                        }
+                    },
+                    _ => {
+                        if this.sleep.as_mut().poll(cx).is_pending() {
+                            return Poll::Pending;
+                        }
+                    }
                 }
                 if this.plan.fault.is_some() && k == this.plan.fault_at() {
                     match this.plan.fault {
                         Some(Fault::Cut) => {
                             if !this.cut_armed {
                                 this.cut_armed = true;
+                                this.timer_gate = true;
                                 this.sleep
                                     .as_mut()
                                     .reset(Instant::now() + Duration::from_millis(20));
@@ -263,6 +336,7 @@ impl Body for TokenStream {
                         }
                         Some(Fault::Stall) => {
                             // Never wakes: the client's timeout is what ends this stream.
+                            this.timer_gate = true;
                             this.sleep
                                 .as_mut()
                                 .reset(Instant::now() + Duration::from_secs(86_400 * 365));
@@ -302,6 +376,8 @@ impl Body for TokenStream {
                     let first = this.first_sent.unwrap_or(now);
                     this.truth
                         .record_stream(first - this.received, now - first, this.plan.tokens);
+                } else if this.engine.is_some() {
+                    this.phase = Phase::Token(k + 1);
                 } else {
                     this.phase = Phase::Token(k + 1);
                     // Deadlines follow the previous *deadline*, not the wake-up, so timer lateness

@@ -118,6 +118,9 @@ pub struct ServerConfig {
     /// Refuse body fields beyond the OpenAI API's (HTTP 422, as strict servers do), e.g. vLLM's
     /// `ignore_eos`.
     pub strict: bool,
+    /// Time every completion by a simulated continuous-batching engine on one shared step clock
+    /// instead of `ttft`/`itl`/`load` (see the `strobe-sim` crate).
+    pub sim: Option<strobe_sim::EngineConfig>,
 }
 
 /// A TLS configuration from a PEM certificate chain and a PEM private key.
@@ -186,6 +189,7 @@ impl Default for ServerConfig {
             tls: None,
             read_rate: None,
             strict: false,
+            sim: None,
         }
     }
 }
@@ -193,7 +197,11 @@ impl Default for ServerConfig {
 impl ServerConfig {
     /// True when responses can be written at once, pre-rendered.
     pub fn is_instant(&self) -> bool {
-        self.ttft.is_zero() && self.itl.is_zero() && self.jitter.is_zero() && self.load.is_none()
+        self.ttft.is_zero()
+            && self.itl.is_zero()
+            && self.jitter.is_zero()
+            && self.load.is_none()
+            && self.sim.is_none()
     }
 }
 

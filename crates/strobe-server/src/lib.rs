@@ -14,6 +14,11 @@
 //! token gaps that widen per stream, prefill per prompt token), so that experiments can show
 //! interference against it.
 //!
+//! With a simulated engine (`ServerConfig::sim`) every completion is timed instead by one shared
+//! continuous-batching engine stepped in real time (`strobe_sim::RealTime`): its tokens arrive
+//! at the end of the engine steps that made them, and `/metrics` shows the engine's queue,
+//! KV-cache use, preemptions and the clock's lag.
+//!
 //! A request's "received" instant is when its bytes reached the machine (a kernel receive
 //! timestamp where Linux gives one), so the truth includes the server's own intake queueing.
 //!
@@ -27,4 +32,4 @@ mod truth;
 
 pub use config::{tls_config, Fault, FaultParseError, LoadModel, ServerConfig};
 pub use service::{bind, serve, ServerHandle};
-pub use truth::{Truth, TruthSummary};
+pub use truth::{EngineTruth, Truth, TruthSummary};

@@ -20,10 +20,10 @@ use std::task::{Context, Poll};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::body::{Delays, Plan, TokenStream};
+use crate::body::{Delays, EngineTokens, Plan, TokenStream};
 use crate::config::{Fault, ServerConfig};
 use crate::stamped::{LastArrival, StampedStream};
-use crate::truth::Truth;
+use crate::truth::{EngineTruth, Truth};
 
 /// A response body: either whole or a timed stream.
 pub enum SimBody {
@@ -98,6 +98,8 @@ struct State {
     rendered: Mutex<HashMap<RenderKey, Bytes>>,
     /// Running slots, with a `max_running` cap (a fair, first-come queue).
     slots: Option<Arc<tokio::sync::Semaphore>>,
+    /// The simulated engine's clock, with `--sim`.
+    engine: Option<Arc<strobe_sim::RealTime>>,
 }
 
 /// A running target: its address, its truth and a way to stop it.
@@ -140,7 +142,14 @@ pub fn serve(listener: TcpListener, config: ServerConfig) -> std::io::Result<Ser
         .load
         .max_running
         .map(|n| Arc::new(tokio::sync::Semaphore::new(n.max(1) as usize)));
+    let engine = match &config.sim {
+        Some(sim) => Some(Arc::new(
+            strobe_sim::RealTime::start(sim.clone()).map_err(std::io::Error::other)?,
+        )),
+        None => None,
+    };
     let state = Arc::new(State {
+        engine,
         epoch: tokio::time::Instant::now(),
         model_json: serde_json::to_string(&config.model)
             .unwrap_or_default()
@@ -424,13 +433,26 @@ async fn handle(
             ),
         ),
         (Method::GET, "/strobe/truth") => {
-            json_response(StatusCode::OK, serde_json::to_string(&state.truth.summary()).unwrap_or_default())
+            let mut summary = state.truth.summary();
+            summary.engine = state.engine.as_ref().map(|e| EngineTruth::of(e));
+            json_response(StatusCode::OK, serde_json::to_string(&summary).unwrap_or_default())
         }
-        (Method::GET, "/metrics") => Response::builder()
-            .status(StatusCode::OK)
-            .header("content-type", "text/plain; version=0.0.4")
-            .body(SimBody::Whole(Full::new(Bytes::from(state.truth.prometheus(&state.config.model)))))
-            .expect("valid response"),
+        (Method::GET, "/metrics") => {
+            let text = match &state.engine {
+                None => state.truth.prometheus(&state.config.model, None),
+                Some(e) => {
+                    let snap = e.snapshot();
+                    let mut text = state.truth.prometheus(&state.config.model, Some((snap.running, snap.waiting)));
+                    sim_metrics(&snap, &state.config.model, &mut text);
+                    text
+                }
+            };
+            Response::builder()
+                .status(StatusCode::OK)
+                .header("content-type", "text/plain; version=0.0.4")
+                .body(SimBody::Whole(Full::new(Bytes::from(text))))
+                .expect("valid response")
+        }
         (Method::POST, "/tokenize") => {
             let bytes = match req.into_body().collect().await {
                 Ok(b) => b.to_bytes(),
@@ -613,6 +635,56 @@ async fn completion(
         send_done: config.send_done,
     };
 
+    if let Some(engine) = &state.engine {
+        if let Err(e) = engine.fits(prompt_tokens, tokens) {
+            return error_response(StatusCode::BAD_REQUEST, &e);
+        }
+        let mut feed = EngineTokens::submit(engine, prompt_tokens, tokens, received);
+        if request.stream {
+            let delays = Delays {
+                ttft: config.ttft,
+                itl: config.itl,
+                jitter: config.jitter,
+                itl_per_stream: config.load.itl_per_stream,
+                rng,
+            };
+            return Response::builder()
+                .status(StatusCode::OK)
+                .header("content-type", "text/event-stream")
+                .header("cache-control", "no-cache")
+                .body(SimBody::Stream(Box::new(
+                    TokenStream::new(
+                        plan,
+                        delays,
+                        received,
+                        received,
+                        std::time::Duration::ZERO,
+                        truth,
+                        None,
+                    )
+                    .paced_by(feed),
+                )))
+                .expect("valid response");
+        }
+        truth.stream_started();
+        for _ in 0..tokens {
+            if feed.rx.recv().await.is_none() {
+                truth.stream_ended();
+                return error_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the simulated engine dropped the request",
+                );
+            }
+        }
+        feed.done = true;
+        truth.stream_ended();
+        truth.record_whole(received.elapsed());
+        return json_response(
+            StatusCode::OK,
+            String::from_utf8_lossy(&plan.render_whole()).into_owned(),
+        );
+    }
+
     // With a running cap, wait (first come, first served) for a slot; the wait is part of TTFT.
     let slot = match &state.slots {
         Some(s) => {
@@ -704,4 +776,54 @@ async fn completion(
             plan, delays, received, start, prefill, truth, slot,
         ))))
         .expect("valid response")
+}
+
+/// The simulated engine's own series, in vLLM's names where vLLM has one.
+fn sim_metrics(snap: &strobe_sim::Snapshot, model: &str, out: &mut String) {
+    use std::fmt::Write;
+    let label = format!("{{model_name=\"{model}\"}}");
+    let mut gauge = |name: &str, kind: &str, v: f64| {
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        let _ = writeln!(out, "{name}{label} {v}");
+    };
+    gauge("vllm:kv_cache_usage_perc", "gauge", snap.kv_usage);
+    gauge("vllm:gpu_cache_usage_perc", "gauge", snap.kv_usage);
+    gauge(
+        "vllm:num_preemptions_total",
+        "counter",
+        snap.preemptions as f64,
+    );
+    gauge(
+        "vllm:prompt_tokens_total",
+        "counter",
+        snap.prompt_tokens as f64,
+    );
+    gauge(
+        "vllm:generation_tokens_total",
+        "counter",
+        snap.generation_tokens as f64,
+    );
+    gauge("strobe:sim_steps_total", "counter", snap.steps as f64);
+    gauge("strobe:sim_kv_cache_blocks", "gauge", snap.kv_blocks as f64);
+    gauge("strobe:sim_busy_seconds_total", "counter", snap.busy_s);
+    // How late the clock handed each step's tokens over, against its plan.
+    let lag = &snap.lag;
+    let name = "strobe:sim_step_lag_seconds";
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    let mut seen = 0;
+    for (i, b) in strobe_sim::realtime::LAG_BOUNDS_US.iter().enumerate() {
+        seen += lag.buckets.get(i).copied().unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{le=\"{}\",model_name=\"{model}\"}} {seen}",
+            *b as f64 / 1e6
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{name}_bucket{{le=\"+Inf\",model_name=\"{model}\"}} {}",
+        lag.steps
+    );
+    let _ = writeln!(out, "{name}_sum{label} {}", lag.sum_ns as f64 / 1e9);
+    let _ = writeln!(out, "{name}_count{label} {}", lag.steps);
 }

@@ -27,6 +27,7 @@ impl Inner {
             streams: 0,
             faults: Default::default(),
             ttft_buckets: Buckets::default(),
+            tpot_buckets: Buckets::default(),
             e2e_buckets: Buckets::default(),
         }
     }
@@ -43,6 +44,7 @@ struct Inner {
     faults: std::collections::BTreeMap<String, u64>,
     /// Prometheus-style cumulative buckets (seconds) of TTFT and E2E, for `/metrics`.
     ttft_buckets: Buckets,
+    tpot_buckets: Buckets,
     e2e_buckets: Buckets,
 }
 
@@ -163,6 +165,46 @@ pub struct TruthSummary {
     pub faults: std::collections::BTreeMap<String, u64>,
     pub ttft: TruthStat,
     pub tpot: TruthStat,
+    /// With a simulated engine: what it did, and how well its clock kept time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<EngineTruth>,
+}
+
+/// The simulated engine's side of the truth.
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize, PartialEq)]
+pub struct EngineTruth {
+    /// `llama-3-8b on 1 × h100`.
+    pub simulates: String,
+    pub steps: u64,
+    pub preemptions: u64,
+    pub kv_cache_blocks: u64,
+    pub generation_tokens: u64,
+    /// Simulated seconds spent in steps.
+    pub busy_s: f64,
+    /// How late the clock handed each step's tokens over against its plan: mean, p50, p99
+    /// (bucket upper bounds) and max, in milliseconds.
+    pub lag_mean_ms: f64,
+    pub lag_p50_ms: f64,
+    pub lag_p99_ms: f64,
+    pub lag_max_ms: f64,
+}
+
+impl EngineTruth {
+    pub fn of(engine: &strobe_sim::RealTime) -> EngineTruth {
+        let s = engine.snapshot();
+        EngineTruth {
+            simulates: engine.config().describe(),
+            steps: s.steps,
+            preemptions: s.preemptions,
+            kv_cache_blocks: s.kv_blocks,
+            generation_tokens: s.generation_tokens,
+            busy_s: s.busy_s,
+            lag_mean_ms: s.lag.mean_s() * 1e3,
+            lag_p50_ms: s.lag.quantile_s(0.5) * 1e3,
+            lag_p99_ms: s.lag.quantile_s(0.99) * 1e3,
+            lag_max_ms: s.lag.max_ns as f64 / 1e6,
+        }
+    }
 }
 
 impl Default for Truth {
@@ -194,6 +236,8 @@ impl Truth {
         if tokens >= 2 {
             g.tpot
                 .record(first_to_last.as_nanos() as u64 / (tokens as u64 - 1));
+            g.tpot_buckets
+                .observe(first_to_last.as_secs_f64() / f64::from(tokens - 1));
         }
     }
 
@@ -214,6 +258,7 @@ impl Truth {
             faults: g.faults.clone(),
             ttft: g.ttft.summary(),
             tpot: g.tpot.summary(),
+            engine: None,
         }
     }
 
@@ -251,24 +296,33 @@ impl Truth {
     }
 
     /// `GET /metrics`: Prometheus text in vLLM's metric names (so that scrapers can be tested
-    /// against the built-in target): running streams, and TTFT and E2E histograms of completed ones.
-    pub fn prometheus(&self, model: &str) -> String {
+    /// against the built-in target): running and waiting requests (the engine's, when given), and
+    /// TTFT, TPOT and E2E histograms of completed ones.
+    pub fn prometheus(&self, model: &str, engine: Option<(u64, u64)>) -> String {
         use std::fmt::Write;
         let mut out = String::new();
-        let running = self
-            .running
-            .load(std::sync::atomic::Ordering::Relaxed)
-            .max(0);
+        let running = engine.map_or_else(
+            || {
+                self.running
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    .max(0)
+            },
+            |(r, _)| r as i64,
+        );
         let _ = writeln!(out, "# TYPE vllm:num_requests_running gauge");
         let _ = writeln!(
             out,
             "vllm:num_requests_running{{model_name=\"{model}\"}} {running}"
         );
         let _ = writeln!(out, "# TYPE vllm:num_requests_waiting gauge");
-        let waiting = self
-            .waiting
-            .load(std::sync::atomic::Ordering::Relaxed)
-            .max(0);
+        let waiting = engine.map_or_else(
+            || {
+                self.waiting
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    .max(0)
+            },
+            |(_, w)| w as i64,
+        );
         let _ = writeln!(
             out,
             "vllm:num_requests_waiting{{model_name=\"{model}\"}} {waiting}"
@@ -276,6 +330,8 @@ impl Truth {
         let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         g.ttft_buckets
             .render("vllm:time_to_first_token_seconds", model, &mut out);
+        g.tpot_buckets
+            .render("vllm:time_per_output_token_seconds", model, &mut out);
         g.e2e_buckets
             .render("vllm:e2e_request_latency_seconds", model, &mut out);
         out

@@ -93,6 +93,46 @@ impl EngineConfig {
         }
     }
 
+    /// An engine from `MODEL@GPU` or `MODEL@GPUxN` (N GPUs, tensor parallel), named by presets,
+    /// e.g. `llama-3-8b@h100` or `llama-2-70b@h200x8`.
+    pub fn from_spec(spec: &str) -> Result<EngineConfig, String> {
+        let names = |v: Vec<&'static str>| v.join(", ");
+        let (model, gpu) = spec.split_once('@').ok_or_else(|| {
+            format!("`{spec}`: expected MODEL@GPU, e.g. llama-3-8b@h100 (or llama-2-70b@h200x8 for 8 GPUs)")
+        })?;
+        let (gpu, tp) = match gpu.rsplit_once(['x', 'X']) {
+            Some((g, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+                let tp: u32 =
+                    n.parse().ok().filter(|&t| t >= 1).ok_or_else(|| {
+                        format!("`{spec}`: the GPU count `{n}` must be at least 1")
+                    })?;
+                (g, tp)
+            }
+            _ => (gpu, 1),
+        };
+        let m = Model::preset(model).ok_or_else(|| {
+            format!(
+                "`{spec}`: no model preset `{model}`; the presets are {}",
+                names(Model::presets().iter().map(|m| m.name).collect())
+            )
+        })?;
+        let g = Gpu::preset(gpu).ok_or_else(|| {
+            format!(
+                "`{spec}`: no GPU preset `{gpu}`; the presets are {}",
+                names(Gpu::presets().iter().map(|g| g.name).collect())
+            )
+        })?;
+        let mut config = EngineConfig::new(m, g);
+        config.tp = tp;
+        config.kv_blocks()?;
+        Ok(config)
+    }
+
+    /// `llama-3-8b on 1 × h100`.
+    pub fn describe(&self) -> String {
+        format!("{} on {} × {}", self.model.name, self.tp, self.gpu.name)
+    }
+
     /// KV-cache blocks: the memory each GPU has left after its share of the weights and the
     /// reserve, across the `tp` GPUs (each holds its share of the KV heads).
     pub fn kv_blocks(&self) -> Result<u64, String> {
@@ -211,21 +251,45 @@ impl Engine {
         if req.output == 0 {
             return Err(format!("request {}: an output of 0 tokens", req.id));
         }
-        let need = u64::from(self.config.blocks_for(req.prompt + req.output));
-        if need > self.total_blocks {
-            return Err(format!(
-                "request {}: {} tokens need {need} KV blocks, the cache has {}",
-                req.id,
-                req.prompt + req.output,
-                self.total_blocks
-            ));
-        }
+        self.fits(req.prompt, req.output)
+            .map_err(|e| format!("request {}: {e}", req.id))?;
         self.waiting.push_back(Seq {
             req,
             computed: 0,
             generated: 0,
             blocks: 0,
         });
+        Ok(())
+    }
+
+    /// Drops a request wherever it is (the client went away), freeing its KV blocks. False when
+    /// the engine does not have it (never added, or already finished).
+    pub fn abort(&mut self, id: u64) -> bool {
+        if let Some(i) = self.running.iter().position(|s| s.req.id == id) {
+            let seq = self.running.remove(i);
+            self.free_blocks += u64::from(seq.blocks);
+            return true;
+        }
+        if let Some(i) = self.waiting.iter().position(|s| s.req.id == id) {
+            let seq = self.waiting.remove(i).expect("position is in range");
+            self.free_blocks += u64::from(seq.blocks);
+            return true;
+        }
+        false
+    }
+
+    /// Whether a request of these lengths could ever be served: its tokens must fit in the
+    /// whole KV cache alone.
+    pub fn fits(&self, prompt: u32, output: u32) -> Result<(), String> {
+        let need = u64::from(self.config.blocks_for(prompt.saturating_add(output)));
+        if need > self.total_blocks {
+            return Err(format!(
+                "{} tokens need {need} KV-cache blocks of {}; the simulated cache has {}",
+                u64::from(prompt) + u64::from(output),
+                self.config.block_size,
+                self.total_blocks
+            ));
+        }
         Ok(())
     }
 

@@ -9,16 +9,20 @@
 //!   running one (recompute), as vLLM does.
 //! - [`plan`]: a virtual clock that drives the engine with a closed-loop load and reports what
 //!   users would see.
+//! - [`realtime`]: the wall clock: one thread steps the engine for every request and hands each
+//!   its tokens at the end of the step that made them (what `strobe serve --sim` streams from),
+//!   reporting how late it kept to its plan.
 //!
 //! Pure and deterministic: the same inputs give the same timings, to the nanosecond.
 //!
-//! Not here yet (see docs/sim.md): the HTTP server on a shared real-time step clock, fitting,
-//! prefix caching, TOML shapes.
+//! Not here yet (see docs/sim.md): fitting, prefix caching, TOML shapes.
 
 pub mod engine;
 pub mod plan;
+pub mod realtime;
 pub mod shape;
 
 pub use engine::{Engine, EngineConfig, Event, Overheads, Step};
 pub use plan::{closed_loop, Load, Summary};
+pub use realtime::{LagStats, RealTime, Sink, Snapshot};
 pub use shape::{Gpu, Model};

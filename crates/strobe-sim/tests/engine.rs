@@ -124,3 +124,59 @@ fn a_model_that_does_not_fit_is_refused_with_the_fix() {
     let s = closed_loop(&tp8, &load(8, 16, 256, 32)).unwrap();
     assert_eq!(s.requests, 16);
 }
+
+#[test]
+fn the_real_time_clock_paces_tokens_and_frees_a_request_whose_client_left() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+    let rt = strobe_sim::RealTime::start(llama8b_h100()).unwrap();
+    assert!(rt.fits(8_000_000, 1).is_err(), "more than the cache holds");
+    // One listener takes every token; another leaves after 3.
+    let (kept, left) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+    let k = Arc::clone(&kept);
+    let l = Arc::clone(&left);
+    let start = Instant::now();
+    rt.submit(
+        256,
+        40,
+        start,
+        Box::new(move || {
+            k.fetch_add(1, Ordering::Relaxed);
+            true
+        }),
+    );
+    rt.submit(
+        256,
+        1_000,
+        start,
+        Box::new(move || l.fetch_add(1, Ordering::Relaxed) < 2),
+    );
+    while kept.load(Ordering::Relaxed) < 40 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the clock stalled"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let took = start.elapsed().as_secs_f64();
+    // 40 tokens of ≈ 6.8 ms decode steps (two sequences) take at least 39 steps of real time.
+    assert!(
+        took > 39.0 * 0.0065,
+        "{took} s: faster than the steps it simulates"
+    );
+    std::thread::sleep(Duration::from_millis(50));
+    let s = rt.snapshot();
+    assert_eq!(
+        left.load(Ordering::Relaxed),
+        3,
+        "no token after the client left"
+    );
+    assert_eq!((s.running, s.waiting), (0, 0), "{s:?}");
+    assert_eq!(s.kv_usage, 0.0, "the leaver's blocks are free again");
+    assert!(
+        s.lag.steps >= 40 && s.lag.quantile_s(0.99) < 0.02,
+        "{:?}",
+        s.lag
+    );
+}

@@ -199,6 +199,10 @@ pub struct TargetArgs {
     /// Model name to request (default: the first model the server lists at /v1/models).
     #[arg(long, help_heading = "Target")]
     pub model: Option<String>,
+    /// Without --url: benchmark a simulated engine in-process instead of the built-in target's
+    /// fixed timing (see `strobe serve --sim`).
+    #[command(flatten)]
+    pub sim: SimArgs,
     /// Environment variable holding the API key (sent as a Bearer token; never printed or saved).
     #[arg(
         long,
@@ -820,8 +824,31 @@ pub struct BatchArgs {
     pub target: TargetArgs,
 }
 
+/// A simulated continuous-batching engine (crate strobe-sim).
+#[derive(Debug, Args, Clone)]
+pub struct SimArgs {
+    /// Simulate MODEL@GPU, or MODEL@GPUxN on N GPUs (tensor parallel), from the presets, e.g.
+    /// llama-3-8b@h100 or llama-2-70b@h200x8: a vLLM-like engine (chunked prefill, paged KV cache,
+    /// preemption) stepped in real time, one step clock for all streams. Presets: models
+    /// llama-3-8b, llama-3.1-70b, llama-2-70b, qwen2.5-7b, qwen2.5-0.5b, smollm2-135m; GPUs t4,
+    /// a10, l40s, a100-40gb, a100-80gb, h100, h200.
+    #[arg(long, value_name = "MODEL@GPU", help_heading = "Simulated engine")]
+    pub sim: Option<String>,
+    /// The simulated engine's max_num_seqs (vLLM's default 256).
+    #[arg(long, requires = "sim", help_heading = "Simulated engine", value_parser = parse_count_u32)]
+    pub sim_max_num_seqs: Option<u32>,
+    /// The simulated engine's max_num_batched_tokens (vLLM's default 8192).
+    #[arg(long, requires = "sim", help_heading = "Simulated engine", value_parser = parse_count_u32)]
+    pub sim_max_num_batched_tokens: Option<u32>,
+    /// The simulated engine's gpu_memory_utilization (vLLM's default 0.9).
+    #[arg(long, requires = "sim", help_heading = "Simulated engine")]
+    pub sim_gpu_memory_utilization: Option<f64>,
+}
+
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    #[command(flatten)]
+    pub sim: SimArgs,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,

@@ -38,8 +38,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         }
         _ => None,
     };
+    let sim = crate::settings::sim(&args.sim)?;
     let config = ServerConfig {
-        model: args.model,
+        model: match (&sim, args.model.as_str()) {
+            // The default name gives way to the simulated model's.
+            (Some(e), "strobe-sim") => e.model.name.to_owned(),
+            _ => args.model,
+        },
+        sim: sim.clone(),
         ttft: args.ttft,
         itl: args.itl,
         jitter: args.jitter,
@@ -70,9 +76,20 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         strobe_server::bind(sockaddr).with_context(|| format!("cannot listen on {addr}"))?;
     let handle = strobe_server::serve(listener, config.clone())?;
     let load = &config.load;
-    println!(
-        "strobe serve: listening on {}://{} (model {}, TTFT {:?}, {:?} between tokens, jitter ±{:?}{}{})",
-        if tls.is_some() { "https" } else { "http" },
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let banner = match &sim {
+        Some(e) => format!(
+            "strobe serve: listening on {scheme}://{} (model {}: simulated {}, max_num_seqs {}, max_num_batched_tokens {}, {} KV-cache blocks of {} tokens; the step clock's lag is at /strobe/truth and /metrics)",
+            handle.addr,
+            config.model,
+            e.describe(),
+            e.max_num_seqs,
+            e.max_num_batched_tokens,
+            e.kv_blocks().unwrap_or(0),
+            e.block_size,
+        ),
+        None => format!(
+        "strobe serve: listening on {scheme}://{} (model {}, TTFT {:?}, {:?} between tokens, jitter ±{:?}{}{})",
         handle.addr,
         config.model,
         config.ttft,
@@ -89,7 +106,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
             )
         },
         if config.faults.is_empty() { String::new() } else { format!(", faults {:?}", config.faults) }
-    );
+    ),
+    };
+    println!("{banner}");
     use std::io::Write;
     let _ = std::io::stdout().flush();
     tokio::signal::ctrl_c()

@@ -273,8 +273,44 @@ pub fn target(a: &TargetArgs, output: Option<&Path>) -> anyhow::Result<TargetSpe
             gpu: !a.no_gpu,
             interval: a.telemetry_interval,
         },
-        ..TargetSpec::built_in()
+        built_in: match sim(&a.sim)? {
+            Some(engine) => {
+                if a.url.is_some() || a.launch.is_some() {
+                    bail!("--sim simulates the target in-process: leave out --url and --launch");
+                }
+                strobe_server::ServerConfig {
+                    model: engine.model.name.to_owned(),
+                    sim: Some(engine),
+                    ..strobe_server::ServerConfig::default()
+                }
+            }
+            None => strobe_server::ServerConfig::default(),
+        },
     })
+}
+
+/// The simulated engine `--sim` asks for, with its scheduler settings.
+pub fn sim(a: &crate::cli::SimArgs) -> anyhow::Result<Option<strobe_sim::EngineConfig>> {
+    let Some(spec) = &a.sim else {
+        return Ok(None);
+    };
+    let mut c =
+        strobe_sim::EngineConfig::from_spec(spec).map_err(|e| anyhow::anyhow!("--sim {e}"))?;
+    if let Some(n) = a.sim_max_num_seqs {
+        c.max_num_seqs = n;
+    }
+    if let Some(n) = a.sim_max_num_batched_tokens {
+        c.max_num_batched_tokens = n;
+    }
+    if let Some(u) = a.sim_gpu_memory_utilization {
+        if !(u > 0.0 && u <= 1.0) {
+            bail!("--sim-gpu-memory-utilization must be a fraction above 0 and at most 1, got {u}");
+        }
+        c.gpu_memory_utilization = u;
+    }
+    c.kv_blocks()
+        .map_err(|e| anyhow::anyhow!("--sim {spec}: {e}"))?;
+    Ok(Some(c))
 }
 
 /// Outputs, cost and drain.

@@ -1,0 +1,312 @@
+//! The simulated engine served over HTTP in real time (`strobe serve --sim`, issue 13): what
+//! strobe measures against it is what the engine model predicts on its virtual clock, latency
+//! grows with load the way a batching engine's does, `/metrics` carries vLLM's names, and the
+//! step clock keeps time with thousands of streams.
+
+mod common;
+
+use common::*;
+use std::process::Command;
+use strobe_server::{ServerConfig, TruthSummary};
+use strobe_sim::{closed_loop, EngineConfig, Load};
+
+fn sim(spec: &str) -> (ServerConfig, EngineConfig) {
+    let engine = EngineConfig::from_spec(spec).unwrap();
+    (
+        ServerConfig {
+            model: engine.model.name.to_owned(),
+            sim: Some(engine.clone()),
+            ..ServerConfig::default()
+        },
+        engine,
+    )
+}
+
+async fn truth(url: &str) -> TruthSummary {
+    let body = reqwest_get(&format!("{url}/strobe/truth")).await;
+    serde_json::from_str(&body).unwrap()
+}
+
+/// A plain GET over one TCP connection (the tests need no HTTP client crate of their own).
+async fn reqwest_get(url: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').unwrap();
+    let mut s = tokio::net::TcpStream::connect(host).await.unwrap();
+    s.write_all(
+        format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        // De-chunk.
+        let mut plain = String::new();
+        let mut rest = body;
+        while let Some((size, after)) = rest.split_once("\r\n") {
+            let n = usize::from_str_radix(size.trim(), 16).unwrap();
+            if n == 0 {
+                break;
+            }
+            plain.push_str(&after[..n]);
+            rest = &after[n + 2..];
+        }
+        return plain;
+    }
+    body.to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_strobe_measures_is_what_the_engine_model_predicts() {
+    let (config, engine) = sim("llama-3-8b@h100");
+    let server = start(config).await;
+    let url = url_of(&server);
+    for users in [1u32, 16] {
+        let requests = users * 4;
+        let out = run(
+            &url,
+            &[
+                "-c",
+                &users.to_string(),
+                "-n",
+                &requests.to_string(),
+                "--input-len",
+                "512",
+                "--output-len",
+                "64",
+            ],
+        )
+        .await
+        .unwrap();
+        let r = &out.report.results;
+        assert_eq!(
+            (r.requests.successful, r.requests.failed),
+            (requests as u64, 0)
+        );
+        let predicted = closed_loop(
+            &engine,
+            &Load {
+                concurrency: users,
+                requests,
+                prompt: 512,
+                output: 64,
+            },
+        )
+        .unwrap();
+        let (ttft, tpot) = (r.latency.ttft_ms.mean, r.latency.tpot_ms.mean);
+        eprintln!(
+            "{users} users: TTFT {ttft:.2} ms (model {:.2}), TPOT {tpot:.3} ms (model {:.3})",
+            predicted.ttft_mean * 1e3,
+            predicted.tpot_mean * 1e3
+        );
+        // The real-time server and the virtual clock are one engine model: the client sees its
+        // step times, plus loopback and scheduling noise of well under a millisecond per token.
+        let near = |got: f64, want: f64, tol: f64| (got - want).abs() <= tol * want + 1.0;
+        assert!(
+            near(ttft, predicted.ttft_mean * 1e3, 0.15),
+            "TTFT {ttft} vs {}",
+            predicted.ttft_mean * 1e3
+        );
+        assert!(
+            (tpot - predicted.tpot_mean * 1e3).abs() < 0.1 * predicted.tpot_mean * 1e3,
+            "TPOT {tpot} vs {}",
+            predicted.tpot_mean * 1e3
+        );
+    }
+    let t = truth(&url).await;
+    let e = t.engine.expect("a simulated engine reports itself");
+    assert_eq!(e.simulates, "llama-3-8b on 1 × h100");
+    assert!(e.steps > 64, "{e:?}");
+    assert!(e.lag_p99_ms < 20.0, "the step clock kept time: {e:?}");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_grows_with_load_and_a_small_cache_preempts_as_metrics_show() {
+    // Llama-3-8B on a T4 (16 GB) does not fit; on an A10 (24 GB) at 80% the KV cache is small:
+    // 19.2 − 16.06 − 1 GB ≈ 2.1 GB, 16,000 tokens. 48 users × (1,000 + 64) tokens need 51,000.
+    let (mut config, mut engine) = sim("llama-3-8b@a10");
+    engine.gpu_memory_utilization = 0.8;
+    config.sim = Some(engine.clone());
+    let server = start(config).await;
+    let url = url_of(&server);
+    let args = |c: &str, n: &str| {
+        vec![
+            "-c".to_owned(),
+            c.to_owned(),
+            "-n".to_owned(),
+            n.to_owned(),
+            "--input-len".to_owned(),
+            "1000".to_owned(),
+            "--output-len".to_owned(),
+            "64".to_owned(),
+        ]
+    };
+    let go = |a: Vec<String>| {
+        let url = url.clone();
+        async move {
+            let a: Vec<&str> = a.iter().map(String::as_str).collect();
+            run(&url, &a).await.unwrap()
+        }
+    };
+    let one = go(args("1", "1")).await;
+    let before = truth(&url).await.engine.unwrap();
+    assert_eq!(before.preemptions, 0, "one user fits: {before:?}");
+    let many = go(args("48", "48")).await;
+    let after = truth(&url).await.engine.unwrap();
+    let (r1, rn) = (&one.report.results, &many.report.results);
+    assert_eq!(
+        rn.requests.successful, 48,
+        "every preempted request still ends"
+    );
+    assert!(
+        after.preemptions > 0,
+        "a cache too small for the batch preempts: {after:?}"
+    );
+    assert!(
+        rn.latency.ttft_ms.mean > 3.0 * r1.latency.ttft_ms.mean,
+        "TTFT rises with load: {} vs {}",
+        rn.latency.ttft_ms.mean,
+        r1.latency.ttft_ms.mean
+    );
+    assert!(
+        rn.throughput.output_tokens_per_s > 4.0 * r1.throughput.output_tokens_per_s,
+        "batching raises throughput: {} vs {}",
+        rn.throughput.output_tokens_per_s,
+        r1.throughput.output_tokens_per_s
+    );
+    let metrics = reqwest_get(&format!("{url}/metrics")).await;
+    for name in [
+        "vllm:num_requests_running{",
+        "vllm:num_requests_waiting{",
+        "vllm:kv_cache_usage_perc{",
+        "vllm:num_preemptions_total{",
+        "vllm:time_to_first_token_seconds_bucket{",
+        "vllm:time_per_output_token_seconds_bucket{",
+        "vllm:e2e_request_latency_seconds_bucket{",
+        "strobe:sim_step_lag_seconds_count{",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
+    }
+    let preempted = metrics
+        .lines()
+        .find(|l| l.starts_with("vllm:num_preemptions_total{"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap();
+    assert_eq!(preempted as u64, after.preemptions);
+    // strobe's own scrape read the engine's preemptions and KV-cache use while the 48 users ran.
+    let m = many.report.server_metrics.as_ref().expect("scraped");
+    assert_eq!(m.engine, "vllm");
+    assert!(
+        m.counters.get("preemptions").copied().unwrap_or(0.0) > 0.0,
+        "{m:?}"
+    );
+    assert!(m.gauges.contains_key("kv_cache_usage"), "{m:?}");
+    server.shutdown().await;
+}
+
+#[test]
+fn strobe_run_without_a_url_benchmarks_the_simulated_engine_and_says_so() {
+    let out = Command::new(env!("CARGO_BIN_EXE_strobe"))
+        .args([
+            "run",
+            "--sim",
+            "qwen2.5-0.5b@l40s",
+            "-c",
+            "2",
+            "-n",
+            "6",
+            "--output-len",
+            "16",
+        ])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("simulated engine") && stderr.contains("qwen2.5-0.5b on 1 × l40s"),
+        "{stderr}"
+    );
+    // The summary is printed with no output file asked for.
+    assert!(
+        stdout.contains("Successful requests:                     6"),
+        "{stdout}"
+    );
+
+    let bad = Command::new(env!("CARGO_BIN_EXE_strobe"))
+        .args(["run", "--sim", "llama-3-8b@t4", "-n", "1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("does not fit on 1 × t4") && err.contains("raise tp"),
+        "{err}"
+    );
+    let bad = Command::new(env!("CARGO_BIN_EXE_strobe"))
+        .args(["run", "--sim", "llama-3-8b@b200", "-n", "1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("no GPU preset `b200`") && err.contains("h100"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_thousand_streams_share_one_step_clock_that_keeps_time() {
+    // Every user in one batch: 5,000 sequences per decode step (≈ 140 ms of simulated H100 time
+    // each), with strobe's client and the server on this machine's two cores.
+    let (mut config, mut engine) = sim("llama-3-8b@h100");
+    engine.max_num_seqs = 5_000;
+    config.sim = Some(engine);
+    let server = start(config).await;
+    let url = url_of(&server);
+    let out = run(
+        &url,
+        &[
+            "-c",
+            "5000",
+            "-n",
+            "5000",
+            "--input-len",
+            "16",
+            "--output-len",
+            "24",
+            "--idle-timeout",
+            "60s",
+        ],
+    )
+    .await
+    .unwrap();
+    let r = &out.report.results;
+    assert_eq!((r.requests.successful, r.requests.failed), (5_000, 0));
+    assert_eq!(r.concurrency.peak_in_flight, 5_000);
+    let e = truth(&url).await.engine.unwrap();
+    eprintln!(
+        "5,000 streams: {} steps, step-clock lag mean {:.3} ms, p50 ≤ {:.3} ms, p99 ≤ {:.3} ms, max {:.3} ms; client TPOT mean {:.1} ms",
+        e.steps, e.lag_mean_ms, e.lag_p50_ms, e.lag_p99_ms, e.lag_max_ms, r.latency.tpot_ms.mean
+    );
+    // Every token of every stream, and strobe's one-token pre-run probe (which the engine serves
+    // like any request; the truth leaves it out).
+    assert!(
+        (5_000 * 24..=5_000 * 24 + 16).contains(&e.generation_tokens),
+        "{e:?}"
+    );
+    // Handing 5,000 tokens over takes the clock thread a few milliseconds per step; a clock that
+    // fell behind would show lag growing towards whole steps (≈ 140 ms).
+    assert!(e.lag_p99_ms < 50.0, "{e:?}");
+    server.shutdown().await;
+}
