@@ -23,6 +23,6 @@ pub mod realtime;
 pub mod shape;
 
 pub use engine::{Engine, EngineConfig, Event, Overheads, Step};
-pub use plan::{closed_loop, Load, Summary};
+pub use plan::{closed_loop, max_users, quantile, Capacity, Load, Summary};
 pub use realtime::{LagStats, RealTime, Sink, Snapshot};
 pub use shape::{Gpu, Model};

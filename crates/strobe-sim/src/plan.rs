@@ -14,6 +14,13 @@ pub struct Load {
     pub requests: u32,
     pub prompt: u32,
     pub output: u32,
+    /// Requests that end first and are left out of the figures: the first wave of a closed loop
+    /// arrives all at once, which no steady state does.
+    pub warmup: u32,
+    /// Seconds over which the users' first requests are spread evenly (0: all at once). Users
+    /// who start together with identical requests stay in lockstep, each wave one burst of
+    /// prefill, which real users are not.
+    pub stagger: f64,
 }
 
 /// What the users saw, in seconds and per second of virtual time.
@@ -32,6 +39,21 @@ pub struct Summary {
     pub preemptions: u64,
     pub steps: u64,
     pub max_running: usize,
+    /// Per measured request, in seconds, in the order they ended.
+    pub ttft_s: Vec<f64>,
+    pub tpot_s: Vec<f64>,
+    pub e2e_s: Vec<f64>,
+}
+
+/// The value at quantile `q` (0–1) of `v`, by nearest rank; 0 for none.
+pub fn quantile(v: &[f64], q: f64) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    if s.is_empty() {
+        return 0.0;
+    }
+    let rank = ((q * s.len() as f64).ceil() as usize).clamp(1, s.len());
+    s[rank - 1]
 }
 
 fn mean(v: &[f64]) -> f64 {
@@ -39,10 +61,7 @@ fn mean(v: &[f64]) -> f64 {
 }
 
 fn p99(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let rank = ((0.99 * s.len() as f64).ceil() as usize).clamp(1, s.len().max(1));
-    s.get(rank - 1).copied().unwrap_or(0.0)
+    quantile(v, 0.99)
 }
 
 /// Runs `load` on an engine of `config` in virtual time. Each request reaches the engine
@@ -62,6 +81,8 @@ pub fn closed_loop(config: &EngineConfig, load: &Load) -> Result<Summary, String
     let mut times: HashMap<u64, (f64, Option<f64>)> = HashMap::new();
     let (mut ttft, mut tpot, mut e2e) = (Vec::new(), Vec::new(), Vec::new());
     let mut max_running = 0;
+    // When the first measured request was sent.
+    let mut measured_from = None;
     let send = |now: f64,
                 sent: &mut u32,
                 in_api: &mut Vec<(f64, Request)>,
@@ -78,8 +99,16 @@ pub fn closed_loop(config: &EngineConfig, load: &Load) -> Result<Summary, String
             },
         ));
     };
-    for _ in 0..load.concurrency.min(load.requests) {
-        send(now, &mut sent, &mut in_api, &mut times);
+    if load.warmup >= load.requests {
+        return Err(format!(
+            "a warm-up of {} requests leaves none of {} to measure",
+            load.warmup, load.requests
+        ));
+    }
+    let first_wave = load.concurrency.min(load.requests);
+    for i in 0..first_wave {
+        let at = load.stagger.max(0.0) * f64::from(i) / f64::from(first_wave);
+        send(at, &mut sent, &mut in_api, &mut times);
     }
     loop {
         let mut k = 0;
@@ -115,14 +144,18 @@ pub fn closed_loop(config: &EngineConfig, load: &Load) -> Result<Summary, String
                 Event::FirstToken(id) => {
                     let t = times.get_mut(&id).expect("sent");
                     t.1 = Some(now);
-                    ttft.push(now - t.0);
                 }
                 Event::Finished(id) => {
                     let (at, first) = times.remove(&id).expect("sent");
                     let first = first.expect("a first token before the end");
-                    e2e.push(now - at);
-                    if load.output > 1 {
-                        tpot.push((now - first) / f64::from(load.output - 1));
+                    // Requests are numbered as sent: the first `warmup` are not measured.
+                    if id >= u64::from(load.warmup) {
+                        measured_from = Some(measured_from.map_or(at, |m: f64| m.min(at)));
+                        ttft.push(first - at);
+                        e2e.push(now - at);
+                        if load.output > 1 {
+                            tpot.push((now - first) / f64::from(load.output - 1));
+                        }
                     }
                     if sent < load.requests {
                         send(now, &mut sent, &mut in_api, &mut times);
@@ -133,18 +166,106 @@ pub fn closed_loop(config: &EngineConfig, load: &Load) -> Result<Summary, String
         }
     }
     let n = e2e.len() as u32;
+    let span = now - measured_from.unwrap_or(0.0);
     Ok(Summary {
         requests: n,
-        duration: now,
+        duration: span,
         ttft_mean: mean(&ttft),
         ttft_p99: p99(&ttft),
         tpot_mean: mean(&tpot),
         e2e_mean: mean(&e2e),
-        requests_per_s: f64::from(n) / now,
-        output_tokens_per_s: f64::from(n) * f64::from(load.output) / now,
-        prompt_tokens_per_s: f64::from(n) * f64::from(load.prompt) / now,
+        requests_per_s: f64::from(n) / span,
+        output_tokens_per_s: f64::from(n) * f64::from(load.output) / span,
+        prompt_tokens_per_s: f64::from(n) * f64::from(load.prompt) / span,
         preemptions: engine.preemptions,
         steps: engine.steps,
         max_running,
+        ttft_s: ttft,
+        tpot_s: tpot,
+        e2e_s: e2e,
+    })
+}
+
+/// The answer of [`max_users`].
+#[derive(Clone, Debug)]
+pub struct Capacity {
+    /// The most users that meet the objectives; 0 when even one does not.
+    pub users: u32,
+    /// The steady state at `users`.
+    pub at: Option<Summary>,
+    /// The fewest users found to miss them, and that steady state (`None` when `max_users`
+    /// meets them: the capacity is at least that).
+    pub above: Option<(u32, Summary)>,
+    /// Loads simulated.
+    pub probes: u32,
+}
+
+/// The most users of a closed loop (each with one request of `prompt` and `output` tokens in
+/// flight) in `1..=max_users` whose steady state `meets` the objectives: doubling, then
+/// bisection, assuming that more users never lower latency. Each probe runs `3 × users + 100`
+/// requests and leaves the first wave of `users` out; the users start spread over the time of
+/// one request alone.
+pub fn max_users(
+    config: &EngineConfig,
+    prompt: u32,
+    output: u32,
+    max_users: u32,
+    meets: impl Fn(&Summary) -> bool,
+) -> Result<Capacity, String> {
+    let mut probes = 0;
+    let mut probe = |users: u32, stagger: f64| {
+        probes += 1;
+        closed_loop(
+            config,
+            &Load {
+                concurrency: users,
+                requests: 3 * users + 100,
+                prompt,
+                output,
+                warmup: users,
+                stagger,
+            },
+        )
+    };
+    let max_users = max_users.max(1);
+    let first = probe(1, 0.0)?;
+    // Users start spread over one request's time alone.
+    let stagger = first.e2e_mean;
+    if !meets(&first) {
+        return Ok(Capacity {
+            users: 0,
+            at: None,
+            above: Some((1, first)),
+            probes,
+        });
+    }
+    let (mut lo, mut lo_at) = (1u32, first);
+    let mut hi: Option<(u32, Summary)> = None;
+    while hi.is_none() && lo < max_users {
+        let next = (lo * 2).min(max_users);
+        let s = probe(next, stagger)?;
+        if meets(&s) {
+            (lo, lo_at) = (next, s);
+        } else {
+            hi = Some((next, s));
+        }
+    }
+    while let Some((h, _)) = &hi {
+        if *h - lo <= 1 {
+            break;
+        }
+        let mid = lo + (*h - lo) / 2;
+        let s = probe(mid, stagger)?;
+        if meets(&s) {
+            (lo, lo_at) = (mid, s);
+        } else {
+            hi = Some((mid, s));
+        }
+    }
+    Ok(Capacity {
+        users: lo,
+        at: Some(lo_at),
+        above: hi,
+        probes,
     })
 }

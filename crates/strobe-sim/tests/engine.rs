@@ -16,6 +16,8 @@ fn load(concurrency: u32, requests: u32, prompt: u32, output: u32) -> Load {
         requests,
         prompt,
         output,
+        warmup: 0,
+        stagger: 0.0,
     }
 }
 
@@ -179,4 +181,31 @@ fn the_real_time_clock_paces_tokens_and_frees_a_request_whose_client_left() {
         "{:?}",
         s.lag
     );
+}
+
+#[test]
+fn the_capacity_search_finds_the_edge_of_the_objective() {
+    let c = llama8b_h100();
+    let limit = 0.2;
+    let meets = |s: &strobe_sim::Summary| strobe_sim::quantile(&s.ttft_s, 0.99) <= limit;
+    let cap = strobe_sim::max_users(&c, 512, 128, 4096, meets).unwrap();
+    let users = cap.users;
+    let (above, miss) = cap
+        .above
+        .clone()
+        .expect("an H100 cannot serve 4,096 users in 200 ms");
+    assert!(users >= 8 && above == users + 1, "{users} / {above}");
+    assert!(meets(cap.at.as_ref().unwrap()) && !meets(&miss));
+    assert!(
+        cap.probes < 30,
+        "doubling then bisection: {} probes",
+        cap.probes
+    );
+    // A slower GPU serves fewer users within the same objective.
+    let a10 = EngineConfig::new(
+        Model::preset("llama-3-8b").unwrap(),
+        Gpu::preset("a10").unwrap(),
+    );
+    let small = strobe_sim::max_users(&a10, 512, 128, 4096, meets).unwrap();
+    assert!(small.users < users / 2, "{} vs {users}", small.users);
 }

@@ -52,6 +52,50 @@ pub enum Command {
     Dataset(DatasetCommand),
     /// List the built-in profiles, or show one (`strobe profiles show NAME`).
     Profiles(ProfilesArgs),
+    /// The simulated engine without a server: capacity planning on its virtual clock.
+    #[command(subcommand)]
+    Sim(SimCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SimCommand {
+    /// For each model × GPU, the most users (a closed loop, one request each in flight) whose
+    /// steady state meets --slo, on the simulated engine's virtual clock: a grid in seconds.
+    Plan(SimPlanArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SimPlanArgs {
+    /// Model presets, comma-separated (llama-3-8b, llama-3.1-70b, llama-2-70b, qwen2.5-7b,
+    /// qwen2.5-0.5b, smollm2-135m).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub model: Vec<String>,
+    /// GPU presets, comma-separated, each GPU or GPUxN for N GPUs in tensor parallel (t4, a10,
+    /// l40s, a100-40gb, a100-80gb, h100, h200; e.g. h100,h100x2).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub gpu: Vec<String>,
+    /// Objectives on the steady state's distributions, as `strobe run --slo` (ttft, tpot, e2e
+    /// with a statistic), e.g. ttft_p99=200ms,tpot_p99=50ms.
+    #[arg(long, required = true)]
+    pub slo: String,
+    /// Prompt tokens per request.
+    #[arg(long, default_value = "512", value_parser = parse_count_u32)]
+    pub input_len: u32,
+    /// Output tokens per request.
+    #[arg(long, default_value = "128", value_parser = parse_count_u32)]
+    pub output_len: u32,
+    /// The most users searched.
+    #[arg(long, default_value = "4096", value_parser = parse_count_u32)]
+    pub max_users: u32,
+    /// The engines' max_num_seqs (vLLM's default 256).
+    #[arg(long, value_parser = parse_count_u32)]
+    pub max_num_seqs: Option<u32>,
+    /// The engines' max_num_batched_tokens (vLLM's default 8192).
+    #[arg(long, value_parser = parse_count_u32)]
+    pub max_num_batched_tokens: Option<u32>,
+    /// Also write the grid as JSON here.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

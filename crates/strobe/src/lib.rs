@@ -13,6 +13,7 @@ mod progress;
 mod results_cmd;
 mod serve_cmd;
 pub mod settings;
+mod sim_cmd;
 mod tui;
 
 pub use commands::{execute, Execution};
@@ -80,6 +81,7 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<i32> {
             cli::Command::Dataset(cli::DatasetCommand::Stats(args)) => dataset_cmd::stats(args),
             cli::Command::Dataset(cli::DatasetCommand::Sample(args)) => dataset_cmd::sample(args),
             cli::Command::Profiles(args) => profiles_cmd::profiles(args),
+            cli::Command::Sim(cli::SimCommand::Plan(args)) => sim_cmd::plan(args),
         }
     })
 }

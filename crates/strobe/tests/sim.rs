@@ -97,6 +97,8 @@ async fn what_strobe_measures_is_what_the_engine_model_predicts() {
                 requests,
                 prompt: 512,
                 output: 64,
+                warmup: 0,
+                stagger: 0.0,
             },
         )
         .unwrap();
@@ -309,4 +311,63 @@ async fn five_thousand_streams_share_one_step_clock_that_keeps_time() {
     // fell behind would show lag growing towards whole steps (≈ 140 ms).
     assert!(e.lag_p99_ms < 50.0, "{e:?}");
     server.shutdown().await;
+}
+
+#[test]
+fn sim_plan_answers_a_grid_and_refuses_what_it_cannot_simulate() {
+    let json = temp_path("plan.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_strobe"))
+        .args([
+            "sim",
+            "plan",
+            "--model",
+            "llama-3-8b,llama-3.1-70b",
+            "--gpu",
+            "a10,h100x4",
+        ])
+        .args(["--slo", "ttft_p99=200ms,tpot_p99=50ms", "-o"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("llama-3.1-70b  1 × a10") && stdout.contains("raise tp"),
+        "{stdout}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let cells = v["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 4);
+    let users = |m: &str, g: &str| {
+        cells
+            .iter()
+            .find(|c| c["model"] == m && c["gpu"] == g)
+            .and_then(|c| c["users"].as_u64())
+    };
+    let (small, big) = (
+        users("llama-3-8b", "a10").unwrap(),
+        users("llama-3-8b", "h100").unwrap(),
+    );
+    assert!(big > 2 * small && small >= 1, "{small} vs {big}");
+    assert_eq!(users("llama-3.1-70b", "a10"), None, "does not fit");
+    let bad = Command::new(env!("CARGO_BIN_EXE_strobe"))
+        .args([
+            "sim",
+            "plan",
+            "--model",
+            "llama-3-8b",
+            "--gpu",
+            "h100",
+            "--slo",
+            "itl_p99=50ms",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(2), "{err}");
+    assert!(err.contains("simulates ttft, tpot and e2e"), "{err}");
 }
