@@ -140,6 +140,15 @@ echo "  single-user TPOT p50 x2 = $slo_ms ms"
   --input-len 32 --output-len 32 -o "$out/search.json" || true
 python3 scripts/check_reports.py search "$out/search.json"
 
+echo "== the simulated engine fitted to vLLM at 1 and 2 users predicts 4 and 8 (issue 13; a sanity bound: docs/sim.md has the figures)"
+for c in 1 2 4 8; do
+  "$strobe" run --url "$url" -q -c "$c" -n $((c * 3 + 6)) --warmup-requests "$c" --input-len 256 --output-len 64 \
+    -o "$out/fit-c$c.json"
+done
+"$strobe" sim fit "$out/fit-c1.json" "$out/fit-c2.json" --sim smollm2-135m@cpu \
+  --predict "$out/fit-c4.json" "$out/fit-c8.json" -o "$out/fit-model.toml" --fail-above 75
+"$strobe" run --sim "$out/fit-model.toml" -q -c 2 -n 4 --input-len 64 --output-len 16 -o "$out/fit-served.json"
+
 echo "== offline (seed 003) and lockstep batches with cost (seed 001)"
 run --offline -n 12 -o "$out/offline.json"
 python3 scripts/check_reports.py offline "$out/offline.json" --requests 12 --output-len 32

@@ -21,7 +21,8 @@ use crate::shape::{Gpu, Model};
 
 /// Times the roofline does not see, in seconds. These are first guesses until fitted to a real
 /// engine.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Overheads {
     /// Each step (scheduling, launching, sampling).
     pub per_step: f64,
@@ -48,7 +49,8 @@ impl Default for Overheads {
 }
 
 /// An engine: a model on `tp` GPUs and the scheduler's settings.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EngineConfig {
     pub model: Model,
     pub gpu: Gpu,
@@ -96,7 +98,7 @@ impl EngineConfig {
     /// An engine from `MODEL@GPU` or `MODEL@GPUxN` (N GPUs, tensor parallel), named by presets,
     /// e.g. `llama-3-8b@h100` or `llama-2-70b@h200x8`.
     pub fn from_spec(spec: &str) -> Result<EngineConfig, String> {
-        let names = |v: Vec<&'static str>| v.join(", ");
+        let names = |v: Vec<String>| v.join(", ");
         let (model, gpu) = spec.split_once('@').ok_or_else(|| {
             format!("`{spec}`: expected MODEL@GPU, e.g. llama-3-8b@h100 (or llama-2-70b@h200x8 for 8 GPUs)")
         })?;
@@ -113,13 +115,13 @@ impl EngineConfig {
         let m = Model::preset(model).ok_or_else(|| {
             format!(
                 "`{spec}`: no model preset `{model}`; the presets are {}",
-                names(Model::presets().iter().map(|m| m.name).collect())
+                names(Model::presets().iter().map(|m| m.name.clone()).collect())
             )
         })?;
         let g = Gpu::preset(gpu).ok_or_else(|| {
             format!(
                 "`{spec}`: no GPU preset `{gpu}`; the presets are {}",
-                names(Gpu::presets().iter().map(|g| g.name).collect())
+                names(Gpu::presets().iter().map(|g| g.name.clone()).collect())
             )
         })?;
         let mut config = EngineConfig::new(m, g);

@@ -15,14 +15,20 @@
 //!
 //! Pure and deterministic: the same inputs give the same timings, to the nanosecond.
 //!
-//! Not here yet (see docs/sim.md): fitting, prefix caching, TOML shapes.
+//! - [`file`]: model files (TOML): custom shapes, and what a fit writes.
+//! - [`fit`]: the overheads and efficiencies that reproduce a real engine's measured closed loops.
+//!
+//! Not here yet (see docs/sim.md): prefix caching.
 
 pub mod engine;
+pub mod file;
+pub mod fit;
 pub mod plan;
 pub mod realtime;
 pub mod shape;
 
 pub use engine::{Engine, EngineConfig, Event, Overheads, Step};
+pub use fit::{fit, Fit, Observed, Residual};
 pub use plan::{closed_loop, max_users, quantile, Capacity, Load, Summary};
 pub use realtime::{LagStats, RealTime, Sink, Snapshot};
 pub use shape::{Gpu, Model};

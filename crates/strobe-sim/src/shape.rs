@@ -5,9 +5,10 @@
 //! memory bandwidth and size, SXM parts where there are several.
 
 /// A decoder-only transformer's shape: what the step time and the KV cache depend on.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Model {
-    pub name: &'static str,
+    pub name: String,
     /// All parameters.
     pub params: f64,
     /// Parameters each token passes through (all of them for a dense model; the shared part and
@@ -37,7 +38,7 @@ impl Model {
     }
 
     fn dense(
-        name: &'static str,
+        name: &str,
         params: f64,
         layers: u32,
         hidden: u32,
@@ -46,7 +47,7 @@ impl Model {
         head_dim: u32,
     ) -> Model {
         Model {
-            name,
+            name: name.to_owned(),
             params,
             active_params: params,
             layers,
@@ -84,9 +85,10 @@ impl Model {
 }
 
 /// One GPU.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Gpu {
-    pub name: &'static str,
+    pub name: String,
     /// Dense BF16 (FP16 on the T4) tensor FLOP/s.
     pub flops: f64,
     /// Dense FP8 tensor FLOP/s, where the GPU has FP8.
@@ -99,8 +101,8 @@ pub struct Gpu {
 
 impl Gpu {
     pub fn presets() -> Vec<Gpu> {
-        let g = |name, tf: f64, fp8: Option<f64>, tbs: f64, gb: f64| Gpu {
-            name,
+        let g = |name: &str, tf: f64, fp8: Option<f64>, tbs: f64, gb: f64| Gpu {
+            name: name.to_owned(),
             flops: tf * 1e12,
             flops_fp8: fp8.map(|f| f * 1e12),
             mem_bw: tbs * 1e12,
@@ -114,6 +116,10 @@ impl Gpu {
             g("a100-80gb", 312.0, None, 2.039, 80.0),
             g("h100", 989.4, Some(1978.9), 3.35, 80.0),
             g("h200", 989.4, Some(1978.9), 4.8, 141.0),
+            // Not a GPU: nominal upper bounds for a small x86 server with AMX (BF16 tiles, about
+            // 2 TFLOP/s for a core or two; 100 GB/s of DRAM), for fitting to an engine on a CPU
+            // such as the test tier's vLLM; the fit's efficiencies say how much of them it gets.
+            g("cpu", 2.0, None, 0.1, 24.0),
         ]
     }
 

@@ -209,3 +209,67 @@ fn the_capacity_search_finds_the_edge_of_the_objective() {
     let small = strobe_sim::max_users(&a10, 512, 128, 4096, meets).unwrap();
     assert!(small.users < users / 2, "{} vs {users}", small.users);
 }
+
+#[test]
+fn a_fit_recovers_an_engine_from_two_loads_and_predicts_the_others() {
+    // The "real" engine: a CPU-like one whose overheads are far from the defaults.
+    let base = EngineConfig::new(
+        Model::preset("smollm2-135m").unwrap(),
+        Gpu::preset("cpu").unwrap(),
+    );
+    let mut truth = base.clone();
+    truth.overheads.per_step = 12e-3;
+    truth.overheads.per_seq = 1.5e-3;
+    truth.overheads.per_layer = 0.0;
+    truth.overheads.per_request_api = 4e-3;
+    truth.flops_efficiency = 0.3;
+    truth.bw_efficiency = 0.5;
+    let observe = |users: u32| {
+        let s = closed_loop(&truth, &load(users, 8 * users, 256, 64)).unwrap();
+        strobe_sim::Observed {
+            label: format!("c={users}"),
+            concurrency: users,
+            requests: 8 * users,
+            warmup: 0,
+            prompt: 256,
+            output: 64,
+            ttft_mean: s.ttft_mean,
+            tpot_mean: s.tpot_mean,
+            output_tokens_per_s: s.output_tokens_per_s,
+        }
+    };
+    let fit = strobe_sim::fit(&base, &[observe(1), observe(2)]).unwrap();
+    for r in &fit.residuals {
+        assert!(r.worst() < 0.02, "fitted points: {r:?}");
+    }
+    let check = strobe_sim::fit::residuals(&fit.config, &[observe(4), observe(8)]).unwrap();
+    for r in &check {
+        assert!(
+            r.worst() < 0.2,
+            "predicted from the fit: {r:?} ({:?})",
+            fit.config.overheads
+        );
+    }
+    // The fitted engine round-trips through a model file.
+    let text = fit.config.to_toml("fitted in a test");
+    assert!(text.starts_with("# fitted in a test\n"), "{text}");
+    assert_eq!(EngineConfig::parse(&text).unwrap(), fit.config);
+}
+
+#[test]
+fn a_model_file_takes_presets_or_custom_shapes_and_names_a_bad_key() {
+    let c =
+        EngineConfig::parse("model = \"llama-3-8b\"\ngpu = \"h100\"\nmax_num_seqs = 64\n").unwrap();
+    assert_eq!((c.model.name.as_str(), c.max_num_seqs), ("llama-3-8b", 64));
+    let custom = "gpu = \"h100\"\n[model]\nname = \"tiny\"\nparams = 1e9\nactive_params = 1e9\nlayers = 16\nhidden = 2048\nheads = 16\nkv_heads = 4\nhead_dim = 128\ndtype_bytes = 2.0\n";
+    assert_eq!(EngineConfig::parse(custom).unwrap().model.layers, 16);
+    let err = EngineConfig::parse("model = \"llama-3-8b\"\ngpu = \"h100\"\nmax_num_seq = 64\n")
+        .unwrap_err();
+    assert!(
+        err.contains("max_num_seq") && err.contains("line 3"),
+        "{err}"
+    );
+    let err = EngineConfig::parse("model = \"llama-3-8b\"\ngpu = \"h100\"\nbw_efficiency = 1.5\n")
+        .unwrap_err();
+    assert!(err.contains("bw_efficiency must be"), "{err}");
+}

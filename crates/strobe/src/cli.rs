@@ -62,6 +62,31 @@ pub enum SimCommand {
     /// For each model × GPU, the most users (a closed loop, one request each in flight) whose
     /// steady state meets --slo, on the simulated engine's virtual clock: a grid in seconds.
     Plan(SimPlanArgs),
+    /// Fit the simulated engine's overheads and efficiencies to a real engine's saved strobe
+    /// reports (closed loops, e.g. -c 1 and -c 2), print the residuals, and write a model file
+    /// that --sim loads; --predict checks the fit on runs it did not see.
+    Fit(SimFitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SimFitArgs {
+    /// Reports (or experiment summaries) of closed-loop runs against the real engine.
+    #[arg(required = true, value_name = "REPORT")]
+    pub reports: Vec<PathBuf>,
+    /// The engine to start from: MODEL@GPU[xN] or a model file (.toml); use the `cpu` GPU preset
+    /// for an engine on a CPU.
+    #[arg(long, value_name = "MODEL@GPU|FILE.toml")]
+    pub sim: String,
+    /// Reports the fit does not see, to show how well it predicts them.
+    #[arg(long, value_name = "REPORT", num_args = 1..)]
+    pub predict: Vec<PathBuf>,
+    /// Write the fitted engine here (TOML), for `--sim FILE.toml`.
+    #[arg(short, long, value_name = "FILE.toml")]
+    pub output: Option<PathBuf>,
+    /// Exit 1 when a --predict run's TTFT, TPOT or throughput is off by more than this many
+    /// percent (a check of the fit, for CI).
+    #[arg(long, value_name = "PERCENT", requires = "predict")]
+    pub fail_above: Option<f64>,
 }
 
 #[derive(Debug, Args)]

@@ -295,7 +295,7 @@ pub fn sim(a: &crate::cli::SimArgs) -> anyhow::Result<Option<strobe_sim::EngineC
         return Ok(None);
     };
     let mut c =
-        strobe_sim::EngineConfig::from_spec(spec).map_err(|e| anyhow::anyhow!("--sim {e}"))?;
+        strobe_sim::EngineConfig::from_arg(spec).map_err(|e| anyhow::anyhow!("--sim {e}"))?;
     if let Some(n) = a.sim_max_num_seqs {
         c.max_num_seqs = n;
     }

@@ -234,3 +234,159 @@ pub fn plan(a: SimPlanArgs) -> anyhow::Result<i32> {
     }
     Ok(exit::OK)
 }
+
+/// A measured closed loop from a saved strobe report (each class of a run, each point of an
+/// experiment).
+fn observed(path: &std::path::Path) -> anyhow::Result<Vec<strobe_sim::Observed>> {
+    let saved = strobe_report::load::read(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut out = Vec::new();
+    for report in saved.reports() {
+        for class in &report.classes {
+            let label = format!(
+                "{}{}{}",
+                path.display(),
+                report
+                    .run
+                    .label
+                    .as_ref()
+                    .map_or(String::new(), |l| format!(" [{l}]")),
+                if report.classes.len() > 1 {
+                    format!(" class {}", class.name)
+                } else {
+                    String::new()
+                }
+            );
+            let (load, r) = (&class.load, &class.results);
+            let Some(users) = load.concurrency.filter(|_| load.schedule == "closed") else {
+                bail!(
+                    "{label}: a {} schedule; a fit takes closed loops (strobe run -c N), whose users the simulation can replay",
+                    load.schedule
+                );
+            };
+            if r.requests.successful == 0 {
+                bail!("{label}: no successful request to fit to");
+            }
+            out.push(strobe_sim::Observed {
+                label,
+                concurrency: users,
+                requests: r.requests.successful as u32,
+                warmup: load.warmup_requests as u32,
+                prompt: r.input_tokens_per_request.mean.round() as u32,
+                output: r.output_tokens_per_request.mean.round() as u32,
+                ttft_mean: r.latency.ttft_ms.mean / 1e3,
+                tpot_mean: r.latency.tpot_ms.mean / 1e3,
+                output_tokens_per_s: r.throughput.output_tokens_per_s,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn residual_table(title: &str, rows: &[strobe_sim::Residual]) {
+    println!("{title}");
+    println!(
+        "  {:<44} {:>5}  {:>21}  {:>21}  {:>23}",
+        "run", "users", "TTFT ms (sim, err)", "TPOT ms (sim, err)", "output tok/s (sim, err)"
+    );
+    let cell = |(m, s): (f64, f64), scale: f64| {
+        format!(
+            "{:.1} ({:.1}, {:+.0}%)",
+            m * scale,
+            s * scale,
+            (s - m) / m * 100.0
+        )
+    };
+    for r in rows {
+        let label: String = if r.label.chars().count() > 44 {
+            let tail: String = r.label.chars().rev().take(43).collect();
+            format!("…{}", tail.chars().rev().collect::<String>())
+        } else {
+            r.label.clone()
+        };
+        println!(
+            "  {:<44} {:>5}  {:>21}  {:>21}  {:>23}",
+            label,
+            r.concurrency,
+            cell(r.ttft, 1e3),
+            cell(r.tpot, 1e3),
+            cell(r.output_tokens_per_s, 1.0)
+        );
+    }
+}
+
+pub fn fit(a: crate::cli::SimFitArgs) -> anyhow::Result<i32> {
+    let base = EngineConfig::from_arg(&a.sim).map_err(|e| anyhow::anyhow!("--sim {e}"))?;
+    let mut points = Vec::new();
+    for p in &a.reports {
+        points.extend(observed(p)?);
+    }
+    let fit = strobe_sim::fit(&base, &points).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let c = &fit.config;
+    println!(
+        "strobe sim fit: {} from {} measured run(s), {} simulations",
+        c.describe(),
+        points.len(),
+        fit.evaluations
+    );
+    println!(
+        "  per step {:.3} ms, per sequence in a step {:.3} ms, per request at the API {:.3} ms, FLOP efficiency {:.3}, bandwidth efficiency {:.3}",
+        c.overheads.per_step * 1e3,
+        c.overheads.per_seq * 1e3,
+        c.overheads.per_request_api * 1e3,
+        c.flops_efficiency,
+        c.bw_efficiency
+    );
+    println!("  rms log error {:.3}\n", fit.rms_log_error);
+    residual_table(
+        "fitted runs (measured, then simulated and its error):",
+        &fit.residuals,
+    );
+    let mut worst_predicted = None;
+    if !a.predict.is_empty() {
+        let mut check = Vec::new();
+        for p in &a.predict {
+            check.extend(observed(p)?);
+        }
+        let rows = strobe_sim::fit::residuals(c, &check).map_err(|e| anyhow::anyhow!("{e}"))?;
+        println!();
+        residual_table(
+            "predicted runs, not fitted (measured, then simulated and its error):",
+            &rows,
+        );
+        worst_predicted = rows.iter().map(|r| r.worst()).reduce(f64::max);
+        if let Some(w) = worst_predicted {
+            println!("  largest prediction error: {:.1}%", w * 100.0);
+        }
+    }
+    if let Some(out) = &a.output {
+        let mut header = format!(
+            "strobe sim fit: {} fitted to {} run(s):\n",
+            c.describe(),
+            points.len()
+        );
+        for r in &fit.residuals {
+            header.push_str(&format!(
+                "  {} ({} users): largest error {:.1}%\n",
+                r.label,
+                r.concurrency,
+                r.worst() * 100.0
+            ));
+        }
+        if let Some(w) = worst_predicted {
+            header.push_str(&format!(
+                "predicting {} other run(s): largest error {:.1}%\n",
+                a.predict.len(),
+                w * 100.0
+            ));
+        }
+        header.push_str("load it with --sim THIS_FILE.toml");
+        std::fs::write(out, c.to_toml(&header))
+            .with_context(|| format!("-o {}: cannot write it", out.display()))?;
+        eprintln!(
+            "written: {} (strobe serve --sim {})",
+            out.display(),
+            out.display()
+        );
+    }
+    Ok(exit::OK)
+}

@@ -371,3 +371,89 @@ fn sim_plan_answers_a_grid_and_refuses_what_it_cannot_simulate() {
     assert_eq!(bad.status.code(), Some(2), "{err}");
     assert!(err.contains("simulates ttft, tpot and e2e"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_fit_recovers_an_engine_from_strobe_reports_of_it() {
+    // The engine to recover: an H100 whose overheads are not the defaults, measured by strobe
+    // over HTTP in real time like any server.
+    let (mut config, mut truth) = sim("llama-3-8b@h100");
+    truth.overheads.per_step = 3e-3;
+    truth.overheads.per_seq = 0.4e-3;
+    truth.overheads.per_request_api = 8e-3;
+    truth.bw_efficiency = 0.6;
+    config.sim = Some(truth);
+    let server = start(config).await;
+    let url = url_of(&server);
+    let mut reports = Vec::new();
+    for users in [1u32, 2, 6] {
+        let path = temp_path(&format!("fit-c{users}.json"));
+        let (c, n, w) = (
+            users.to_string(),
+            (users * 4).to_string(),
+            users.to_string(),
+        );
+        let out = run(
+            &url,
+            &[
+                "-c",
+                &c,
+                "-n",
+                &n,
+                "--warmup-requests",
+                &w,
+                "--input-len",
+                "512",
+                "--output-len",
+                "48",
+            ]
+            .iter()
+            .copied()
+            .chain(["-o", path.to_str().unwrap()])
+            .collect::<Vec<_>>(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(out.exit_code, 0);
+        reports.push(path);
+    }
+    server.shutdown().await;
+    let model = temp_path("fitted.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_strobe"))
+        .args(["sim", "fit"])
+        .args(&reports[..2])
+        .args(["--sim", "llama-3-8b@h100", "--predict"])
+        .arg(&reports[2])
+        .args(["--fail-above", "35", "-o"])
+        .arg(&model)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("predicted runs, not fitted"), "{stdout}");
+    // The model file loads as a --sim engine.
+    let loaded = EngineConfig::load(&model).unwrap();
+    assert_eq!(loaded.model.name, "llama-3-8b");
+    let text = std::fs::read_to_string(&model).unwrap();
+    assert!(
+        text.starts_with("# strobe sim fit: llama-3-8b on 1 × h100"),
+        "{text}"
+    );
+    // A report that is not there is named.
+    let bad = Command::new(env!("CARGO_BIN_EXE_strobe"))
+        .args([
+            "sim",
+            "fit",
+            "/nonexistent/report.json",
+            "--sim",
+            "llama-3-8b@h100",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("/nonexistent/report.json"));
+}

@@ -1,0 +1,253 @@
+//! Fitting the engine to a real one: the overheads and efficiencies that make the simulated
+//! closed loop reproduce measured ones.
+//!
+//! Each measured point is a closed loop (users, requests, mean prompt and output tokens) and what
+//! the users saw (mean TTFT, mean TPOT, output tokens/s). The fit runs the same loads on the
+//! virtual clock and minimises the squared log-ratios of simulated to measured figures (so that a
+//! 10% miss weighs the same on a 20 ms TPOT as on a 2 s TTFT) over five terms: the per-step and
+//! per-sequence overheads, the per-request API overhead and the FLOP and bandwidth efficiencies.
+//! Per-layer and per-output-token overheads are left at zero: for one model they are
+//! indistinguishable from per-step and per-sequence time. Nelder–Mead, in log space, from several
+//! starts; deterministic.
+
+use crate::engine::EngineConfig;
+use crate::plan::{closed_loop, Load, Summary};
+
+/// A measured closed loop.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observed {
+    pub label: String,
+    pub concurrency: u32,
+    /// Measured requests.
+    pub requests: u32,
+    /// Requests sent first and left out of the figures.
+    pub warmup: u32,
+    pub prompt: u32,
+    pub output: u32,
+    /// Seconds.
+    pub ttft_mean: f64,
+    pub tpot_mean: f64,
+    pub output_tokens_per_s: f64,
+}
+
+/// One point's measured and simulated figures.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Residual {
+    pub label: String,
+    pub concurrency: u32,
+    /// (measured, simulated), seconds.
+    pub ttft: (f64, f64),
+    pub tpot: (f64, f64),
+    /// (measured, simulated), tokens/s.
+    pub output_tokens_per_s: (f64, f64),
+}
+
+impl Residual {
+    /// The largest relative error of the three figures.
+    pub fn worst(&self) -> f64 {
+        [self.ttft, self.tpot, self.output_tokens_per_s]
+            .iter()
+            .map(|(m, s)| ((s - m) / m).abs())
+            .fold(0.0, f64::max)
+    }
+}
+
+/// What [`fit`] found.
+#[derive(Clone, Debug)]
+pub struct Fit {
+    pub config: EngineConfig,
+    pub residuals: Vec<Residual>,
+    /// Root mean square of the log-ratios.
+    pub rms_log_error: f64,
+    pub evaluations: u32,
+}
+
+/// The simulated figures of `obs`'s load on `config`.
+pub fn simulate(config: &EngineConfig, obs: &Observed) -> Result<Summary, String> {
+    closed_loop(
+        config,
+        &Load {
+            concurrency: obs.concurrency,
+            requests: obs.requests.max(1) + obs.warmup,
+            prompt: obs.prompt.max(1),
+            output: obs.output.max(1),
+            warmup: obs.warmup,
+            stagger: 0.0,
+        },
+    )
+}
+
+/// Measured against simulated, per point.
+pub fn residuals(config: &EngineConfig, points: &[Observed]) -> Result<Vec<Residual>, String> {
+    points
+        .iter()
+        .map(|o| {
+            let s = simulate(config, o)?;
+            Ok(Residual {
+                label: o.label.clone(),
+                concurrency: o.concurrency,
+                ttft: (o.ttft_mean, s.ttft_mean),
+                tpot: (o.tpot_mean, s.tpot_mean),
+                output_tokens_per_s: (o.output_tokens_per_s, s.output_tokens_per_s),
+            })
+        })
+        .collect()
+}
+
+const TERMS: usize = 5;
+
+fn apply(base: &EngineConfig, x: &[f64; TERMS]) -> EngineConfig {
+    let mut c = base.clone();
+    c.overheads.per_step = x[0].exp();
+    c.overheads.per_seq = x[1].exp();
+    c.overheads.per_request_api = x[2].exp();
+    c.flops_efficiency = x[3].exp().min(1.0);
+    c.bw_efficiency = x[4].exp().min(1.0);
+    c.overheads.per_layer = 0.0;
+    c.overheads.per_output_token = 0.0;
+    c
+}
+
+fn loss(base: &EngineConfig, points: &[Observed], x: &[f64; TERMS]) -> f64 {
+    let c = apply(base, x);
+    let mut sum = 0.0;
+    for o in points {
+        let Ok(s) = simulate(&c, o) else {
+            return f64::INFINITY;
+        };
+        let mut term = |sim: f64, meas: f64| {
+            if meas > 0.0 && sim > 0.0 {
+                sum += (sim / meas).ln().powi(2);
+            }
+        };
+        term(s.ttft_mean, o.ttft_mean);
+        if o.output > 1 {
+            term(s.tpot_mean, o.tpot_mean);
+        }
+        term(s.output_tokens_per_s, o.output_tokens_per_s);
+    }
+    // Efficiencies above 1 are not physical: push them back.
+    let over: f64 = x[3].max(0.0) + x[4].max(0.0);
+    sum + over * over * 10.0
+}
+
+/// Nelder–Mead from `start` with initial steps `step`.
+fn nelder_mead(
+    f: &mut dyn FnMut(&[f64; TERMS]) -> f64,
+    start: [f64; TERMS],
+    step: f64,
+    iterations: u32,
+) -> ([f64; TERMS], f64) {
+    let mut simplex: Vec<([f64; TERMS], f64)> = Vec::with_capacity(TERMS + 1);
+    simplex.push((start, f(&start)));
+    for i in 0..TERMS {
+        let mut p = start;
+        p[i] += step;
+        simplex.push((p, f(&p)));
+    }
+    for _ in 0..iterations {
+        simplex.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let (best, worst) = (simplex[0].1, simplex[TERMS].1);
+        if (worst - best).abs() < 1e-10 {
+            break;
+        }
+        let mut centroid = [0.0; TERMS];
+        for (p, _) in &simplex[..TERMS] {
+            for i in 0..TERMS {
+                centroid[i] += p[i] / TERMS as f64;
+            }
+        }
+        let towards = |t: f64| {
+            let mut p = [0.0; TERMS];
+            for i in 0..TERMS {
+                p[i] = centroid[i] + t * (simplex[TERMS].0[i] - centroid[i]);
+            }
+            p
+        };
+        let reflected = towards(-1.0);
+        let fr = f(&reflected);
+        if fr < simplex[0].1 {
+            let expanded = towards(-2.0);
+            let fe = f(&expanded);
+            simplex[TERMS] = if fe < fr {
+                (expanded, fe)
+            } else {
+                (reflected, fr)
+            };
+        } else if fr < simplex[TERMS - 1].1 {
+            simplex[TERMS] = (reflected, fr);
+        } else {
+            let contracted = towards(if fr < simplex[TERMS].1 { -0.5 } else { 0.5 });
+            let fc = f(&contracted);
+            if fc < simplex[TERMS].1.min(fr) {
+                simplex[TERMS] = (contracted, fc);
+            } else {
+                let best = simplex[0].0;
+                for (p, v) in simplex.iter_mut().skip(1) {
+                    for i in 0..TERMS {
+                        p[i] = best[i] + 0.5 * (p[i] - best[i]);
+                    }
+                    *v = f(p);
+                }
+            }
+        }
+    }
+    simplex.sort_by(|a, b| a.1.total_cmp(&b.1));
+    simplex[0]
+}
+
+/// Fits `base`'s overheads and efficiencies to `points` (at least two loads, ideally of
+/// different concurrency, so that per-sequence cost can be told from per-step cost).
+pub fn fit(base: &EngineConfig, points: &[Observed]) -> Result<Fit, String> {
+    if points.is_empty() {
+        return Err("nothing to fit: give at least one measured run".into());
+    }
+    for o in points {
+        if !(o.ttft_mean > 0.0 && o.output_tokens_per_s > 0.0) || o.concurrency == 0 {
+            return Err(format!(
+                "{}: no usable figures (TTFT {} s, {} output tokens/s, {} users)",
+                o.label, o.ttft_mean, o.output_tokens_per_s, o.concurrency
+            ));
+        }
+    }
+    simulate(base, &points[0])?;
+    let mut evaluations = 0u32;
+    let mut f = |x: &[f64; TERMS]| {
+        evaluations += 1;
+        loss(base, points, x)
+    };
+    let o = &base.overheads;
+    let first = [
+        o.per_step.max(1e-6).ln(),
+        o.per_seq.max(1e-7).ln(),
+        o.per_request_api.max(1e-6).ln(),
+        base.flops_efficiency.ln(),
+        base.bw_efficiency.ln(),
+    ];
+    // Starts spread over orders of magnitude: the step's overhead may be microseconds (a GPU's
+    // graphs) or tens of milliseconds (a CPU's Python loop).
+    let mut best = (first, f64::INFINITY);
+    for shift in [0.0, 3.0, -3.0, 5.0] {
+        let mut start = first;
+        start[0] += shift;
+        start[1] += shift;
+        start[2] += shift / 2.0;
+        let (x, _) = nelder_mead(&mut f, start, 1.0, 400);
+        let (x, v) = nelder_mead(&mut f, x, 0.2, 300);
+        if v < best.1 {
+            best = (x, v);
+        }
+    }
+    let config = apply(base, &best.0);
+    let residuals = residuals(&config, points)?;
+    let n: usize = points
+        .iter()
+        .map(|o| if o.output > 1 { 3 } else { 2 })
+        .sum();
+    Ok(Fit {
+        config,
+        residuals,
+        rms_log_error: (best.1 / n as f64).sqrt(),
+        evaluations,
+    })
+}
