@@ -124,8 +124,14 @@ impl EngineConfig {
                 names(Gpu::presets().iter().map(|g| g.name.clone()).collect())
             )
         })?;
+        let on_cpu = g.name == "cpu";
         let mut config = EngineConfig::new(m, g);
         config.tp = tp;
+        if on_cpu {
+            // vLLM's own defaults on a CPU (its API server): 2,048 batched tokens, 128 sequences.
+            config.max_num_batched_tokens = 2048;
+            config.max_num_seqs = 128;
+        }
         config.kv_blocks()?;
         Ok(config)
     }
@@ -445,7 +451,7 @@ impl Engine {
         let bytes = if batch.is_empty() {
             0.0
         } else {
-            m.weight_bytes() + (context + t) * m.kv_bytes_per_token()
+            m.weight_read_bytes(tokens) + (context + t) * m.kv_bytes_per_token()
         };
         let memory = bytes / (tp * c.gpu.mem_bw * c.bw_efficiency);
         let allreduce = if c.tp > 1 && tokens > 0 {

@@ -13,7 +13,9 @@
 //!   its tokens at the end of the step that made them (what `strobe serve --sim` streams from),
 //!   reporting how late it kept to its plan.
 //!
-//! Pure and deterministic: the same inputs give the same timings, to the nanosecond.
+//! The engine and the virtual clock are pure and deterministic: the same inputs give the same
+//! timings, to the nanosecond. The real-time clock keeps to the same step times and reports how
+//! late it handed each step's tokens over.
 //!
 //! - [`file`]: model files (TOML): custom shapes, and what a fit writes.
 //! - [`fit`]: the overheads and efficiencies that reproduce a real engine's measured closed loops.

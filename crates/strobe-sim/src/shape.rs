@@ -21,12 +21,33 @@ pub struct Model {
     pub head_dim: u32,
     /// Bytes per weight and per KV-cache element (2 for BF16/FP16, 1 for FP8).
     pub dtype_bytes: f64,
+    /// A mixture of experts: experts per layer, and how many each token is routed to (0 for a
+    /// dense model).
+    #[serde(default)]
+    pub experts: u32,
+    #[serde(default)]
+    pub experts_per_token: u32,
 }
 
 impl Model {
     /// Bytes of weights.
     pub fn weight_bytes(&self) -> f64 {
         self.params * self.dtype_bytes
+    }
+
+    /// Bytes of weights a step of `tokens` tokens reads: all of a dense model's; of a mixture of
+    /// experts, the shared part and the experts the tokens are routed to (each token picks
+    /// `experts_per_token` of `experts` at random, so a batch of T touches a share
+    /// 1 − (1 − k/E)^T of them).
+    pub fn weight_read_bytes(&self, tokens: u32) -> f64 {
+        let (e, k) = (f64::from(self.experts), f64::from(self.experts_per_token));
+        if self.experts == 0 || self.experts_per_token == 0 || e <= k {
+            return self.weight_bytes();
+        }
+        let per_expert = (self.params - self.active_params) / (e - k);
+        let shared = self.active_params - k * per_expert;
+        let touched = 1.0 - (1.0 - k / e).powf(f64::from(tokens.max(1)));
+        (shared + e * per_expert * touched) * self.dtype_bytes
     }
 
     /// KV-cache bytes one token takes, all layers (keys and values).
@@ -56,6 +77,8 @@ impl Model {
             kv_heads,
             head_dim,
             dtype_bytes: 2.0,
+            experts: 0,
+            experts_per_token: 0,
         }
     }
 
@@ -74,6 +97,14 @@ impl Model {
             Model::dense("qwen2.5-0.5b", 0.49e9, 24, 896, 14, 2, 64),
             // HuggingFaceTB/SmolLM2-135M
             Model::dense("smollm2-135m", 0.135e9, 30, 576, 9, 3, 64),
+            // mistralai/Mixtral-8x7B-v0.1: 8 experts, 2 per token; 46.7B parameters, 12.9B
+            // active (its model card).
+            Model {
+                active_params: 12.9e9,
+                experts: 8,
+                experts_per_token: 2,
+                ..Model::dense("mixtral-8x7b", 46.7e9, 32, 4096, 32, 8, 128)
+            },
         ]
     }
 

@@ -273,3 +273,31 @@ fn a_model_file_takes_presets_or_custom_shapes_and_names_a_bad_key() {
         .unwrap_err();
     assert!(err.contains("bw_efficiency must be"), "{err}");
 }
+
+#[test]
+fn a_mixture_of_experts_reads_its_active_experts_at_batch_one_and_all_of_them_when_full() {
+    let m = Model::preset("mixtral-8x7b").unwrap();
+    let (one, full) = (m.weight_read_bytes(1), m.weight_read_bytes(256));
+    // One token reads the shared weights and 2 of 8 experts: the active 12.9B parameters.
+    assert!((one / 2.0 - 12.9e9).abs() < 0.01 * 12.9e9, "{one}");
+    assert!((full - m.weight_bytes()).abs() < 1e-6 * full, "{full}");
+    let mut c = EngineConfig::new(m, Gpu::preset("h100").unwrap());
+    c.tp = 2;
+    let mut e = Engine::new(c).unwrap();
+    e.add(Request {
+        id: 0,
+        prompt: 64,
+        output: 4,
+    })
+    .unwrap();
+    e.step().unwrap();
+    let decode = e.step().unwrap();
+    // Batch-1 decode is bound by the active weights' read over two GPUs, not all 93 GB.
+    let active_floor = 25.8e9 / (2.0 * 3.35e12);
+    assert!(decode.duration >= active_floor, "{}", decode.duration);
+    assert!(
+        decode.memory < 93.4e9 / (2.0 * 3.35e12),
+        "{}",
+        decode.memory
+    );
+}

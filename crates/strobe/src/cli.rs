@@ -92,7 +92,7 @@ pub struct SimFitArgs {
 #[derive(Debug, Args)]
 pub struct SimPlanArgs {
     /// Model presets, comma-separated (llama-3-8b, llama-3.1-70b, llama-2-70b, qwen2.5-7b,
-    /// qwen2.5-0.5b, smollm2-135m).
+    /// qwen2.5-0.5b, smollm2-135m, mixtral-8x7b).
     #[arg(long, value_delimiter = ',', required = true)]
     pub model: Vec<String>,
     /// GPU presets, comma-separated, each GPU or GPUxN for N GPUs in tensor parallel (t4, a10,
@@ -899,8 +899,9 @@ pub struct SimArgs {
     /// Simulate MODEL@GPU, or MODEL@GPUxN on N GPUs (tensor parallel), from the presets, e.g.
     /// llama-3-8b@h100 or llama-2-70b@h200x8: a vLLM-like engine (chunked prefill, paged KV cache,
     /// preemption) stepped in real time, one step clock for all streams. Presets: models
-    /// llama-3-8b, llama-3.1-70b, llama-2-70b, qwen2.5-7b, qwen2.5-0.5b, smollm2-135m; GPUs t4,
-    /// a10, l40s, a100-40gb, a100-80gb, h100, h200.
+    /// llama-3-8b, llama-3.1-70b, llama-2-70b, qwen2.5-7b, qwen2.5-0.5b, smollm2-135m, mixtral-8x7b; GPUs t4,
+    /// a10, l40s, a100-40gb, a100-80gb, h100, h200 (and cpu, nominal, for fitting to an engine on a CPU).
+    /// Or a model file (.toml, docs/sim.md), e.g. one `strobe sim fit` wrote.
     #[arg(long, value_name = "MODEL@GPU", help_heading = "Simulated engine")]
     pub sim: Option<String>,
     /// The simulated engine's max_num_seqs (vLLM's default 256).
@@ -928,24 +929,24 @@ pub struct ServeArgs {
     #[arg(long, default_value = "strobe-sim")]
     pub model: String,
     /// Time to first token.
-    #[arg(long, default_value = "50ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "50ms", value_parser = parse_duration, conflicts_with = "sim")]
     pub ttft: Duration,
     /// Time between tokens.
-    #[arg(long, default_value = "10ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "10ms", value_parser = parse_duration, conflicts_with = "sim")]
     pub itl: Duration,
     /// Uniform jitter added to each delay, ±this.
-    #[arg(long, default_value = "0ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "0ms", value_parser = parse_duration, conflicts_with = "sim")]
     pub jitter: Duration,
     /// Load-dependent timing: at most this many requests are served at once; the rest wait in a
     /// first-come queue (their wait is part of their TTFT), as an engine's max_num_seqs.
-    #[arg(long, value_parser = parse_count_u32)]
+    #[arg(long, value_parser = parse_count_u32, conflicts_with = "sim")]
     pub max_running: Option<u32>,
     /// Load-dependent timing: each token gap grows by this much per other stream being served
     /// (ITL = --itl + this × (running − 1)), as decode steps do with batch size.
-    #[arg(long, default_value = "0ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "0ms", value_parser = parse_duration, conflicts_with = "sim")]
     pub itl_per_stream: Duration,
     /// Load-dependent timing: time to first token grows by this much per prompt token (prefill).
-    #[arg(long, default_value = "0ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "0ms", value_parser = parse_duration, conflicts_with = "sim")]
     pub prefill_per_token: Duration,
     /// Output tokens of every response (default: the request's max_tokens).
     #[arg(long, value_parser = parse_count_u32)]
