@@ -73,6 +73,7 @@ pub fn simulate(config: &EngineConfig, obs: &Observed) -> Result<Summary, String
             output: obs.output.max(1),
             warmup: obs.warmup,
             stagger: 0.0,
+            rate: None,
         },
     )
 }

@@ -21,6 +21,9 @@ pub struct Load {
     /// who start together with identical requests stay in lockstep, each wave one burst of
     /// prefill, which real users are not.
     pub stagger: f64,
+    /// An open loop instead: requests sent at this rate (per second, Poisson arrivals from a
+    /// fixed seed), whatever is in flight; `concurrency` and `stagger` are then unused.
+    pub rate: Option<f64>,
 }
 
 /// What the users saw, in seconds and per second of virtual time.
@@ -68,8 +71,15 @@ fn p99(v: &[f64]) -> f64 {
 /// `per_request_api` after it is sent; its tokens reach the user at the end of the step that
 /// made them.
 pub fn closed_loop(config: &EngineConfig, load: &Load) -> Result<Summary, String> {
-    if load.concurrency == 0 || load.requests == 0 {
+    if (load.concurrency == 0 && load.rate.is_none()) || load.requests == 0 {
         return Err("a load needs at least one user and one request".into());
+    }
+    if let Some(r) = load.rate {
+        if !(r.is_finite() && r > 0.0) {
+            return Err(format!(
+                "a rate must be a positive number of requests per second, got {r}"
+            ));
+        }
     }
     let api = config.overheads.per_request_api;
     let mut engine = Engine::new(config.clone())?;
@@ -105,10 +115,26 @@ pub fn closed_loop(config: &EngineConfig, load: &Load) -> Result<Summary, String
             load.warmup, load.requests
         ));
     }
-    let first_wave = load.concurrency.min(load.requests);
-    for i in 0..first_wave {
-        let at = load.stagger.max(0.0) * f64::from(i) / f64::from(first_wave);
-        send(at, &mut sent, &mut in_api, &mut times);
+    if let Some(rate) = load.rate {
+        // Every request at its Poisson instant (exponential gaps from a splitmix64 stream).
+        let mut at = 0.0;
+        let mut z = 0u64;
+        for _ in 0..load.requests {
+            z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut x = z;
+            x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            x ^= x >> 31;
+            let u = ((x >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+            send(at, &mut sent, &mut in_api, &mut times);
+            at += -u.ln() / rate;
+        }
+    } else {
+        let first_wave = load.concurrency.min(load.requests);
+        for i in 0..first_wave {
+            let at = load.stagger.max(0.0) * f64::from(i) / f64::from(first_wave);
+            send(at, &mut sent, &mut in_api, &mut times);
+        }
     }
     loop {
         let mut k = 0;
@@ -224,6 +250,7 @@ pub fn max_users(
                 output,
                 warmup: users,
                 stagger,
+                rate: None,
             },
         )
     };
@@ -268,4 +295,88 @@ pub fn max_users(
         above: hi,
         probes,
     })
+}
+
+/// The highest request rate (an open loop of Poisson arrivals) in `(0, max_rate]` whose steady
+/// state `meets` the objectives, to 2%: doubling from a tenth of a request per second, then
+/// bisection, assuming a higher rate never lowers latency. Each probe sends `60 s × rate`
+/// requests (at least 200) and leaves the first 10% out.
+pub fn max_rate(
+    config: &EngineConfig,
+    prompt: u32,
+    output: u32,
+    max_rate: f64,
+    meets: impl Fn(&Summary) -> bool,
+) -> Result<RateCapacity, String> {
+    let mut probes = 0;
+    let mut probe = |rate: f64| {
+        probes += 1;
+        let requests = ((60.0 * rate) as u32).clamp(200, 200_000);
+        closed_loop(
+            config,
+            &Load {
+                concurrency: 0,
+                requests,
+                prompt,
+                output,
+                warmup: requests / 10,
+                stagger: 0.0,
+                rate: Some(rate),
+            },
+        )
+    };
+    let mut lo: Option<(f64, Summary)> = None;
+    let mut hi: Option<(f64, Summary)> = None;
+    let mut rate = 0.1f64.min(max_rate);
+    loop {
+        let s = probe(rate)?;
+        if meets(&s) {
+            lo = Some((rate, s));
+            if rate >= max_rate {
+                break;
+            }
+            rate = (rate * 2.0).min(max_rate);
+        } else {
+            hi = Some((rate, s));
+            break;
+        }
+    }
+    if lo.is_none() {
+        return Ok(RateCapacity {
+            rate: 0.0,
+            at: None,
+            above: hi,
+            probes,
+        });
+    }
+    while let (Some((l, _)), Some((h, _))) = (&lo, &hi) {
+        if h / l < 1.02 {
+            break;
+        }
+        let mid = (l * h).sqrt();
+        let s = probe(mid)?;
+        if meets(&s) {
+            lo = Some((mid, s));
+        } else {
+            hi = Some((mid, s));
+        }
+    }
+    let (rate, at) = lo.expect("set above");
+    Ok(RateCapacity {
+        rate,
+        at: Some(at),
+        above: hi,
+        probes,
+    })
+}
+
+/// The answer of [`max_rate`].
+#[derive(Clone, Debug)]
+pub struct RateCapacity {
+    /// Requests per second sent at the highest rate found to meet the objectives (0: none).
+    pub rate: f64,
+    pub at: Option<Summary>,
+    /// The lowest rate found to miss them, with its steady state (`None`: `max_rate` meets them).
+    pub above: Option<(f64, Summary)>,
+    pub probes: u32,
 }

@@ -18,6 +18,7 @@ fn load(concurrency: u32, requests: u32, prompt: u32, output: u32) -> Load {
         output,
         warmup: 0,
         stagger: 0.0,
+        rate: None,
     }
 }
 
@@ -300,4 +301,28 @@ fn a_mixture_of_experts_reads_its_active_experts_at_batch_one_and_all_of_them_wh
         "{}",
         decode.memory
     );
+}
+
+#[test]
+fn the_rate_search_finds_the_edge_and_a_faster_gpu_takes_more() {
+    let meets = |s: &strobe_sim::Summary| strobe_sim::quantile(&s.ttft_s, 0.99) <= 0.3;
+    let h100 = strobe_sim::max_rate(&llama8b_h100(), 512, 128, 1000.0, meets).unwrap();
+    let (above, miss) = h100.above.clone().expect("an H100 cannot take 1,000 req/s");
+    assert!(
+        above / h100.rate <= 1.021 && above > h100.rate,
+        "{} / {above}",
+        h100.rate
+    );
+    assert!(meets(h100.at.as_ref().unwrap()) && !meets(&miss));
+    // What the engine served keeps up with what was sent, below capacity.
+    let served = h100.at.as_ref().unwrap().requests_per_s;
+    assert!(
+        (served - h100.rate).abs() < 0.1 * h100.rate,
+        "{served} vs {}",
+        h100.rate
+    );
+    let mut h200 = llama8b_h100();
+    h200.gpu = Gpu::preset("h200").unwrap();
+    let faster = strobe_sim::max_rate(&h200, 512, 128, 1000.0, meets).unwrap();
+    assert!(faster.rate > h100.rate, "{} vs {}", faster.rate, h100.rate);
 }

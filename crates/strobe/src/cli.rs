@@ -68,6 +68,12 @@ pub enum SimCommand {
     Fit(SimFitArgs),
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PlanBy {
+    Users,
+    Rate,
+}
+
 #[derive(Debug, Args)]
 pub struct SimFitArgs {
     /// Reports (or experiment summaries) of closed-loop runs against the real engine.
@@ -109,9 +115,16 @@ pub struct SimPlanArgs {
     /// Output tokens per request.
     #[arg(long, default_value = "128", value_parser = parse_count_u32)]
     pub output_len: u32,
-    /// The most users searched.
+    /// What capacity is: `users` (a closed loop, each user sending its next request when the
+    /// last ends, without think time) or `rate` (requests per second, Poisson arrivals).
+    #[arg(long, value_enum, default_value = "users")]
+    pub by: PlanBy,
+    /// The most users searched (--by users).
     #[arg(long, default_value = "4096", value_parser = parse_count_u32)]
     pub max_users: u32,
+    /// The highest rate searched, requests per second (--by rate).
+    #[arg(long, default_value = "1000")]
+    pub max_rate: f64,
     /// The engines' max_num_seqs (vLLM's default 256).
     #[arg(long, value_parser = parse_count_u32)]
     pub max_num_seqs: Option<u32>,

@@ -7,7 +7,7 @@ use strobe_metrics::slo::{SloMetric, SloStat};
 use strobe_metrics::SloTarget;
 use strobe_sim::{quantile, EngineConfig, Summary};
 
-use crate::cli::SimPlanArgs;
+use crate::cli::{PlanBy, SimPlanArgs};
 use crate::exit;
 
 /// One cell of the grid.
@@ -16,8 +16,12 @@ struct Cell {
     model: String,
     gpu: String,
     tp: u32,
-    /// The most users that meet every SLO (0: not even one); `None` when the model does not fit.
+    /// The most users that meet every SLO (0: not even one), with `--by users`.
     users: Option<u32>,
+    /// The highest request rate sent that meets every SLO (0: none), with `--by rate`.
+    rate: Option<f64>,
+    /// False when the model does not fit on the GPUs.
+    fits: bool,
     /// `true` when --max-users itself meets them (the capacity is at least that).
     at_least: bool,
     kv_cache_tokens: Option<u64>,
@@ -78,6 +82,12 @@ pub fn plan(a: SimPlanArgs) -> anyhow::Result<i32> {
     if a.output_len == 0 {
         bail!("--output-len must be at least 1");
     }
+    if !(a.max_rate.is_finite() && a.max_rate > 0.0) {
+        bail!(
+            "--max-rate must be a positive number of requests per second, got {}",
+            a.max_rate
+        );
+    }
     let mut cells = Vec::new();
     for model in &a.model {
         for gpu in &a.gpu {
@@ -93,6 +103,8 @@ pub fn plan(a: SimPlanArgs) -> anyhow::Result<i32> {
                         gpu: g.to_owned(),
                         tp,
                         users: None,
+                        rate: None,
+                        fits: false,
                         at_least: false,
                         kv_cache_tokens: None,
                         requests_per_s: None,
@@ -116,27 +128,46 @@ pub fn plan(a: SimPlanArgs) -> anyhow::Result<i32> {
                 .map(|b| b * u64::from(config.block_size))
                 .ok();
             let meets = |s: &Summary| slos.iter().all(|t| value_ms(t, s) <= t.limit_ms);
-            let cap = strobe_sim::max_users(&config, a.input_len, a.output_len, a.max_users, meets)
-                .map_err(|e| anyhow::anyhow!("{spec}: {e}"))?;
-            let limited_by = cap.above.as_ref().map(|(n, s)| {
+            // (users or requests/s found, its steady state, the first load up that missed)
+            let (found, at, above) = if a.by == PlanBy::Rate {
+                let cap =
+                    strobe_sim::max_rate(&config, a.input_len, a.output_len, a.max_rate, meets)
+                        .map_err(|e| anyhow::anyhow!("{spec}: {e}"))?;
+                (
+                    cap.rate,
+                    cap.at,
+                    cap.above.map(|(r, s)| (format!("{r:.2} req/s"), s)),
+                )
+            } else {
+                let cap =
+                    strobe_sim::max_users(&config, a.input_len, a.output_len, a.max_users, meets)
+                        .map_err(|e| anyhow::anyhow!("{spec}: {e}"))?;
+                (
+                    f64::from(cap.users),
+                    cap.at,
+                    cap.above.map(|(n, s)| (format!("{n} users"), s)),
+                )
+            };
+            let limited_by = above.as_ref().map(|(n, s)| {
                 let missed: Vec<String> = slos
                     .iter()
                     .filter(|t| value_ms(t, s) > t.limit_ms)
                     .map(|t| format!("{} {:.1} ms > {} ms", t.name(), value_ms(t, s), t.limit_ms))
                     .collect();
-                format!("{} at {n} users", missed.join(", "))
+                format!("{} at {n}", missed.join(", "))
             });
             cells.push(Cell {
                 model: config.model.name.to_owned(),
                 gpu: config.gpu.name.to_owned(),
                 tp: config.tp,
-                users: Some(cap.users),
-                at_least: cap.above.is_none(),
+                users: (a.by == PlanBy::Users).then_some(found as u32),
+                rate: (a.by == PlanBy::Rate).then_some(found),
+                fits: true,
+                at_least: above.is_none(),
                 kv_cache_tokens: kv_tokens,
-                requests_per_s: cap.at.as_ref().map(|s| s.requests_per_s),
-                output_tokens_per_s: cap.at.as_ref().map(|s| s.output_tokens_per_s),
-                at: cap
-                    .at
+                requests_per_s: at.as_ref().map(|s| s.requests_per_s),
+                output_tokens_per_s: at.as_ref().map(|s| s.output_tokens_per_s),
+                at: at
                     .as_ref()
                     .map(|s| slos.iter().map(|t| (t.name(), value_ms(t, s))).collect())
                     .unwrap_or_default(),
@@ -150,16 +181,23 @@ pub fn plan(a: SimPlanArgs) -> anyhow::Result<i32> {
         .map(|t| format!("{}={}ms", t.name(), t.limit_ms))
         .collect();
     println!(
-        "strobe sim plan: {} prompt + {} output tokens per request, users in a closed loop (steady state, first wave left out), SLO {}",
+        "strobe sim plan: {} prompt + {} output tokens per request, {}, SLO {}",
         a.input_len,
         a.output_len,
+        match a.by {
+            PlanBy::Users => "users in a closed loop without think time (steady state, first wave left out)",
+            PlanBy::Rate => "Poisson arrivals at the highest rate found to 2% (steady state, first 10% left out)",
+        },
         slo_text.join(", ")
     );
     println!("simulated with the engine model's default (unfitted) overheads: a model, not a measurement (docs/sim.md)\n");
     let mut header = vec![
         "model".to_owned(),
         "GPUs".to_owned(),
-        "users".to_owned(),
+        match a.by {
+            PlanBy::Users => "users".to_owned(),
+            PlanBy::Rate => "max rate".to_owned(),
+        },
         "req/s".to_owned(),
         "output tok/s".to_owned(),
     ];
@@ -168,7 +206,12 @@ pub fn plan(a: SimPlanArgs) -> anyhow::Result<i32> {
     let mut rows = vec![header];
     for c in &cells {
         let mut row = vec![c.model.clone(), format!("{} × {}", c.tp, c.gpu)];
-        match c.users {
+        let found = match (c.users, c.rate) {
+            (Some(u), _) => Some(u.to_string()),
+            (_, Some(r)) => Some(format!("{r:.2}")),
+            _ => None,
+        };
+        match found.filter(|_| c.fits) {
             None => {
                 row.push("-".into());
                 row.push("-".into());
@@ -193,7 +236,10 @@ pub fn plan(a: SimPlanArgs) -> anyhow::Result<i32> {
                     row.extend(c.at.iter().map(|(_, v)| format!("{v:.1}")));
                 }
                 row.push(match (&c.limited_by, c.at_least) {
-                    (_, true) => format!("--max-users {}", a.max_users),
+                    (_, true) => match a.by {
+                        PlanBy::Users => format!("--max-users {}", a.max_users),
+                        PlanBy::Rate => format!("--max-rate {}", a.max_rate),
+                    },
                     (Some(l), _) => l.clone(),
                     (None, _) => String::new(),
                 });
@@ -225,7 +271,9 @@ pub fn plan(a: SimPlanArgs) -> anyhow::Result<i32> {
             "input_len": a.input_len,
             "output_len": a.output_len,
             "slo": slo_text,
+            "by": match a.by { PlanBy::Users => "users", PlanBy::Rate => "rate" },
             "max_users": a.max_users,
+            "max_rate": a.max_rate,
             "cells": cells,
         });
         std::fs::write(path, serde_json::to_vec_pretty(&json)?)

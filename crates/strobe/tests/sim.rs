@@ -99,6 +99,7 @@ async fn what_strobe_measures_is_what_the_engine_model_predicts() {
                 output: 64,
                 warmup: 0,
                 stagger: 0.0,
+                rate: None,
             },
         )
         .unwrap();
