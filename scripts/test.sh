@@ -14,6 +14,9 @@ if [ "${STROBE_SKIP_VLLM:-0}" = "1" ]; then
 else
   scripts/setup-vllm.sh
   scripts/setup-postgres.sh
+  echo "=== [${SECONDS}s] the Rust test suite"
   STROBE_REQUIRE_REAL_TOKENIZERS=1 STROBE_REQUIRE_POSTGRES=1 cargo test --workspace --locked
+  echo "=== [${SECONDS}s] the real-vLLM tier"
   scripts/test-vllm.sh
+  echo "=== [${SECONDS}s] tests done"
 fi
