@@ -679,10 +679,7 @@ async fn completion(
         feed.done = true;
         truth.stream_ended();
         truth.record_whole(received.elapsed());
-        return json_response(
-            StatusCode::OK,
-            String::from_utf8_lossy(&plan.render_whole()).into_owned(),
-        );
+        return whole_response(plan.render_whole(), fault);
     }
 
     // With a running cap, wait (first come, first served) for a slot; the wait is part of TTFT.
@@ -714,30 +711,7 @@ async fn completion(
         truth.stream_ended();
         drop(slot);
         truth.record_whole(received.elapsed());
-        let half = body.slice(..body.len() / 2);
-        let faulty = |b: SimBody| {
-            Response::builder()
-                .status(StatusCode::OK)
-                .header("content-type", "application/json")
-                .body(b)
-                .expect("valid response")
-        };
-        return match fault {
-            Some(Fault::Cut) => faulty(SimBody::Broken(
-                Some(half),
-                Box::pin(tokio::time::sleep(std::time::Duration::from_millis(20))),
-            )),
-            Some(Fault::Stall) => faulty(SimBody::Stalled(Some(half))),
-            Some(Fault::Truncate) => faulty(SimBody::Whole(Full::new(half))),
-            Some(Fault::Malformed) => {
-                faulty(SimBody::Whole(Full::new(Bytes::from_static(b"{\"choices\":[{\"text\":\"oops\"}"))))
-            }
-            Some(Fault::ErrorEvent) => json_response(
-                StatusCode::OK,
-                "{\"error\":{\"object\":\"error\",\"message\":\"injected fault: engine error\",\"type\":\"InternalServerError\",\"code\":500}}".into(),
-            ),
-            _ => json_response(StatusCode::OK, String::from_utf8_lossy(&body).into_owned()),
-        };
+        return whole_response(body, fault);
     }
 
     let builder = Response::builder()
@@ -826,4 +800,32 @@ fn sim_metrics(snap: &strobe_sim::Snapshot, model: &str, out: &mut String) {
     );
     let _ = writeln!(out, "{name}_sum{label} {}", lag.sum_ns as f64 / 1e9);
     let _ = writeln!(out, "{name}_count{label} {}", lag.steps);
+}
+
+/// A whole (non-streamed) answer, broken as `fault` says.
+fn whole_response(body: Bytes, fault: Option<Fault>) -> Response<SimBody> {
+    let half = body.slice(..body.len() / 2);
+    let faulty = |b: SimBody| {
+        Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", "application/json")
+            .body(b)
+            .expect("valid response")
+    };
+    match fault {
+        Some(Fault::Cut) => faulty(SimBody::Broken(
+            Some(half),
+            Box::pin(tokio::time::sleep(std::time::Duration::from_millis(20))),
+        )),
+        Some(Fault::Stall) => faulty(SimBody::Stalled(Some(half))),
+        Some(Fault::Truncate) => faulty(SimBody::Whole(Full::new(half))),
+        Some(Fault::Malformed) => {
+            faulty(SimBody::Whole(Full::new(Bytes::from_static(b"{\"choices\":[{\"text\":\"oops\"}"))))
+        }
+        Some(Fault::ErrorEvent) => json_response(
+            StatusCode::OK,
+            "{\"error\":{\"object\":\"error\",\"message\":\"injected fault: engine error\",\"type\":\"InternalServerError\",\"code\":500}}".into(),
+        ),
+        _ => json_response(StatusCode::OK, String::from_utf8_lossy(&body).into_owned()),
+    }
 }

@@ -136,6 +136,69 @@ impl EngineConfig {
         Ok(config)
     }
 
+    /// Checks every value a step time or the cache depends on: counts at least 1, rates above
+    /// 0, overheads finite and not negative, shares in (0, 1]. Says which value and how to fix
+    /// it.
+    pub fn validate(&self) -> Result<(), String> {
+        let counts = [
+            ("tp", self.tp),
+            ("max_num_seqs", self.max_num_seqs),
+            ("max_num_batched_tokens", self.max_num_batched_tokens),
+            ("block_size", self.block_size),
+            ("model.layers", self.model.layers),
+            ("model.heads", self.model.heads),
+            ("model.kv_heads", self.model.kv_heads),
+            ("model.head_dim", self.model.head_dim),
+        ];
+        for (name, v) in counts {
+            if v == 0 {
+                return Err(format!("{name} must be at least 1"));
+            }
+        }
+        let positive = [
+            ("model.params", self.model.params),
+            ("model.active_params", self.model.active_params),
+            ("model.dtype_bytes", self.model.dtype_bytes),
+            ("gpu.flops", self.gpu.flops),
+            ("gpu.mem_bw", self.gpu.mem_bw),
+            ("gpu.mem_bytes", self.gpu.mem_bytes),
+            ("allreduce_bw", self.allreduce_bw),
+        ];
+        for (name, v) in positive {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(format!("{name} must be a positive number, got {v}"));
+            }
+        }
+        let o = &self.overheads;
+        let times = [
+            ("reserved_bytes", self.reserved_bytes),
+            ("allreduce_latency", self.allreduce_latency),
+            ("overheads.per_step", o.per_step),
+            ("overheads.per_layer", o.per_layer),
+            ("overheads.per_seq", o.per_seq),
+            ("overheads.per_output_token", o.per_output_token),
+            ("overheads.per_request_api", o.per_request_api),
+        ];
+        for (name, v) in times {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(format!("{name} must be 0 or more, got {v}"));
+            }
+        }
+        for (name, v) in [
+            ("flops_efficiency", self.flops_efficiency),
+            ("bw_efficiency", self.bw_efficiency),
+            ("gpu_memory_utilization", self.gpu_memory_utilization),
+        ] {
+            if !(v > 0.0 && v <= 1.0) {
+                return Err(format!("{name} must be above 0 and at most 1, got {v}"));
+            }
+        }
+        if self.model.active_params > self.model.params {
+            return Err("model.active_params cannot exceed model.params".into());
+        }
+        self.kv_blocks().map(|_| ())
+    }
+
     /// `llama-3-8b on 1 × h100`.
     pub fn describe(&self) -> String {
         format!("{} on {} × {}", self.model.name, self.tp, self.gpu.name)
@@ -231,12 +294,7 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(config: EngineConfig) -> Result<Engine, String> {
-        if config.max_num_seqs == 0 || config.max_num_batched_tokens == 0 || config.block_size == 0
-        {
-            return Err(
-                "max_num_seqs, max_num_batched_tokens and block_size must be at least 1".into(),
-            );
-        }
+        config.validate()?;
         let total_blocks = config.kv_blocks()?;
         Ok(Engine {
             config,

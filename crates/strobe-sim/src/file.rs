@@ -19,17 +19,12 @@ use crate::engine::{EngineConfig, Overheads};
 use crate::shape::{Gpu, Model};
 
 #[derive(Deserialize)]
-#[serde(untagged)]
-enum Shape<T> {
-    Preset(String),
-    Custom(T),
-}
-
-#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
-    model: Shape<Model>,
-    gpu: Shape<Gpu>,
+    /// A preset's name or a table: read as a value first so that a bad key in the table is
+    /// named (an untagged enum would hide it).
+    model: toml::Value,
+    gpu: toml::Value,
     tp: Option<u32>,
     max_num_seqs: Option<u32>,
     max_num_batched_tokens: Option<u32>,
@@ -64,16 +59,16 @@ impl EngineConfig {
     pub fn parse(text: &str) -> Result<EngineConfig, String> {
         let f: File = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())?;
         let model = match f.model {
-            Shape::Preset(name) => Model::preset(&name).ok_or_else(|| {
+            toml::Value::String(name) => Model::preset(&name).ok_or_else(|| {
                 format!("model `{name}` is not a preset; give a [model] table instead")
             })?,
-            Shape::Custom(m) => m,
+            v => Model::deserialize(v).map_err(|e| format!("[model]: {e}"))?,
         };
         let gpu = match f.gpu {
-            Shape::Preset(name) => Gpu::preset(&name).ok_or_else(|| {
+            toml::Value::String(name) => Gpu::preset(&name).ok_or_else(|| {
                 format!("gpu `{name}` is not a preset; give a [gpu] table instead")
             })?,
-            Shape::Custom(g) => g,
+            v => Gpu::deserialize(v).map_err(|e| format!("[gpu]: {e}"))?,
         };
         let mut c = EngineConfig::new(model, gpu);
         macro_rules! set {
@@ -92,19 +87,7 @@ impl EngineConfig {
             allreduce_latency,
             overheads
         );
-        for (name, v) in [
-            ("flops_efficiency", c.flops_efficiency),
-            ("bw_efficiency", c.bw_efficiency),
-            ("gpu_memory_utilization", c.gpu_memory_utilization),
-        ] {
-            if !(v > 0.0 && v <= 1.0) {
-                return Err(format!("{name} must be above 0 and at most 1, got {v}"));
-            }
-        }
-        if c.tp == 0 {
-            return Err("tp must be at least 1".into());
-        }
-        c.kv_blocks()?;
+        c.validate()?;
         Ok(c)
     }
 

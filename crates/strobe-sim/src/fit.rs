@@ -83,7 +83,7 @@ pub fn residuals(config: &EngineConfig, points: &[Observed]) -> Result<Vec<Resid
     points
         .iter()
         .map(|o| {
-            let s = simulate(config, o)?;
+            let s = simulate(config, o).map_err(|e| format!("{}: {e}", o.label))?;
             Ok(Residual {
                 label: o.label.clone(),
                 concurrency: o.concurrency,
@@ -211,7 +211,10 @@ pub fn fit(base: &EngineConfig, points: &[Observed]) -> Result<Fit, String> {
             ));
         }
     }
-    simulate(base, &points[0])?;
+    // Every load must replay on the base engine before the search starts.
+    for o in points {
+        simulate(base, o).map_err(|e| format!("{}: {e}", o.label))?;
+    }
     let mut evaluations = 0u32;
     let mut f = |x: &[f64; TERMS]| {
         evaluations += 1;

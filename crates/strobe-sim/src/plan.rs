@@ -85,8 +85,8 @@ pub fn closed_loop(config: &EngineConfig, load: &Load) -> Result<Summary, String
     let mut engine = Engine::new(config.clone())?;
     let mut now = 0.0f64;
     let mut sent = 0u32;
-    // Requests on their way to the engine: (arrives at, request).
-    let mut in_api: Vec<(f64, Request)> = Vec::new();
+    // Requests on their way to the engine: (arrives at, request), in the order they arrive.
+    let mut in_api: std::collections::VecDeque<(f64, Request)> = Default::default();
     // Sent at, first token at.
     let mut times: HashMap<u64, (f64, Option<f64>)> = HashMap::new();
     let (mut ttft, mut tpot, mut e2e) = (Vec::new(), Vec::new(), Vec::new());
@@ -95,19 +95,25 @@ pub fn closed_loop(config: &EngineConfig, load: &Load) -> Result<Summary, String
     let mut measured_from = None;
     let send = |now: f64,
                 sent: &mut u32,
-                in_api: &mut Vec<(f64, Request)>,
+                in_api: &mut std::collections::VecDeque<(f64, Request)>,
                 times: &mut HashMap<u64, (f64, Option<f64>)>| {
         let id = u64::from(*sent);
         *sent += 1;
         times.insert(id, (now, None));
-        in_api.push((
+        let item = (
             now + api,
             Request {
                 id,
                 prompt: load.prompt,
                 output: load.output,
             },
-        ));
+        );
+        // Kept in arrival order (sends come in time order, so this is nearly always the back).
+        let at = in_api
+            .iter()
+            .rposition(|&(t, _)| t <= item.0)
+            .map_or(0, |i| i + 1);
+        in_api.insert(at, item);
     };
     if load.warmup >= load.requests {
         return Err(format!(
@@ -137,17 +143,12 @@ pub fn closed_loop(config: &EngineConfig, load: &Load) -> Result<Summary, String
         }
     }
     loop {
-        let mut k = 0;
-        while k < in_api.len() {
-            if in_api[k].0 <= now {
-                let (_, r) = in_api.remove(k);
-                engine.add(r)?;
-            } else {
-                k += 1;
-            }
+        while in_api.front().is_some_and(|&(t, _)| t <= now) {
+            let (_, r) = in_api.pop_front().expect("front exists");
+            engine.add(r)?;
         }
         if engine.is_idle() {
-            match in_api.iter().map(|&(t, _)| t).min_by(f64::total_cmp) {
+            match in_api.front().map(|&(t, _)| t) {
                 Some(t) => {
                     now = t;
                     continue;
@@ -245,7 +246,7 @@ pub fn max_users(
             config,
             &Load {
                 concurrency: users,
-                requests: 3 * users + 100,
+                requests: users.saturating_mul(3).saturating_add(100),
                 prompt,
                 output,
                 warmup: users,
@@ -269,7 +270,7 @@ pub fn max_users(
     let (mut lo, mut lo_at) = (1u32, first);
     let mut hi: Option<(u32, Summary)> = None;
     while hi.is_none() && lo < max_users {
-        let next = (lo * 2).min(max_users);
+        let next = lo.saturating_mul(2).min(max_users);
         let s = probe(next, stagger)?;
         if meets(&s) {
             (lo, lo_at) = (next, s);

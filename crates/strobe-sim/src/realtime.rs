@@ -337,8 +337,10 @@ fn run(mut engine: Engine, rx: mpsc::Receiver<Cmd>, shared: &Shared) {
                 Err(mpsc::RecvTimeoutError::Timeout) => break,
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
             }
+            if clock.stopped {
+                return;
+            }
         }
-        let lag = Instant::now().saturating_duration_since(end);
         for e in &step.events {
             match *e {
                 Event::FirstToken(id) | Event::Token(id) => {
@@ -355,6 +357,8 @@ fn run(mut engine: Engine, rx: mpsc::Receiver<Cmd>, shared: &Shared) {
                 Event::Preempted(_) => {}
             }
         }
+        // Lag: when the step's last token was handed over, against the step's planned end.
+        let lag = Instant::now().saturating_duration_since(end);
         if let Ok(mut l) = shared.lag.lock() {
             l.observe(lag);
         }

@@ -273,6 +273,14 @@ fn a_model_file_takes_presets_or_custom_shapes_and_names_a_bad_key() {
     let err = EngineConfig::parse("model = \"llama-3-8b\"\ngpu = \"h100\"\nbw_efficiency = 1.5\n")
         .unwrap_err();
     assert!(err.contains("bw_efficiency must be"), "{err}");
+    let typo = custom.replace("kv_heads", "kv_head");
+    let err = EngineConfig::parse(&typo).unwrap_err();
+    assert!(err.contains("[model]") && err.contains("kv_head"), "{err}");
+    let err = EngineConfig::parse("model = \"llama-3-8b\"\ngpu = \"h100\"\n[overheads]\nper_step = -1.0\nper_layer = 0.0\nper_seq = 0.0\nper_output_token = 0.0\nper_request_api = 0.0\n").unwrap_err();
+    assert!(
+        err.contains("overheads.per_step must be 0 or more"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -308,8 +308,8 @@ pub fn sim(a: &crate::cli::SimArgs) -> anyhow::Result<Option<strobe_sim::EngineC
         }
         c.gpu_memory_utilization = u;
     }
-    c.kv_blocks()
-        .map_err(|e| anyhow::anyhow!("--sim {spec}: {e}"))?;
+    c.validate()
+        .map_err(|e| anyhow::anyhow!("--sim {spec}: {e} (check the --sim-* flags)"))?;
     Ok(Some(c))
 }
 

@@ -123,6 +123,9 @@ pub fn plan(a: SimPlanArgs) -> anyhow::Result<i32> {
             if let Some(n) = a.max_num_batched_tokens {
                 config.max_num_batched_tokens = n;
             }
+            config.validate().map_err(|e| {
+                anyhow::anyhow!("{spec}: {e} (check --max-num-seqs and --max-num-batched-tokens)")
+            })?;
             let kv_tokens = config
                 .kv_blocks()
                 .map(|b| b * u64::from(config.block_size))
@@ -435,6 +438,15 @@ pub fn fit(a: crate::cli::SimFitArgs) -> anyhow::Result<i32> {
             out.display(),
             out.display()
         );
+    }
+    if let (Some(limit), Some(w)) = (a.fail_above, worst_predicted) {
+        if w * 100.0 > limit {
+            eprintln!(
+                "error: the fit predicts a run {:.1}% off, above --fail-above {limit}%",
+                w * 100.0
+            );
+            return Ok(exit::CHECK_FAILED);
+        }
     }
     Ok(exit::OK)
 }

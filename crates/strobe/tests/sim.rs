@@ -462,6 +462,18 @@ async fn sim_fit_recovers_an_engine_from_strobe_reports_of_it() {
         text.starts_with("# strobe sim fit: llama-3-8b on 1 × h100"),
         "{text}"
     );
+    // The same fit, held to a bound no fit meets, fails with exit 1 and says so.
+    let strict = Command::new(env!("CARGO_BIN_EXE_strobe"))
+        .args(["sim", "fit"])
+        .args(&reports[..2])
+        .args(["--sim", "llama-3-8b@h100", "--predict"])
+        .arg(&reports[2])
+        .args(["--fail-above", "0.001"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&strict.stderr);
+    assert_eq!(strict.status.code(), Some(1), "{err}");
+    assert!(err.contains("above --fail-above 0.001%"), "{err}");
     // A report that is not there is named.
     let bad = Command::new(env!("CARGO_BIN_EXE_strobe"))
         .args([
@@ -475,4 +487,37 @@ async fn sim_fit_recovers_an_engine_from_strobe_reports_of_it() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("/nonexistent/report.json"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_break_the_simulated_engines_answers_as_the_built_in_targets() {
+    for stream in [true, false] {
+        let (mut config, _) = sim("qwen2.5-0.5b@h100");
+        config.faults = vec![(strobe_server::Fault::Truncate, 1.0)];
+        let server = start(config).await;
+        let url = url_of(&server);
+        let mut args = vec![
+            "-c",
+            "2",
+            "-n",
+            "4",
+            "--output-len",
+            "16",
+            "--max-error-rate",
+            "1",
+        ];
+        if !stream {
+            args.push("--no-stream");
+        }
+        let out = run(&url, &args).await.unwrap();
+        let r = &out.report.results;
+        assert_eq!(
+            (r.requests.successful, r.requests.failed),
+            (0, 4),
+            "stream {stream}"
+        );
+        let t = truth(&url).await;
+        assert_eq!(t.faults.get("truncate"), Some(&4), "stream {stream}: {t:?}");
+        server.shutdown().await;
+    }
 }
