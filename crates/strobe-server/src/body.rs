@@ -140,6 +140,17 @@ pub struct Delays {
 }
 
 impl Delays {
+    /// The target's configured delays, jittered from `rng`.
+    pub fn of(config: &crate::config::ServerConfig, rng: rand::rngs::SmallRng) -> Delays {
+        Delays {
+            ttft: config.ttft,
+            itl: config.itl,
+            jitter: config.jitter,
+            itl_per_stream: config.load.itl_per_stream,
+            rng,
+        }
+    }
+
     fn jittered(&mut self, base: Duration) -> Duration {
         use rand::Rng;
         if self.jitter.is_zero() {

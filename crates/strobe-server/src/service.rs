@@ -641,13 +641,7 @@ async fn completion(
         }
         let mut feed = EngineTokens::submit(engine, prompt_tokens, tokens, received);
         if request.stream {
-            let delays = Delays {
-                ttft: config.ttft,
-                itl: config.itl,
-                jitter: config.jitter,
-                itl_per_stream: config.load.itl_per_stream,
-                rng,
-            };
+            let delays = Delays::of(config, rng);
             return Response::builder()
                 .status(StatusCode::OK)
                 .header("content-type", "text/event-stream")
@@ -738,13 +732,7 @@ async fn completion(
             .body(SimBody::Whole(Full::new(body)))
             .expect("valid response");
     }
-    let delays = Delays {
-        ttft: config.ttft,
-        itl: config.itl,
-        jitter: config.jitter,
-        itl_per_stream: config.load.itl_per_stream,
-        rng,
-    };
+    let delays = Delays::of(config, rng);
     builder
         .body(SimBody::Stream(Box::new(TokenStream::new(
             plan, delays, received, start, prefill, truth, slot,

@@ -26,7 +26,9 @@ pub struct Load {
     pub rate: Option<f64>,
 }
 
-/// What the users saw, in seconds and per second of virtual time.
+/// What the users saw, in seconds and per second of virtual time. Rates are over the span from
+/// the first measured request's send to the last request's end, drain included, as strobe's
+/// reports count them (so that a fit compares like with like).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Summary {
     pub requests: u32,
