@@ -23,12 +23,12 @@ fn sim(spec: &str) -> (ServerConfig, EngineConfig) {
 }
 
 async fn truth(url: &str) -> TruthSummary {
-    let body = reqwest_get(&format!("{url}/strobe/truth")).await;
+    let body = http_get(&format!("{url}/strobe/truth")).await;
     serde_json::from_str(&body).unwrap()
 }
 
 /// A plain GET over one TCP connection (the tests need no HTTP client crate of their own).
-async fn reqwest_get(url: &str) -> String {
+async fn http_get(url: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rest = url.strip_prefix("http://").unwrap();
     let (host, path) = rest.split_once('/').unwrap();
@@ -203,7 +203,7 @@ async fn latency_grows_with_load_and_a_small_cache_preempts_as_metrics_show() {
         rn.throughput.output_tokens_per_s,
         r1.throughput.output_tokens_per_s
     );
-    let metrics = reqwest_get(&format!("{url}/metrics")).await;
+    let metrics = http_get(&format!("{url}/metrics")).await;
     for name in [
         "vllm:num_requests_running{",
         "vllm:num_requests_waiting{",
