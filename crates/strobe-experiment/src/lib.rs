@@ -29,6 +29,7 @@ pub mod scenario;
 pub mod search;
 mod server_tokenizer;
 mod shutdown;
+pub mod simulated;
 pub mod sweep;
 mod target;
 mod telemetry;

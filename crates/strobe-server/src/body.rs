@@ -178,12 +178,14 @@ impl EngineTokens {
         engine: &Arc<strobe_sim::RealTime>,
         prompt: u32,
         output: u32,
+        prefix: Arc<[u64]>,
         received: Instant,
     ) -> EngineTokens {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let id = engine.submit(
             prompt,
             output,
+            prefix,
             received.into_std(),
             Box::new(move || tx.send(()).is_ok()),
         );
@@ -207,6 +209,9 @@ impl Drop for EngineTokens {
 enum Phase {
     Role,
     Token(u32),
+    /// The last token is out; the response ends when `sleep` fires (a simulated engine's time
+    /// after a request's last token).
+    Tail,
     Done,
 }
 
@@ -295,6 +300,14 @@ impl Body for TokenStream {
         this.buf.clear();
         match this.phase {
             Phase::Done => Poll::Ready(None),
+            Phase::Tail => {
+                if this.sleep.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                this.plan.push_tail(&mut this.buf);
+                this.phase = Phase::Done;
+                Poll::Ready(Some(Ok(this.frame())))
+            }
             Phase::Role => {
                 // Sent at once, like engines that announce the role before prefill ends.
                 this.plan.push_role_event(&mut this.buf);
@@ -382,8 +395,17 @@ impl Body for TokenStream {
                 }
                 this.plan.push_token_event(&mut this.buf, k);
                 if k + 1 >= this.plan.tokens {
-                    this.plan.push_tail(&mut this.buf);
-                    this.phase = Phase::Done;
+                    let finish = this.engine.as_ref().map_or(Duration::ZERO, |e| {
+                        Duration::from_secs_f64(e.engine.config().overheads.per_request_finish)
+                    });
+                    if finish.is_zero() {
+                        this.plan.push_tail(&mut this.buf);
+                        this.phase = Phase::Done;
+                    } else {
+                        this.phase = Phase::Tail;
+                        this.timer_gate = true;
+                        this.sleep.as_mut().reset(now + finish);
+                    }
                     let first = this.first_sent.unwrap_or(now);
                     this.truth
                         .record_stream(first - this.received, now - first, this.plan.tokens);

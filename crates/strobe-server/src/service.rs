@@ -387,6 +387,20 @@ fn count_images(v: &Value) -> Result<u32, String> {
 }
 
 /// Counts whitespace-separated words of the text parts: the target's stand-in for prompt tokens.
+/// The words of a prompt or message content, in order (the simulated engine's tokens).
+fn push_words<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+    match v {
+        Value::String(s) => out.extend(s.split_whitespace()),
+        Value::Array(items) => items.iter().for_each(|i| push_words(i, out)),
+        Value::Object(o) => {
+            if let Some(t) = o.get("text") {
+                push_words(t, out)
+            }
+        }
+        _ => {}
+    }
+}
+
 fn count_words(v: &Value) -> u32 {
     match v {
         Value::String(s) => s.split_whitespace().count() as u32,
@@ -639,7 +653,24 @@ async fn completion(
         if let Err(e) = engine.fits(prompt_tokens, tokens) {
             return error_response(StatusCode::BAD_REQUEST, &e);
         }
-        let mut feed = EngineTokens::submit(engine, prompt_tokens, tokens, received);
+        // What the prompt's blocks hold, for the engine's prefix cache: its words, in order,
+        // the messages' one after another.
+        let mut words = Vec::new();
+        if chat {
+            for m in request.messages.iter().flatten() {
+                if let Some(c) = m.content.as_ref() {
+                    push_words(c, &mut words);
+                }
+            }
+        } else if let Some(p) = &request.prompt {
+            push_words(p, &mut words);
+        }
+        let prefix = if engine.config().enable_prefix_caching {
+            strobe_sim::engine::block_hashes(words, engine.config().block_size).into()
+        } else {
+            std::sync::Arc::from([])
+        };
+        let mut feed = EngineTokens::submit(engine, prompt_tokens, tokens, prefix, received);
         if request.stream {
             let delays = Delays::of(config, rng);
             return Response::builder()
@@ -671,6 +702,11 @@ async fn completion(
             }
         }
         feed.done = true;
+        // The engine's time after a request's last token (detokenising, freeing it).
+        let finish = engine.config().overheads.per_request_finish;
+        if finish > 0.0 {
+            tokio::time::sleep(std::time::Duration::from_secs_f64(finish)).await;
+        }
         truth.stream_ended();
         truth.record_whole(received.elapsed());
         return whole_response(plan.render_whole(), fault);
@@ -764,6 +800,16 @@ fn sim_metrics(snap: &strobe_sim::Snapshot, model: &str, out: &mut String) {
         "vllm:generation_tokens_total",
         "counter",
         snap.generation_tokens as f64,
+    );
+    gauge(
+        "vllm:prefix_cache_queries_total",
+        "counter",
+        snap.prefix_queries as f64,
+    );
+    gauge(
+        "vllm:prefix_cache_hits_total",
+        "counter",
+        snap.prefix_hits as f64,
     );
     gauge("strobe:sim_steps_total", "counter", snap.steps as f64);
     gauge("strobe:sim_kv_cache_blocks", "gauge", snap.kv_blocks as f64);

@@ -15,12 +15,21 @@
 //! alone is known to be 20–60% too fast against a real engine; the overheads are what fitting to
 //! one sets.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 
 use crate::shape::{Gpu, Model};
 
-/// Times the roofline does not see, in seconds. These are first guesses until fitted to a real
-/// engine.
+/// Times the roofline does not see, in seconds.
+///
+/// The defaults are a published fit of this kind of model to vLLM on H100s, not guesses and not
+/// tuned to any figure strobe checks itself against: BLIS's "trained roofline" (the IBM/llm-d
+/// inference simulator, github.com/inference-sim/inference-sim, PR #616: NNLS over 137,000
+/// requests of Llama-2-7B, Llama-2-70B, Mixtral-8x7B and CodeLlama-34B on vLLM, 7% error on
+/// step time): 43.5 µs per layer and 48.8 µs per request in the batch each step, nothing per
+/// step beyond those, 9.3 ms per request before it reaches the engine, 1.85 ms after its last
+/// token and 1.7 µs per output token. `strobe sim fit` replaces them with a fit to the engine
+/// at hand.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Overheads {
@@ -34,16 +43,59 @@ pub struct Overheads {
     pub per_output_token: f64,
     /// Each request at the API server before it reaches the engine (parsing, tokenising).
     pub per_request_api: f64,
+    /// Each request after its last token, before its response ends (detokenising the rest,
+    /// freeing it, the final chunk).
+    #[serde(default)]
+    pub per_request_finish: f64,
 }
 
 impl Default for Overheads {
     fn default() -> Self {
         Overheads {
-            per_step: 0.5e-3,
-            per_layer: 20e-6,
-            per_seq: 10e-6,
+            per_step: 0.0,
+            per_layer: 43.5e-6,
+            per_seq: 48.8e-6,
+            per_output_token: 1.7e-6,
+            per_request_api: 9.3e-3,
+            per_request_finish: 1.85e-3,
+        }
+    }
+}
+
+impl Overheads {
+    /// The named sets, for `--sim-overheads`.
+    pub const PROFILES: [&'static str; 3] = ["vllm", "vllm-2024", "none"];
+
+    /// A named set:
+    /// - `vllm`: the default (BLIS's fit, above: vLLM as of 2026, with its asynchronous
+    ///   scheduling and output processing);
+    /// - `vllm-2024`: the same plus 4 ms per step, the GPU's idle gap between decode steps that
+    ///   vLLM's own traces showed while its CPU scheduled, gathered outputs and prepared inputs
+    ///   (RFC #6854, July 2024: Llama-3-8B on an H100, vLLM 0.5; "5–13 ms" over a run, 4 ms per
+    ///   step in the traces), the vLLM that seed 003's published figures came from, before
+    ///   multi-step scheduling and asynchronous output processing removed it (v0.6);
+    /// - `none`: the roofline alone.
+    pub fn profile(name: &str) -> Option<Overheads> {
+        match name.to_ascii_lowercase().as_str() {
+            "vllm" => Some(Overheads::default()),
+            "vllm-2024" => Some(Overheads {
+                per_step: 4e-3,
+                ..Overheads::default()
+            }),
+            "none" => Some(Overheads::none()),
+            _ => None,
+        }
+    }
+
+    /// None at all: the roofline alone.
+    pub fn none() -> Overheads {
+        Overheads {
+            per_step: 0.0,
+            per_layer: 0.0,
+            per_seq: 0.0,
             per_output_token: 0.0,
-            per_request_api: 2e-3,
+            per_request_api: 0.0,
+            per_request_finish: 0.0,
         }
     }
 }
@@ -71,7 +123,16 @@ pub struct EngineConfig {
     /// All-reduce bus bandwidth per GPU (bytes/s) and latency per all-reduce (s), for `tp > 1`.
     pub allreduce_bw: f64,
     pub allreduce_latency: f64,
+    /// Keep the KV blocks of full prompt blocks after their request ends and reuse them for a
+    /// later prompt that starts with the same tokens (vLLM's automatic prefix caching, on by
+    /// default since its V1 engine).
+    #[serde(default = "yes")]
+    pub enable_prefix_caching: bool,
     pub overheads: Overheads,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl EngineConfig {
@@ -87,10 +148,11 @@ impl EngineConfig {
             block_size: 16,
             gpu_memory_utilization: 0.9,
             reserved_bytes: 1e9,
-            flops_efficiency: 0.6,
-            bw_efficiency: 0.85,
+            flops_efficiency: 0.65,
+            bw_efficiency: 0.89,
             allreduce_bw: 450e9,
             allreduce_latency: 10e-6,
+            enable_prefix_caching: true,
             overheads: Overheads::default(),
         }
     }
@@ -112,6 +174,18 @@ impl EngineConfig {
             }
             _ => (gpu, 1),
         };
+        let (model, fp8) = match model.rsplit_once(':') {
+            Some((m, q)) if q.eq_ignore_ascii_case("fp8") => (m, true),
+            Some((m, q)) if q.eq_ignore_ascii_case("bf16") || q.eq_ignore_ascii_case("fp16") => {
+                (m, false)
+            }
+            Some((_, q)) => {
+                return Err(format!(
+                    "`{spec}`: unknown data type `{q}`; say `:fp8` (weights and KV cache in FP8) or leave it out (BF16)"
+                ))
+            }
+            None => (model, false),
+        };
         let m = Model::preset(model).ok_or_else(|| {
             format!(
                 "`{spec}`: no model preset `{model}`; the presets are {}",
@@ -125,6 +199,13 @@ impl EngineConfig {
             )
         })?;
         let on_cpu = g.name == "cpu";
+        if fp8 && g.flops_fp8.is_none() {
+            return Err(format!(
+                "`{spec}`: the {} has no FP8 tensor cores; leave out `:fp8`",
+                g.name
+            ));
+        }
+        let m = if fp8 { m.in_fp8() } else { m };
         let mut config = EngineConfig::new(m, g);
         config.tp = tp;
         if on_cpu {
@@ -178,6 +259,7 @@ impl EngineConfig {
             ("overheads.per_seq", o.per_seq),
             ("overheads.per_output_token", o.per_output_token),
             ("overheads.per_request_api", o.per_request_api),
+            ("overheads.per_request_finish", o.per_request_finish),
         ];
         for (name, v) in times {
             if !(v.is_finite() && v >= 0.0) {
@@ -199,9 +281,27 @@ impl EngineConfig {
         self.kv_blocks().map(|_| ())
     }
 
-    /// `llama-3-8b on 1 × h100`.
+    /// `llama-3-8b on 1 × h100`, `llama-2-70b (FP8) on 8 × h200`.
     pub fn describe(&self) -> String {
-        format!("{} on {} × {}", self.model.name, self.tp, self.gpu.name)
+        let dtype = if self.model.dtype_bytes <= 1.0 {
+            " (FP8)"
+        } else {
+            ""
+        };
+        format!(
+            "{}{dtype} on {} × {}",
+            self.model.name, self.tp, self.gpu.name
+        )
+    }
+
+    /// Peak tensor FLOP/s of one GPU for the model's data type: FP8 for a model of one byte per
+    /// element where the GPU has it, else BF16.
+    pub fn peak_flops(&self) -> f64 {
+        if self.model.dtype_bytes <= 1.0 {
+            self.gpu.flops_fp8.unwrap_or(self.gpu.flops)
+        } else {
+            self.gpu.flops
+        }
     }
 
     /// KV-cache blocks: the memory each GPU has left after its share of the weights and the
@@ -233,12 +333,50 @@ impl EngineConfig {
     }
 }
 
-/// A request as the engine sees it: prompt and output lengths in tokens.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A request as the engine sees it: prompt and output lengths in tokens, and what its prompt's
+/// blocks hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Request {
     pub id: u64,
     pub prompt: u32,
     pub output: u32,
+    /// One hash per full block of the prompt, each covering every token up to the block's end
+    /// ([`block_hashes`]); two prompts share a cached block only where their hashes agree. Empty:
+    /// nothing to share.
+    pub prefix: Arc<[u64]>,
+}
+
+impl Request {
+    /// A request whose prompt shares nothing.
+    pub fn new(id: u64, prompt: u32, output: u32) -> Request {
+        Request {
+            id,
+            prompt,
+            output,
+            prefix: Arc::from([]),
+        }
+    }
+}
+
+/// The chained hashes of a prompt's full blocks of `block_size` tokens, as vLLM's prefix cache
+/// keys them: block `i`'s hash covers tokens `0..(i + 1) × block_size`. FNV-1a over each
+/// token's text, chained.
+pub fn block_hashes<'a>(tokens: impl IntoIterator<Item = &'a str>, block_size: u32) -> Vec<u64> {
+    let mut out = Vec::new();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut in_block = 0;
+    for t in tokens {
+        for b in t.bytes().chain([0xff]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        in_block += 1;
+        if in_block == block_size {
+            out.push(h);
+            in_block = 0;
+        }
+    }
+    out
 }
 
 /// What happened to a request in a step, at its end.
@@ -268,7 +406,10 @@ struct Seq {
     /// Tokens whose KV is in the cache.
     computed: u32,
     generated: u32,
+    /// Blocks it holds: the shared ones below and its own.
     blocks: u32,
+    /// The prefix-cache blocks it holds a reference on (its first `shared.len()` blocks).
+    shared: Vec<u64>,
 }
 
 impl Seq {
@@ -279,12 +420,29 @@ impl Seq {
     }
 }
 
+/// A block in the prefix cache.
+#[derive(Clone, Copy, Debug)]
+struct Cached {
+    /// Running sequences holding it; 0: idle, evictable (least recently used first).
+    refs: u32,
+    /// When it last became idle (a counter), its key in `idle`.
+    stamp: u64,
+}
+
 /// The engine's state.
 #[derive(Debug)]
 pub struct Engine {
     config: EngineConfig,
     total_blocks: u64,
+    /// Blocks holding nothing. Idle cached blocks are not in it, but can be taken (evicted).
     free_blocks: u64,
+    cache: HashMap<u64, Cached>,
+    /// Idle cached blocks by when they became idle.
+    idle: BTreeMap<u64, u64>,
+    stamp: u64,
+    /// Prompt tokens looked up in the prefix cache, and found (vLLM's counters).
+    pub prefix_queries: u64,
+    pub prefix_hits: u64,
     waiting: VecDeque<Seq>,
     /// Oldest admitted first.
     running: Vec<Seq>,
@@ -300,6 +458,11 @@ impl Engine {
             config,
             total_blocks,
             free_blocks: total_blocks,
+            cache: HashMap::new(),
+            idle: BTreeMap::new(),
+            stamp: 0,
+            prefix_queries: 0,
+            prefix_hits: 0,
             waiting: VecDeque::new(),
             running: Vec::new(),
             preemptions: 0,
@@ -324,6 +487,7 @@ impl Engine {
             computed: 0,
             generated: 0,
             blocks: 0,
+            shared: Vec::new(),
         });
         Ok(())
     }
@@ -333,15 +497,87 @@ impl Engine {
     pub fn abort(&mut self, id: u64) -> bool {
         if let Some(i) = self.running.iter().position(|s| s.req.id == id) {
             let seq = self.running.remove(i);
-            self.free_blocks += u64::from(seq.blocks);
+            self.release(seq.blocks, seq.shared);
             return true;
         }
         if let Some(i) = self.waiting.iter().position(|s| s.req.id == id) {
             let seq = self.waiting.remove(i).expect("position is in range");
-            self.free_blocks += u64::from(seq.blocks);
+            self.release(seq.blocks, seq.shared);
             return true;
         }
         false
+    }
+
+    /// Blocks that can be given out: free ones, and idle cached ones (evicted when taken).
+    fn available(&self) -> u64 {
+        self.free_blocks + self.idle.len() as u64
+    }
+
+    /// Takes `n` blocks (at most [`Engine::available`]): free ones first, then idle cached
+    /// ones, least recently used first, which leave the cache.
+    fn take(&mut self, n: u32) {
+        let n = u64::from(n);
+        let from_free = n.min(self.free_blocks);
+        self.free_blocks -= from_free;
+        for _ in from_free..n {
+            let (_, h) = self.idle.pop_first().expect("counted as available");
+            self.cache.remove(&h);
+        }
+    }
+
+    /// Gives back a sequence's `blocks`: its own become free; the cached ones it shared lose a
+    /// reference, and stay cached, idle, when none is left.
+    fn release(&mut self, blocks: u32, shared: Vec<u64>) {
+        self.free_blocks += u64::from(blocks) - shared.len() as u64;
+        for h in shared {
+            if let Some(c) = self.cache.get_mut(&h) {
+                c.refs -= 1;
+                if c.refs == 0 {
+                    self.stamp += 1;
+                    c.stamp = self.stamp;
+                    self.idle.insert(self.stamp, h);
+                }
+            }
+        }
+    }
+
+    /// How many of `req`'s first prompt blocks are cached: the longest run of its hashes in the
+    /// cache, leaving at least one prompt token to compute (vLLM recomputes the last one).
+    fn cached_prefix(&self, req: &Request) -> usize {
+        if !self.config.enable_prefix_caching {
+            return 0;
+        }
+        let most = (req.prompt.saturating_sub(1) / self.config.block_size) as usize;
+        req.prefix
+            .iter()
+            .take(most)
+            .take_while(|h| self.cache.contains_key(h))
+            .count()
+    }
+
+    /// Takes a reference on cached blocks (idle ones stop being evictable).
+    fn acquire(&mut self, hashes: &[u64]) {
+        for h in hashes {
+            let c = self.cache.get_mut(h).expect("looked up");
+            if c.refs == 0 {
+                self.idle.remove(&c.stamp);
+            }
+            c.refs += 1;
+        }
+    }
+
+    /// Puts the prompt blocks `seq` has finished computing into the cache, as far as they run on
+    /// from the ones it shares (a block another sequence cached first stays its own).
+    fn register(cache: &mut HashMap<u64, Cached>, seq: &mut Seq, block_size: u32) {
+        let full = (seq.computed.min(seq.req.prompt) / block_size) as usize;
+        while seq.shared.len() < full.min(seq.req.prefix.len()) {
+            let h = seq.req.prefix[seq.shared.len()];
+            if cache.contains_key(&h) {
+                break;
+            }
+            cache.insert(h, Cached { refs: 1, stamp: 0 });
+            seq.shared.push(h);
+        }
     }
 
     /// Whether a request of these lengths could ever be served: its tokens must fit in the
@@ -371,9 +607,9 @@ impl Engine {
         self.total_blocks
     }
 
-    /// Share of the KV cache in use, 0–1.
+    /// Share of the KV cache in use, 0–1 (idle cached blocks count as free, as vLLM counts them).
     pub fn kv_usage(&self) -> f64 {
-        1.0 - self.free_blocks as f64 / self.total_blocks as f64
+        1.0 - self.available() as f64 / self.total_blocks as f64
     }
 
     pub fn is_idle(&self) -> bool {
@@ -398,11 +634,11 @@ impl Engine {
                 .blocks_for(self.running[i].computed + need)
                 .saturating_sub(self.running[i].blocks);
             let mut self_preempted = false;
-            while u64::from(want) > self.free_blocks {
+            while u64::from(want) > self.available() {
                 // The newest running sequence gives its blocks back; it may be this one.
                 let victim_is_self = self.running.len() - 1 == i;
                 let mut victim = self.running.pop().expect("running is not empty");
-                self.free_blocks += u64::from(victim.blocks);
+                self.release(victim.blocks, std::mem::take(&mut victim.shared));
                 victim.blocks = 0;
                 victim.computed = 0;
                 events.push(Event::Preempted(victim.req.id));
@@ -417,7 +653,7 @@ impl Engine {
             if self_preempted {
                 break;
             }
-            self.free_blocks -= u64::from(want);
+            self.take(want);
             self.running[i].blocks += want;
             scheduled.push((i, need));
             budget -= need;
@@ -428,14 +664,28 @@ impl Engine {
                 let Some(seq) = self.waiting.front() else {
                     break;
                 };
-                let need = seq.todo().min(budget);
-                let want = self.config.blocks_for(seq.computed + need);
-                if u64::from(want) > self.free_blocks {
+                // A sequence holding no blocks (new, or preempted) first takes what the prefix
+                // cache has of its prompt.
+                let hits = self.cached_prefix(&seq.req);
+                let bs = self.config.block_size;
+                let computed = seq.computed.max(hits as u32 * bs);
+                let need = (seq.req.prompt + seq.generated - computed).min(budget);
+                let want = self.config.blocks_for(computed + need) - hits as u32;
+                let hashes = seq.req.prefix[..hits].to_vec();
+                let idle_hits = hashes.iter().filter(|h| self.cache[*h].refs == 0).count();
+                if u64::from(want) + idle_hits as u64 > self.available() {
                     break;
                 }
                 let mut seq = self.waiting.pop_front().expect("front exists");
-                self.free_blocks -= u64::from(want);
-                seq.blocks = want;
+                if self.config.enable_prefix_caching {
+                    self.prefix_queries += u64::from(seq.req.prompt);
+                    self.prefix_hits += u64::from(computed);
+                }
+                self.acquire(&hashes);
+                self.take(want);
+                seq.computed = computed;
+                seq.shared = hashes;
+                seq.blocks = hits as u32 + want;
                 self.running.push(seq);
                 scheduled.push((self.running.len() - 1, need));
                 budget -= need;
@@ -458,10 +708,15 @@ impl Engine {
             emitted,
             Vec::new(),
         );
+        let caching = self.config.enable_prefix_caching;
+        let bs = self.config.block_size;
         for &(i, need) in &scheduled {
             let seq = &mut self.running[i];
             let finishes_chunk = need == seq.todo();
             seq.computed += need;
+            if caching {
+                Engine::register(&mut self.cache, seq, bs);
+            }
             if finishes_chunk {
                 seq.generated += 1;
                 events.push(if seq.generated == 1 {
@@ -474,15 +729,13 @@ impl Engine {
                 }
             }
         }
-        let mut freed = 0u64;
-        self.running.retain(|s| {
-            let done = s.generated == s.req.output;
-            if done {
-                freed += u64::from(s.blocks);
-            }
-            !done
-        });
-        self.free_blocks += freed;
+        let (done, left): (Vec<Seq>, Vec<Seq>) = std::mem::take(&mut self.running)
+            .into_iter()
+            .partition(|s| s.generated == s.req.output);
+        self.running = left;
+        for s in done {
+            self.release(s.blocks, s.shared);
+        }
         self.steps += 1;
         Some(Step { events, ..step })
     }
@@ -504,7 +757,7 @@ impl Engine {
         let attn_flops =
             4.0 * f64::from(m.layers) * f64::from(m.heads) * f64::from(m.head_dim) * attended;
         let flops = 2.0 * m.active_params * t + attn_flops;
-        let compute = flops / (tp * c.gpu.flops * c.flops_efficiency);
+        let compute = flops / (tp * c.peak_flops() * c.flops_efficiency);
         let context: f64 = batch.iter().map(|&(ctx, _)| f64::from(ctx)).sum();
         let bytes = if batch.is_empty() {
             0.0

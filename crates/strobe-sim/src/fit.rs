@@ -11,7 +11,7 @@
 //! starts; deterministic.
 
 use crate::engine::EngineConfig;
-use crate::plan::{closed_loop, Load, Summary};
+use crate::plan::{simulate, Arrival, Lengths, Load, Summary};
 
 /// A measured closed loop.
 #[derive(Clone, Debug, PartialEq)]
@@ -63,17 +63,22 @@ pub struct Fit {
 }
 
 /// The simulated figures of `obs`'s load on `config`.
-pub fn simulate(config: &EngineConfig, obs: &Observed) -> Result<Summary, String> {
-    closed_loop(
+pub fn replay(config: &EngineConfig, obs: &Observed) -> Result<Summary, String> {
+    simulate(
         config,
         &Load {
-            concurrency: obs.concurrency,
+            arrival: Arrival::Closed {
+                users: obs.concurrency,
+                stagger: 0.0,
+            },
             requests: obs.requests.max(1) + obs.warmup,
-            prompt: obs.prompt.max(1),
-            output: obs.output.max(1),
+            lengths: Lengths::Fixed {
+                prompt: obs.prompt.max(1),
+                output: obs.output.max(1),
+            },
             warmup: obs.warmup,
-            stagger: 0.0,
-            rate: None,
+            seed: 0,
+            prefixes: std::sync::Arc::from([]),
         },
     )
 }
@@ -83,7 +88,7 @@ pub fn residuals(config: &EngineConfig, points: &[Observed]) -> Result<Vec<Resid
     points
         .iter()
         .map(|o| {
-            let s = simulate(config, o).map_err(|e| format!("{}: {e}", o.label))?;
+            let s = replay(config, o).map_err(|e| format!("{}: {e}", o.label))?;
             Ok(Residual {
                 label: o.label.clone(),
                 concurrency: o.concurrency,
@@ -106,6 +111,7 @@ fn apply(base: &EngineConfig, x: &[f64; TERMS]) -> EngineConfig {
     c.bw_efficiency = x[4].exp().min(1.0);
     c.overheads.per_layer = 0.0;
     c.overheads.per_output_token = 0.0;
+    c.overheads.per_request_finish = 0.0;
     c
 }
 
@@ -113,7 +119,7 @@ fn loss(base: &EngineConfig, points: &[Observed], x: &[f64; TERMS]) -> f64 {
     let c = apply(base, x);
     let mut sum = 0.0;
     for o in points {
-        let Ok(s) = simulate(&c, o) else {
+        let Ok(s) = replay(&c, o) else {
             return f64::INFINITY;
         };
         let mut term = |sim: f64, meas: f64| {
@@ -213,7 +219,7 @@ pub fn fit(base: &EngineConfig, points: &[Observed]) -> Result<Fit, String> {
     }
     // Every load must replay on the base engine before the search starts.
     for o in points {
-        simulate(base, o).map_err(|e| format!("{}: {e}", o.label))?;
+        replay(base, o).map_err(|e| format!("{}: {e}", o.label))?;
     }
     let mut evaluations = 0u32;
     let mut f = |x: &[f64; TERMS]| {

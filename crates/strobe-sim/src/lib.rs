@@ -31,6 +31,9 @@ pub mod shape;
 
 pub use engine::{Engine, EngineConfig, Event, Overheads, Step};
 pub use fit::{fit, Fit, Observed, Residual};
-pub use plan::{closed_loop, max_rate, max_users, quantile, Capacity, Load, RateCapacity, Summary};
+pub use plan::{
+    max_rate, max_users, quantile, simulate, simulate_replicas, Arrival, Capacity, Lengths, Load,
+    RateCapacity, Summary,
+};
 pub use realtime::{LagStats, RealTime, Sink, Snapshot};
 pub use shape::{Gpu, Model};

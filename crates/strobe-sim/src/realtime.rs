@@ -105,6 +105,8 @@ struct Shared {
     steps: AtomicU64,
     generation_tokens: AtomicU64,
     prompt_tokens: AtomicU64,
+    prefix_queries: AtomicU64,
+    prefix_hits: AtomicU64,
     /// Seconds of simulated step time, as f64 bits.
     busy_bits: AtomicU64,
     lag: Mutex<LagStats>,
@@ -124,6 +126,9 @@ pub struct Snapshot {
     pub generation_tokens: u64,
     /// Prompt tokens of the requests added.
     pub prompt_tokens: u64,
+    /// Prompt tokens looked up in the prefix cache, and found there.
+    pub prefix_queries: u64,
+    pub prefix_hits: u64,
     /// Simulated seconds spent stepping.
     pub busy_s: f64,
     pub lag: LagStats,
@@ -181,11 +186,23 @@ impl RealTime {
     /// Queues a request that reached the server at `received`; it joins the engine
     /// `per_request_api` later. Returns its id, for [`RealTime::abort`]. A request that does not
     /// fit (see [`RealTime::fits`]) is dropped at once: its sink is never called.
-    pub fn submit(&self, prompt: u32, output: u32, received: Instant, sink: Sink) -> u64 {
+    pub fn submit(
+        &self,
+        prompt: u32,
+        output: u32,
+        prefix: Arc<[u64]>,
+        received: Instant,
+        sink: Sink,
+    ) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let ready = received + Duration::from_secs_f64(self.config.overheads.per_request_api);
         self.send(Cmd::Add {
-            req: Request { id, prompt, output },
+            req: Request {
+                id,
+                prompt,
+                output,
+                prefix,
+            },
             ready,
             sink,
         });
@@ -214,6 +231,8 @@ impl RealTime {
             steps: s.steps.load(Ordering::Relaxed),
             generation_tokens: s.generation_tokens.load(Ordering::Relaxed),
             prompt_tokens: s.prompt_tokens.load(Ordering::Relaxed),
+            prefix_queries: s.prefix_queries.load(Ordering::Relaxed),
+            prefix_hits: s.prefix_hits.load(Ordering::Relaxed),
             busy_s: f64::from_bits(s.busy_bits.load(Ordering::Relaxed)),
             lag: s.lag.lock().map(|l| l.clone()).unwrap_or_default(),
         }
@@ -286,13 +305,14 @@ fn run(mut engine: Engine, rx: mpsc::Receiver<Cmd>, shared: &Shared) {
             if !clock.sinks.contains_key(&req.id) {
                 continue;
             }
+            let (id, prompt) = (req.id, req.prompt);
             match engine.add(req) {
                 Ok(()) => {
-                    prompt_tokens += u64::from(req.prompt);
+                    prompt_tokens += u64::from(prompt);
                     joined_at.get_or_insert(t);
                 }
                 Err(_) => {
-                    clock.sinks.remove(&req.id);
+                    clock.sinks.remove(&id);
                 }
             }
         }
@@ -380,6 +400,12 @@ fn publish(shared: &Shared, engine: &Engine, busy: f64, prompt: u64, generation:
         .preemptions
         .store(engine.preemptions, Ordering::Relaxed);
     shared.steps.store(engine.steps, Ordering::Relaxed);
+    shared
+        .prefix_queries
+        .store(engine.prefix_queries, Ordering::Relaxed);
+    shared
+        .prefix_hits
+        .store(engine.prefix_hits, Ordering::Relaxed);
     shared.busy_bits.store(busy.to_bits(), Ordering::Relaxed);
     shared.prompt_tokens.store(prompt, Ordering::Relaxed);
     shared

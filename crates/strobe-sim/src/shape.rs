@@ -50,6 +50,13 @@ impl Model {
         (shared + e * per_expert * touched) * self.dtype_bytes
     }
 
+    /// The model quantised to FP8, weights and KV cache (as TensorRT-LLM's and vLLM's FP8
+    /// checkpoints run): one byte per element.
+    pub fn in_fp8(mut self) -> Model {
+        self.dtype_bytes = 1.0;
+        self
+    }
+
     /// KV-cache bytes one token takes, all layers (keys and values).
     pub fn kv_bytes_per_token(&self) -> f64 {
         2.0 * f64::from(self.layers)

@@ -1,7 +1,8 @@
 //! The engine model's physics: what issue 13 asks it to show on a virtual clock.
 
-use strobe_sim::engine::Request;
-use strobe_sim::{closed_loop, Engine, EngineConfig, Gpu, Load, Model};
+use std::sync::Arc;
+use strobe_sim::engine::{block_hashes, Request};
+use strobe_sim::{simulate, Engine, EngineConfig, Gpu, Load, Model};
 
 fn llama8b_h100() -> EngineConfig {
     EngineConfig::new(
@@ -11,15 +12,7 @@ fn llama8b_h100() -> EngineConfig {
 }
 
 fn load(concurrency: u32, requests: u32, prompt: u32, output: u32) -> Load {
-    Load {
-        concurrency,
-        requests,
-        prompt,
-        output,
-        warmup: 0,
-        stagger: 0.0,
-        rate: None,
-    }
+    Load::closed(concurrency, requests, prompt, output)
 }
 
 #[test]
@@ -27,12 +20,7 @@ fn batch_one_decode_stays_above_the_weight_read_floor() {
     // Llama-3-8B in BF16 is 16.06 GB; an H100 reads 3.35 TB/s: no decode step can be faster
     // than 4.79 ms.
     let mut e = Engine::new(llama8b_h100()).unwrap();
-    e.add(Request {
-        id: 0,
-        prompt: 512,
-        output: 8,
-    })
-    .unwrap();
+    e.add(Request::new(0, 512, 8)).unwrap();
     let prefill = e.step().unwrap();
     let decode = e.step().unwrap();
     let floor = 16.06e9 / 3.35e12;
@@ -49,7 +37,7 @@ fn batch_one_decode_stays_above_the_weight_read_floor() {
 #[test]
 fn throughput_saturates_and_ttft_rises_with_load() {
     let c = llama8b_h100();
-    let at = |n: u32| closed_loop(&c, &load(n, 4 * n, 512, 128)).unwrap();
+    let at = |n: u32| simulate(&c, &load(n, 4 * n, 512, 128)).unwrap();
     let (one, eight, full, over) = (at(1), at(8), at(256), at(1024));
     assert!(
         eight.output_tokens_per_s > 4.0 * one.output_tokens_per_s,
@@ -80,10 +68,10 @@ fn a_kv_cache_too_small_for_the_batch_preempts() {
     let mut small = llama8b_h100();
     // About 0.3 GB of KV cache: ~2,300 tokens, for 16 users of 384 tokens each.
     small.gpu_memory_utilization = (16.06e9 + 1e9 + 0.3e9) / 80e9;
-    let tight = closed_loop(&small, &load(16, 64, 128, 256)).unwrap();
+    let tight = simulate(&small, &load(16, 64, 128, 256)).unwrap();
     assert!(tight.preemptions > 0, "{tight:?}");
     assert_eq!(tight.requests, 64, "every request still ends");
-    let roomy = closed_loop(&llama8b_h100(), &load(16, 64, 128, 256)).unwrap();
+    let roomy = simulate(&llama8b_h100(), &load(16, 64, 128, 256)).unwrap();
     assert_eq!(roomy.preemptions, 0);
     assert!(tight.e2e_mean > roomy.e2e_mean, "recompute costs time");
 }
@@ -91,8 +79,8 @@ fn a_kv_cache_too_small_for_the_batch_preempts() {
 #[test]
 fn a_longer_prompt_raises_ttft_as_prefill_predicts() {
     let c = llama8b_h100();
-    let short = closed_loop(&c, &load(1, 4, 128, 16)).unwrap();
-    let long = closed_loop(&c, &load(1, 4, 2048, 16)).unwrap();
+    let short = simulate(&c, &load(1, 4, 128, 16)).unwrap();
+    let long = simulate(&c, &load(1, 4, 2048, 16)).unwrap();
     // Prefill is compute-bound: 2 FLOPs per parameter per prompt token at the efficiency set.
     let m = &c.model;
     let predicted = 2.0 * m.active_params * (2048.0 - 128.0) / (c.gpu.flops * c.flops_efficiency);
@@ -106,8 +94,8 @@ fn a_longer_prompt_raises_ttft_as_prefill_predicts() {
 #[test]
 fn the_same_inputs_give_the_same_timings() {
     let c = llama8b_h100();
-    let a = closed_loop(&c, &load(64, 300, 700, 200)).unwrap();
-    let b = closed_loop(&c, &load(64, 300, 700, 200)).unwrap();
+    let a = simulate(&c, &load(64, 300, 700, 200)).unwrap();
+    let b = simulate(&c, &load(64, 300, 700, 200)).unwrap();
     assert_eq!(a, b);
 }
 
@@ -124,7 +112,7 @@ fn a_model_that_does_not_fit_is_refused_with_the_fix() {
         Gpu::preset("h200").unwrap(),
     );
     tp8.tp = 8;
-    let s = closed_loop(&tp8, &load(8, 16, 256, 32)).unwrap();
+    let s = simulate(&tp8, &load(8, 16, 256, 32)).unwrap();
     assert_eq!(s.requests, 16);
 }
 
@@ -143,6 +131,7 @@ fn the_real_time_clock_paces_tokens_and_frees_a_request_whose_client_left() {
     rt.submit(
         256,
         40,
+        Arc::from([]),
         start,
         Box::new(move || {
             k.fetch_add(1, Ordering::Relaxed);
@@ -152,6 +141,7 @@ fn the_real_time_clock_paces_tokens_and_frees_a_request_whose_client_left() {
     rt.submit(
         256,
         1_000,
+        Arc::from([]),
         start,
         Box::new(move || l.fetch_add(1, Ordering::Relaxed) < 2),
     );
@@ -226,7 +216,7 @@ fn a_fit_recovers_an_engine_from_two_loads_and_predicts_the_others() {
     truth.flops_efficiency = 0.3;
     truth.bw_efficiency = 0.5;
     let observe = |users: u32| {
-        let s = closed_loop(&truth, &load(users, 8 * users, 256, 64)).unwrap();
+        let s = simulate(&truth, &load(users, 8 * users, 256, 64)).unwrap();
         strobe_sim::Observed {
             label: format!("c={users}"),
             concurrency: users,
@@ -293,12 +283,7 @@ fn a_mixture_of_experts_reads_its_active_experts_at_batch_one_and_all_of_them_wh
     let mut c = EngineConfig::new(m, Gpu::preset("h100").unwrap());
     c.tp = 2;
     let mut e = Engine::new(c).unwrap();
-    e.add(Request {
-        id: 0,
-        prompt: 64,
-        output: 4,
-    })
-    .unwrap();
+    e.add(Request::new(0, 64, 4)).unwrap();
     e.step().unwrap();
     let decode = e.step().unwrap();
     // Batch-1 decode is bound by the active weights' read over two GPUs, not all 93 GB.
@@ -333,4 +318,114 @@ fn the_rate_search_finds_the_edge_and_a_faster_gpu_takes_more() {
     h200.gpu = Gpu::preset("h200").unwrap();
     let faster = strobe_sim::max_rate(&h200, 512, 128, 1000.0, meets).unwrap();
     assert!(faster.rate > h100.rate, "{} vs {}", faster.rate, h100.rate);
+}
+
+/// A prompt of `words` words, the first `shared` of them common to every prompt of `group`.
+fn prompt_blocks(group: u32, id: u64, shared: usize, words: usize) -> Arc<[u64]> {
+    let text: Vec<String> = (0..words)
+        .map(|i| {
+            if i < shared {
+                format!("g{group}w{i}")
+            } else {
+                format!("r{id}w{i}")
+            }
+        })
+        .collect();
+    block_hashes(text.iter().map(String::as_str), 16).into()
+}
+
+#[test]
+fn a_shared_prefix_is_computed_once_and_counted_as_vllm_counts_it() {
+    let c = llama8b_h100();
+    let ttft = |e: &mut Engine, req: Request| {
+        e.add(req).unwrap();
+        let mut t = 0.0;
+        loop {
+            let s = e.step().unwrap();
+            t += s.duration;
+            if s.events
+                .iter()
+                .any(|ev| matches!(ev, strobe_sim::Event::FirstToken(_)))
+            {
+                break;
+            }
+        }
+        while !e.is_idle() {
+            e.step();
+        }
+        t
+    };
+    let mut e = Engine::new(c.clone()).unwrap();
+    let req = |id: u64, shared: usize| Request {
+        prefix: prompt_blocks(0, id, shared, 2048),
+        ..Request::new(id, 2048, 4)
+    };
+    let cold = ttft(&mut e, req(0, 1536));
+    assert_eq!((e.prefix_queries, e.prefix_hits), (2048, 0));
+    // The second prompt's first 1,536 tokens (96 blocks) are cached: only 512 are computed.
+    let warm = ttft(&mut e, req(1, 1536));
+    assert_eq!((e.prefix_queries, e.prefix_hits), (4096, 1536));
+    assert!(warm < 0.45 * cold, "cold {cold} s, warm {warm} s");
+    // A prompt that is all cached still computes its last token (as vLLM does).
+    let whole = Request {
+        prefix: prompt_blocks(0, 0, 1536, 2048),
+        ..Request::new(2, 2048, 4)
+    };
+    ttft(&mut e, whole);
+    assert_eq!(e.prefix_hits, 1536 + 2032, "127 of its 128 blocks");
+    // Off, nothing is looked up or kept.
+    let mut off = Engine::new(EngineConfig {
+        enable_prefix_caching: false,
+        ..c
+    })
+    .unwrap();
+    ttft(&mut off, req(0, 1536));
+    let again = ttft(&mut off, req(1, 1536));
+    assert_eq!((off.prefix_queries, off.prefix_hits), (0, 0));
+    assert!((again - cold).abs() < 1e-9);
+}
+
+#[test]
+fn idle_cached_blocks_are_free_to_take_and_evicted_oldest_first() {
+    // A small cache: room for about four 2,048-token prompts.
+    let mut c = EngineConfig::new(
+        Model::preset("llama-3-8b").unwrap(),
+        Gpu::preset("a10").unwrap(),
+    );
+    c.gpu_memory_utilization = 0.75;
+    let blocks = c.kv_blocks().unwrap();
+    assert!((400..700).contains(&blocks), "{blocks} blocks");
+    let mut e = Engine::new(c).unwrap();
+    let run = |e: &mut Engine, id: u64, group: u32| {
+        e.add(Request {
+            prefix: prompt_blocks(group, id, 2048, 2048),
+            ..Request::new(id, 2048, 2)
+        })
+        .unwrap();
+        while !e.is_idle() {
+            e.step();
+        }
+    };
+    run(&mut e, 0, 0);
+    // Its blocks stay cached, idle, and count as free.
+    assert_eq!(e.kv_usage(), 0.0);
+    let hits = e.prefix_hits;
+    run(&mut e, 1, 0);
+    assert_eq!(e.prefix_hits - hits, 2032, "group 0 still cached");
+    // Other prompts fill the cache: group 0's blocks, the least recently used, are evicted,
+    // and no request waits or is preempted for them.
+    for g in 1..8 {
+        run(&mut e, 10 + u64::from(g), g);
+    }
+    assert_eq!(e.preemptions, 0);
+    let hits = e.prefix_hits;
+    run(&mut e, 99, 0);
+    assert_eq!(e.prefix_hits, hits, "group 0 was evicted");
+    let hits = e.prefix_hits;
+    run(&mut e, 100, 7);
+    assert_eq!(
+        e.prefix_hits - hits,
+        2032,
+        "the most recent group is still cached"
+    );
 }

@@ -34,7 +34,7 @@ pub enum Command {
     /// Each probe sends for --duration (default 20s) after its --warmup.
     Search(Box<SearchArgs>),
     /// Serve the built-in OpenAI-compatible target with exact, configurable timing.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// The batch service of seed 000: the OpenAI Batch API (/v1/files, /v1/batches) in front of
     /// one or more engines, interactive requests proxied straight through, batch concurrency
     /// adapted to keep interactive users fast; batches in a durable store.
@@ -66,6 +66,30 @@ pub enum SimCommand {
     /// reports (closed loops, e.g. -c 1 and -c 2), print the residuals, and write a model file
     /// that --sim loads; --predict checks the fit on runs it did not see.
     Fit(SimFitArgs),
+    /// Run a load on the simulated engine's virtual clock: the requests `strobe run` would send
+    /// with the same flags (profile, data set, lengths, tokenizer, seed; closed loop, rate,
+    /// offline or lockstep), in a fraction of a second, and what its users would see.
+    Run(Box<SimRunArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct SimRunArgs {
+    #[command(flatten)]
+    pub engine: SimArgs,
+    /// Copies of the engine sharing the load (data parallelism): request i goes to copy
+    /// i mod N, each with its share of the users or the rate.
+    #[arg(long, default_value = "1", value_parser = parse_count_u32, help_heading = "Simulated engine")]
+    pub replicas: u32,
+    #[command(flatten)]
+    pub load: LoadArgs,
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+    /// Also write the result as JSON here (schema strobe.sim_run.v1).
+    #[arg(short, long, value_name = "FILE.json", help_heading = "Output")]
+    pub output: Option<PathBuf>,
+    /// Exit 1 when a --slo target (a statistic of the distribution) is missed.
+    #[arg(long, requires = "slo", help_heading = "Output")]
+    pub fail_on_slo: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -131,6 +155,10 @@ pub struct SimPlanArgs {
     /// The engines' max_num_batched_tokens (vLLM's default 8192).
     #[arg(long, value_parser = parse_count_u32)]
     pub max_num_batched_tokens: Option<u32>,
+    /// The engines' overheads, by name: vllm (default), vllm-2024, none (see strobe serve
+    /// --sim-overheads).
+    #[arg(long, value_name = "PROFILE")]
+    pub overheads: Option<String>,
     /// Also write the grid as JSON here.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -926,6 +954,16 @@ pub struct SimArgs {
     /// The simulated engine's gpu_memory_utilization (vLLM's default 0.9).
     #[arg(long, requires = "sim", help_heading = "Simulated engine")]
     pub sim_gpu_memory_utilization: Option<f64>,
+    /// The simulated engine's overheads, by name: vllm (default: a published fit of vLLM on
+    /// H100s), vllm-2024 (plus vLLM 0.4–0.5's 4 ms CPU gap per step), none (the roofline
+    /// alone). Replaces a model file's.
+    #[arg(
+        long,
+        requires = "sim",
+        value_name = "PROFILE",
+        help_heading = "Simulated engine"
+    )]
+    pub sim_overheads: Option<String>,
 }
 
 #[derive(Debug, Args)]

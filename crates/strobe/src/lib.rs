@@ -73,7 +73,7 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<i32> {
                 listen(args.run.output.drain_timeout)?;
                 execute(settings::search(*args)?, ui, &shutdown).await.map(|e| e.exit_code)
             }
-            cli::Command::Serve(args) => serve_cmd::serve(args).await,
+            cli::Command::Serve(args) => serve_cmd::serve(*args).await,
             cli::Command::Gateway(args) => gateway_cmd::gateway(*args).await,
             cli::Command::Report(args) => results_cmd::report(args),
             cli::Command::Plot(args) => results_cmd::plot(args),
@@ -83,6 +83,7 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<i32> {
             cli::Command::Profiles(args) => profiles_cmd::profiles(args),
             cli::Command::Sim(cli::SimCommand::Plan(args)) => sim_cmd::plan(args),
             cli::Command::Sim(cli::SimCommand::Fit(args)) => sim_cmd::fit(args),
+            cli::Command::Sim(cli::SimCommand::Run(args)) => sim_cmd::run(*args),
         }
     })
 }

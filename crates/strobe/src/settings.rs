@@ -101,7 +101,7 @@ impl Plan {
     }
 }
 
-fn draft_error(e: DraftError) -> anyhow::Error {
+pub(crate) fn draft_error(e: DraftError) -> anyhow::Error {
     anyhow::anyhow!("{} {}", e.flag(), e.message)
 }
 
@@ -289,6 +289,16 @@ pub fn target(a: &TargetArgs, output: Option<&Path>) -> anyhow::Result<TargetSpe
     })
 }
 
+/// A named set of the simulated engine's overheads.
+pub(crate) fn overheads(name: &str, flag: &str) -> anyhow::Result<strobe_sim::Overheads> {
+    strobe_sim::Overheads::profile(name).ok_or_else(|| {
+        anyhow::anyhow!(
+            "{flag} {name}: no such set; the sets are {}",
+            strobe_sim::Overheads::PROFILES.join(", ")
+        )
+    })
+}
+
 /// The simulated engine `--sim` asks for, with its scheduler settings.
 pub fn sim(a: &crate::cli::SimArgs) -> anyhow::Result<Option<strobe_sim::EngineConfig>> {
     let Some(spec) = &a.sim else {
@@ -301,6 +311,9 @@ pub fn sim(a: &crate::cli::SimArgs) -> anyhow::Result<Option<strobe_sim::EngineC
     }
     if let Some(n) = a.sim_max_num_batched_tokens {
         c.max_num_batched_tokens = n;
+    }
+    if let Some(name) = &a.sim_overheads {
+        c.overheads = overheads(name, "--sim-overheads")?;
     }
     if let Some(u) = a.sim_gpu_memory_utilization {
         if !(u > 0.0 && u <= 1.0) {
@@ -401,7 +414,7 @@ fn workload(w: &WorkloadArgs) -> anyhow::Result<WorkloadDraft> {
     })
 }
 
-fn class(l: &LoadArgs, w: &WorkloadArgs) -> anyhow::Result<ClassDraft> {
+pub(crate) fn class(l: &LoadArgs, w: &WorkloadArgs) -> anyhow::Result<ClassDraft> {
     let mut d = ClassDraft::new("default");
     d.schedule = if l.offline {
         Some(ScheduleKind::Offline)

@@ -123,6 +123,9 @@ pub fn plan(a: SimPlanArgs) -> anyhow::Result<i32> {
             if let Some(n) = a.max_num_batched_tokens {
                 config.max_num_batched_tokens = n;
             }
+            if let Some(name) = &a.overheads {
+                config.overheads = crate::settings::overheads(name, "--overheads")?;
+            }
             config.validate().map_err(|e| {
                 anyhow::anyhow!("{spec}: {e} (check --max-num-seqs and --max-num-batched-tokens)")
             })?;
@@ -193,7 +196,12 @@ pub fn plan(a: SimPlanArgs) -> anyhow::Result<i32> {
         },
         slo_text.join(", ")
     );
-    println!("simulated with the engine model's default (unfitted) overheads: a model, not a measurement (docs/sim.md)\n");
+    println!(
+        "simulated with the overheads {}: a model, not a measurement (docs/sim.md)\n",
+        a.overheads
+            .as_deref()
+            .unwrap_or("vllm (a published fit of vLLM on H100s; not fitted to your engine)")
+    );
     let mut header = vec![
         "model".to_owned(),
         "GPUs".to_owned(),
@@ -447,6 +455,191 @@ pub fn fit(a: crate::cli::SimFitArgs) -> anyhow::Result<i32> {
             );
             return Ok(exit::CHECK_FAILED);
         }
+    }
+    Ok(exit::OK)
+}
+
+/// `strobe sim run`: one class on the virtual clock, printed as vLLM's benchmark prints a run.
+pub fn run(a: crate::cli::SimRunArgs) -> anyhow::Result<i32> {
+    let Some(config) = crate::settings::sim(&a.engine)? else {
+        bail!("--sim: name the engine to simulate, e.g. --sim llama-3-8b@h100 (or a model file)");
+    };
+    let draft = crate::settings::class(&a.load, &a.workload)?;
+    let (class, ws) = draft.resolve(0).map_err(crate::settings::draft_error)?;
+    let slos = class.slo.clone();
+    for t in &slos {
+        if !matches!(t.metric, SloMetric::Ttft | SloMetric::Tpot | SloMetric::E2e) {
+            bail!(
+                "--slo: the simulator times ttft, tpot and e2e; leave out `{}`",
+                t.name()
+            );
+        }
+    }
+    let sim = strobe_experiment::simulated::simulated(
+        &class,
+        &ws,
+        config.enable_prefix_caching.then_some(config.block_size),
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
+    for w in &sim.warnings {
+        eprintln!("warning: {w}");
+    }
+    let s = strobe_sim::simulate_replicas(&config, &sim.load, a.replicas)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", config.describe()))?;
+    let kv_tokens = config
+        .kv_blocks()
+        .map(|b| b * u64::from(config.block_size))
+        .ok();
+    let schedule = match sim.load.arrival {
+        strobe_sim::Arrival::Closed { users, .. } => format!("closed loop, {users} users"),
+        strobe_sim::Arrival::Poisson { rate } => format!("Poisson arrivals at {rate} req/s"),
+        strobe_sim::Arrival::Constant { rate } => format!("constant arrivals at {rate} req/s"),
+        strobe_sim::Arrival::Offline => "offline, every request at once".into(),
+        strobe_sim::Arrival::Lockstep { size } => format!("lockstep batches of {size}"),
+    };
+    let replicas = if a.replicas > 1 {
+        format!(", {} copies (data parallel)", a.replicas)
+    } else {
+        String::new()
+    };
+    println!(
+        "strobe sim run: {}{replicas}; {} requests ({} warm-up), {schedule}; tokenizer {}",
+        config.describe(),
+        sim.load.requests,
+        sim.load.warmup,
+        sim.workload.tokenizer
+    );
+    println!(
+        "simulated on the virtual clock: a model's figures, not a measurement (docs/sim.md)\n"
+    );
+    let ms = |v: &[f64], q: Option<f64>| {
+        1e3 * match q {
+            None => v.iter().sum::<f64>() / v.len().max(1) as f64,
+            Some(q) => quantile(v, q),
+        }
+    };
+    let line = |k: &str, v: String| println!("{k:<40} {v}");
+    println!("{:=^50}", " Simulated Benchmark Result ");
+    line("Successful requests:", s.requests.to_string());
+    line("Benchmark duration (s):", format!("{:.2}", s.duration));
+    line("Total input tokens:", s.prompt_tokens.to_string());
+    line("Total generated tokens:", s.output_tokens.to_string());
+    line(
+        "Request throughput (req/s):",
+        format!("{:.2}", s.requests_per_s),
+    );
+    line(
+        "Input token throughput (tok/s):",
+        format!("{:.2}", s.prompt_tokens_per_s),
+    );
+    line(
+        "Output token throughput (tok/s):",
+        format!("{:.2}", s.output_tokens_per_s),
+    );
+    line(
+        "Total token throughput (tok/s):",
+        format!("{:.2}", s.prompt_tokens_per_s + s.output_tokens_per_s),
+    );
+    for (title, short, v) in [
+        ("Time to First Token", "TTFT", &s.ttft_s),
+        ("Time per Output Token (excl. 1st token)", "TPOT", &s.tpot_s),
+        ("End-to-end Latency", "E2EL", &s.e2e_s),
+    ] {
+        println!("{:-^50}", title);
+        line(
+            &format!("Mean {short} (ms):"),
+            format!("{:.2}", ms(v, None)),
+        );
+        line(
+            &format!("Median {short} (ms):"),
+            format!("{:.2}", ms(v, Some(0.5))),
+        );
+        line(
+            &format!("P99 {short} (ms):"),
+            format!("{:.2}", ms(v, Some(0.99))),
+        );
+    }
+    println!("{:-^50}", "Engine");
+    line("Steps:", s.steps.to_string());
+    line("Largest batch (sequences):", s.max_running.to_string());
+    line("Preemptions:", s.preemptions.to_string());
+    if s.prefix_queries > 0 {
+        line(
+            "Prefix-cache hits (prompt tokens):",
+            format!(
+                "{} of {} ({:.1}%)",
+                s.prefix_hits,
+                s.prefix_queries,
+                100.0 * s.prefix_hits as f64 / s.prefix_queries as f64
+            ),
+        );
+    }
+    if let Some(k) = kv_tokens {
+        line("KV-cache tokens (per copy):", k.to_string());
+    }
+    println!("{}", "=".repeat(50));
+    let mut missed = Vec::new();
+    let verdicts: Vec<serde_json::Value> = slos
+        .iter()
+        .filter(|t| t.stat.is_some())
+        .map(|t| {
+            let v = value_ms(t, &s);
+            let ok = v <= t.limit_ms;
+            if !ok {
+                missed.push(t.name());
+            }
+            println!(
+                "SLO {}: {v:.1} ms {} {} ms",
+                t.name(),
+                if ok { "≤" } else { ">" },
+                t.limit_ms
+            );
+            serde_json::json!({ "slo": t.name(), "limit_ms": t.limit_ms, "value_ms": v, "met": ok })
+        })
+        .collect();
+    if let Some(path) = &a.output {
+        let stats = |v: &[f64]| {
+            serde_json::json!({
+                "mean": ms(v, None), "p50": ms(v, Some(0.5)), "p90": ms(v, Some(0.9)),
+                "p95": ms(v, Some(0.95)), "p99": ms(v, Some(0.99)), "max": ms(v, Some(1.0)),
+            })
+        };
+        let json = serde_json::json!({
+            "schema": "strobe.sim_run.v1",
+            "engine": config.describe(),
+            "config": config,
+            "replicas": a.replicas,
+            "schedule": schedule,
+            "requests": sim.load.requests,
+            "warmup_requests": sim.load.warmup,
+            "workload": sim.workload,
+            "results": {
+                "requests": s.requests,
+                "duration_s": s.duration,
+                "prompt_tokens": s.prompt_tokens,
+                "output_tokens": s.output_tokens,
+                "requests_per_s": s.requests_per_s,
+                "prompt_tokens_per_s": s.prompt_tokens_per_s,
+                "output_tokens_per_s": s.output_tokens_per_s,
+                "ttft_ms": stats(&s.ttft_s),
+                "tpot_ms": stats(&s.tpot_s),
+                "e2e_ms": stats(&s.e2e_s),
+                "steps": s.steps,
+                "largest_batch": s.max_running,
+                "preemptions": s.preemptions,
+                "prefix_cache_queries": s.prefix_queries,
+                "prefix_cache_hits": s.prefix_hits,
+                "kv_cache_tokens": kv_tokens,
+            },
+            "slo": verdicts,
+        });
+        std::fs::write(path, serde_json::to_vec_pretty(&json)?)
+            .with_context(|| format!("-o {}: cannot write it", path.display()))?;
+        eprintln!("written: {}", path.display());
+    }
+    if a.fail_on_slo && !missed.is_empty() {
+        eprintln!("error: SLO missed: {}", missed.join(", "));
+        return Ok(exit::CHECK_FAILED);
     }
     Ok(exit::OK)
 }

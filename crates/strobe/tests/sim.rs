@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use std::process::Command;
 use strobe_server::{ServerConfig, TruthSummary};
-use strobe_sim::{closed_loop, EngineConfig, Load};
+use strobe_sim::{simulate, Arrival, EngineConfig, Load};
 
 fn sim(spec: &str) -> (ServerConfig, EngineConfig) {
     let engine = EngineConfig::from_spec(spec).unwrap();
@@ -91,16 +91,11 @@ async fn what_strobe_measures_is_what_the_engine_model_predicts() {
             (requests as u64, 0)
         );
         let predict = |stagger: f64| {
-            closed_loop(
+            simulate(
                 &engine,
                 &Load {
-                    concurrency: users,
-                    requests,
-                    prompt: 512,
-                    output: 64,
-                    warmup: 0,
-                    stagger,
-                    rate: None,
+                    arrival: Arrival::Closed { users, stagger },
+                    ..Load::closed(users, requests, 512, 64)
                 },
             )
             .unwrap()
@@ -520,4 +515,208 @@ async fn faults_break_the_simulated_engines_answers_as_the_built_in_targets() {
         assert_eq!(t.faults.get("truncate"), Some(&4), "stream {stream}: {t:?}");
         server.shutdown().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_served_engine_caches_shared_prefixes_and_says_so_in_vllms_names() {
+    let (config, _) = sim("llama-3-8b@h100");
+    let server = start(config).await;
+    let url = url_of(&server);
+    let go = |shared: &'static str| {
+        let url = url.clone();
+        async move {
+            run(
+                &url,
+                &[
+                    "-c",
+                    "1",
+                    "-n",
+                    "6",
+                    "--input-len",
+                    "2048",
+                    "--output-len",
+                    "4",
+                    "--shared-prefix",
+                    shared,
+                ],
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let cold = go("0").await;
+    let warm = go("1536").await;
+    let m = warm.report.server_metrics.as_ref().expect("scraped");
+    let (hits, queries) = (
+        m.counters.get("prefix_cache_hits").copied().unwrap_or(0.0),
+        m.counters
+            .get("prefix_cache_queries")
+            .copied()
+            .unwrap_or(0.0),
+    );
+    // Five of the six requests find the shared 1,536 tokens (96 blocks) cached.
+    assert_eq!(queries, 6.0 * 2048.0, "{m:?}");
+    assert_eq!(hits, 5.0 * 1536.0, "{m:?}");
+    let (c, w) = (
+        cold.report.results.latency.ttft_ms.p50,
+        warm.report.results.latency.ttft_ms.p50,
+    );
+    assert!(w < 0.6 * c, "a cached prefix cuts TTFT: {w} ms vs {c} ms");
+    server.shutdown().await;
+}
+
+/// `strobe sim run ARGS` (with `-o`), its exit code, stderr and JSON.
+fn sim_run(args: &[&str]) -> (Option<i32>, String, serde_json::Value) {
+    let out = temp_path(&format!("sim-run-{}.json", args.join("_").len()));
+    let _ = std::fs::remove_file(&out);
+    let o = Command::new(env!("CARGO_BIN_EXE_strobe"))
+        .args(["sim", "run"])
+        .args(args)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let json = std::fs::read(&out)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(serde_json::Value::Null);
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+        json,
+    )
+}
+
+#[test]
+fn sim_run_replays_strobe_runs_schedules_on_the_virtual_clock() {
+    // A closed loop of one shape is exactly the engine model's own closed loop.
+    let (code, err, v) = sim_run(&[
+        "--sim",
+        "llama-3-8b@h100",
+        "-c",
+        "8",
+        "-n",
+        "40",
+        "--input-len",
+        "300",
+        "--output-len",
+        "50",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let engine = EngineConfig::from_spec("llama-3-8b@h100").unwrap();
+    let direct = simulate(&engine, &Load::closed(8, 40, 300, 50)).unwrap();
+    let r = &v["results"];
+    assert_eq!(r["requests"], 40);
+    assert!((r["ttft_ms"]["mean"].as_f64().unwrap() - direct.ttft_mean * 1e3).abs() < 1e-6);
+    assert!((r["tpot_ms"]["mean"].as_f64().unwrap() - direct.tpot_mean * 1e3).abs() < 1e-6);
+    assert_eq!(r["largest_batch"], 8);
+
+    // Offline: everything at once, up to max_num_seqs running; lockstep: never more than a
+    // batch, and slower than offline for the same requests.
+    let common = [
+        "--sim",
+        "qwen2.5-0.5b@a10",
+        "--input-len",
+        "200",
+        "--output-len",
+        "uniform:10:200",
+    ];
+    let with = |extra: &[&'static str]| {
+        let mut a = common.to_vec();
+        a.extend_from_slice(extra);
+        sim_run(&a)
+    };
+    let (code, err, off) = with(&["--offline", "-n", "300", "--sim-max-num-seqs", "64"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(off["results"]["largest_batch"], 64);
+    let (code, err, lock) = with(&["--batch-size", "30", "--num-batches", "10"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(lock["results"]["requests"], 300);
+    assert!(lock["results"]["largest_batch"].as_u64().unwrap() <= 30);
+    assert!(
+        lock["results"]["duration_s"].as_f64() > off["results"]["duration_s"].as_f64(),
+        "waiting for each batch's slowest member costs time"
+    );
+    // Eight copies take eight times the rate at the same latency.
+    let (_, _, one) = with(&["-r", "5", "-n", "400", "--seed", "3"]);
+    let (_, _, eight) = with(&["-r", "40", "-n", "3200", "--seed", "3", "--replicas", "8"]);
+    let ratio = eight["results"]["requests_per_s"].as_f64().unwrap()
+        / one["results"]["requests_per_s"].as_f64().unwrap();
+    assert!((7.0..9.0).contains(&ratio), "{ratio}");
+    let (a, b) = (
+        one["results"]["tpot_ms"]["mean"].as_f64().unwrap(),
+        eight["results"]["tpot_ms"]["mean"].as_f64().unwrap(),
+    );
+    assert!((a - b).abs() < 0.1 * a, "{a} vs {b}");
+
+    // FP8 halves the weights a decode step reads.
+    let tpot = |spec: &str| {
+        let (code, err, v) = sim_run(&[
+            "--sim",
+            spec,
+            "-c",
+            "1",
+            "-n",
+            "3",
+            "--input-len",
+            "100",
+            "--output-len",
+            "64",
+            "--sim-overheads",
+            "none",
+        ]);
+        assert_eq!(code, Some(0), "{err}");
+        v["results"]["tpot_ms"]["mean"].as_f64().unwrap()
+    };
+    let ratio = tpot("llama-3-8b:fp8@h100") / tpot("llama-3-8b@h100");
+    assert!((0.45..0.55).contains(&ratio), "{ratio}");
+    // vllm-2024's step gap is 4 ms on every token.
+    let (_, _, old) = with(&["-c", "1", "-n", "3", "--sim-overheads", "vllm-2024"]);
+    let (_, _, new) = with(&["-c", "1", "-n", "3"]);
+    let gap = old["results"]["tpot_ms"]["mean"].as_f64().unwrap()
+        - new["results"]["tpot_ms"]["mean"].as_f64().unwrap();
+    assert!((gap - 4.0).abs() < 1e-6, "{gap}");
+
+    // SLOs: checked, and --fail-on-slo exits 1 on a miss.
+    let (code, _, v) = with(&[
+        "-c",
+        "4",
+        "-n",
+        "20",
+        "--slo",
+        "ttft_p99=1ms",
+        "--fail-on-slo",
+    ]);
+    assert_eq!(code, Some(1));
+    assert_eq!(v["slo"][0]["met"], false);
+
+    // What the virtual clock cannot replay is refused, naming the flag.
+    for (args, says) in [
+        (vec!["-d", "10s"], "--duration"),
+        (
+            vec!["-r", "5", "--burstiness", "0.5", "-n", "10"],
+            "--burstiness",
+        ),
+        (
+            vec!["-r", "5", "--max-concurrency", "4", "-n", "10"],
+            "--max-concurrency",
+        ),
+    ] {
+        let (code, err, _) = with(&args);
+        assert_eq!(code, Some(2), "{err}");
+        assert!(err.contains(says), "{err}");
+    }
+    let (code, err, _) = sim_run(&["--sim", "llama-3-8b:fp8@a10", "-n", "1"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("no FP8 tensor cores"), "{err}");
+    let (code, err, _) = sim_run(&[
+        "--sim",
+        "llama-3-8b@h100",
+        "--sim-overheads",
+        "tgi",
+        "-n",
+        "1",
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("vllm, vllm-2024, none"), "{err}");
 }
