@@ -19,7 +19,10 @@
 //! its own pace): the window still holds the slow requests that caused the cut, and cutting
 //! again on them collapsed the batch to its minimum in an earlier version (on CPU vLLM it kept
 //! 0.29 of its batch-only throughput where a cap held near the limit kept far more). While the
-//! only evidence of trouble is older than the last cut, the cap holds. Likewise, with users in
+//! only evidence of trouble is older than the last cut, the cap holds, until enough requests
+//! seen since the cut ([`RECOVER_AFTER`]) are all within limits: then it grows again, judged on
+//! those alone (waiting for the window to forget the old ones held the cap well below what the
+//! users could bear on a GPU engine). Likewise, with users in
 //! the window, the cap grows only after a user's request has reported since its last move (on
 //! CPU vLLM requests report seconds apart, and growing every interval overshot by several steps
 //! before the first report came). The decision and its reason are kept for `/metrics` and the
@@ -109,6 +112,10 @@ pub struct Policy {
 
 /// A cut keeps this share of the cap.
 const CUT: f64 = 0.7;
+
+/// Interactive requests seen since a cut, all within limits, after which the cap grows again
+/// although the window still holds the slow requests from before the cut.
+const RECOVER_AFTER: usize = 8;
 
 fn p95(mut v: Vec<f64>) -> Option<f64> {
     if v.is_empty() {
@@ -239,7 +246,24 @@ impl Policy {
                 EngineLoad::default()
             },
         );
-        if cut_on.is_empty() {
+        if cut_on.is_empty() && fresh.requests >= RECOVER_AFTER && engine_settled {
+            // Enough requests since the last cut, all within limits: the cut worked, and the
+            // window's older slow requests say nothing about the cap now. Grow again, one step
+            // per fresh report, rather than waiting a whole window for them to be forgotten (on
+            // a GPU engine that wait held the cap a third below what the users could bear).
+            let unseen = self
+                .last_move
+                .is_some_and(|t| !self.seen.iter().any(|o| o.at > t));
+            if !unseen && self.cap < self.config.max {
+                self.cap += 1;
+                self.increases += 1;
+                self.last_move = Some(now);
+            }
+            self.reason = format!(
+                "recovering after a cut: {} interactive requests since it, within limits",
+                fresh.requests
+            );
+        } else if cut_on.is_empty() {
             self.reason = format!("holding after a cut: {}", over.join("; "));
         } else {
             let cut = ((f64::from(self.cap) * CUT).floor() as u32).max(self.config.min);
@@ -359,6 +383,39 @@ mod tests {
         let t4 = t3 + Duration::from_millis(500);
         seen(&mut p, t4, 100, 1);
         assert_eq!(p.step(t4, EngineLoad::default()), 9);
+    }
+
+    #[test]
+    fn enough_fast_requests_after_a_cut_grow_it_before_the_window_forgets_the_slow_ones() {
+        let mut p = Policy::new(PolicyConfig {
+            initial: 20,
+            ..PolicyConfig::default()
+        });
+        let t0 = Instant::now();
+        seen(&mut p, t0, 900, 20);
+        assert_eq!(p.step(t0, EngineLoad::default()), 14);
+        // A few fast requests since the cut: not yet enough to judge it by.
+        let t1 = t0 + Duration::from_secs(2);
+        seen(&mut p, t1, 100, RECOVER_AFTER - 1);
+        assert_eq!(p.step(t1, EngineLoad::default()), 14);
+        assert!(p.reason.starts_with("holding after a cut"), "{}", p.reason);
+        // Enough: the cap grows although the window still holds the slow ones.
+        let t2 = t1 + Duration::from_secs(1);
+        seen(&mut p, t2, 100, 1);
+        assert_eq!(p.step(t2, EngineLoad::default()), 15);
+        assert!(
+            p.reason.starts_with("recovering after a cut"),
+            "{}",
+            p.reason
+        );
+        // One step per fresh report, and slow ones since the cut cut again.
+        assert_eq!(p.step(t2, EngineLoad::default()), 15);
+        let t3 = t2 + Duration::from_secs(1);
+        seen(&mut p, t3, 100, 1);
+        assert_eq!(p.step(t3, EngineLoad::default()), 16);
+        let t4 = t3 + Duration::from_secs(1);
+        seen(&mut p, t4, 900, 3);
+        assert_eq!(p.step(t4, EngineLoad::default()), 11, "16 × 0.7");
     }
 
     #[test]
