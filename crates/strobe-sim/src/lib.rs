@@ -6,9 +6,11 @@
 //!   prefill up to a token budget and a sequence cap, as vLLM's scheduler does; its time is the
 //!   larger of compute and memory time plus overheads; the KV cache is paged in blocks from the
 //!   memory the weights leave, and a sequence that finds no free block preempts the newest
-//!   running one (recompute), as vLLM does.
-//! - [`plan`]: a virtual clock that drives the engine with a closed-loop load and reports what
-//!   users would see.
+//!   running one (recompute), as vLLM does; full prompt blocks are cached and shared by later
+//!   prompts that start the same way (vLLM's automatic prefix caching).
+//! - [`plan`]: a virtual clock that drives the engine with a load (a closed loop, Poisson or
+//!   constant arrivals, everything at once, lockstep batches; over data-parallel copies) and
+//!   reports what users would see.
 //! - [`realtime`]: the wall clock: one thread steps the engine for every request and hands each
 //!   its tokens at the end of the step that made them (what `strobe serve --sim` streams from),
 //!   reporting how late it kept to its plan.
@@ -19,8 +21,6 @@
 //!
 //! - [`file`]: model files (TOML): custom shapes, and what a fit writes.
 //! - [`fit`]: the overheads and efficiencies that reproduce a real engine's measured closed loops.
-//!
-//! Not here yet (see docs/sim.md): prefix caching.
 
 pub mod engine;
 pub mod file;
