@@ -13,17 +13,9 @@ OUT=${OUT:-/tmp/gpu-out}
 mkdir -p "$OUT"
 . scripts/gpu_setup.sh
 chmod +x .devbin/strobe
-python3 -m transformers.cli.transformers serve local/rand-llama --continuous-batching --cb-use-cuda-graph \
-  --host 127.0.0.1 --port 8000 > "$OUT/engine.log" 2>&1 &
-engine=$!
+start_engine "$OUT/engine.log"
 python3 - <<'PY'
-import time, urllib.request, urllib.error
-for _ in range(180):
-    try:
-        print(urllib.request.urlopen("http://127.0.0.1:8000/v1/models", timeout=5).read().decode()[:300])
-        break
-    except Exception:
-        time.sleep(1)
+import urllib.request
 try:
     urllib.request.urlopen("http://127.0.0.1:8000/metrics", timeout=5)
     print("engine /metrics: answers")

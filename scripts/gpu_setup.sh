@@ -22,3 +22,22 @@ for f in os.listdir(".devbin/tok"):
     open(os.path.join(snap, f), "wb").write(open(os.path.join(".devbin/tok", f), "rb").read())
 print("model saved,", sum(p.numel() for p in model.parameters()) / 1e9, "B parameters")
 PY
+
+# start_engine LOG: `transformers serve` of that model on 127.0.0.1:8000 with continuous batching and
+# CUDA graphs, in the background (its pid in $engine), once it answers /v1/models.
+start_engine() {
+  python3 -m transformers.cli.transformers serve local/rand-llama --continuous-batching --cb-use-cuda-graph \
+    --host 127.0.0.1 --port 8000 > "$1" 2>&1 &
+  engine=$!
+  python3 - <<'PY'
+import time, urllib.request
+for _ in range(180):
+    try:
+        print(urllib.request.urlopen("http://127.0.0.1:8000/v1/models", timeout=5).read().decode()[:300])
+        break
+    except Exception:
+        time.sleep(1)
+else:
+    print("the engine did not answer in 180 s")
+PY
+}

@@ -16,19 +16,7 @@ chmod +x .devbin/strobe
 echo "== microbenchmarks"
 PYTHONUNBUFFERED=1 python3 scripts/gpu_microbench.py 2>&1 | tee "$OUT/microbench.txt"
 echo "== engine"
-python3 -m transformers.cli.transformers serve local/rand-llama --continuous-batching --cb-use-cuda-graph \
-  --host 127.0.0.1 --port 8000 > "$OUT/engine.log" 2>&1 &
-engine=$!
-python3 - <<'PY'
-import time, urllib.request
-for _ in range(180):
-    try:
-        urllib.request.urlopen("http://127.0.0.1:8000/v1/models", timeout=5).read()
-        print("engine ready")
-        break
-    except Exception:
-        time.sleep(1)
-PY
+start_engine "$OUT/engine.log"
 mkdir -p /tmp/fit
 for c in 1 2 4 8 16 32; do
   n=$((c * 6)); [ $n -lt 16 ] && n=16

@@ -344,29 +344,70 @@ pub fn simulate(config: &EngineConfig, load: &Load) -> Result<Summary, String> {
             }
         }
     }
-    let n = e2e.len() as u32;
     let span = last_end.max(now) - measured_from.unwrap_or(0.0);
-    Ok(Summary {
-        requests: n,
-        duration: span,
-        ttft_mean: mean(&ttft),
-        ttft_p99: p99(&ttft),
-        tpot_mean: mean(&tpot),
-        e2e_mean: mean(&e2e),
-        requests_per_s: f64::from(n) / span,
-        output_tokens_per_s: output_tokens as f64 / span,
-        prompt_tokens_per_s: prompt_tokens as f64 / span,
-        prompt_tokens,
-        output_tokens,
-        preemptions: engine.preemptions,
-        prefix_queries: engine.prefix_queries,
-        prefix_hits: engine.prefix_hits,
-        steps: engine.steps,
-        max_running,
-        ttft_s: ttft,
-        tpot_s: tpot,
-        e2e_s: e2e,
-    })
+    Ok(Summary::of(
+        span,
+        Samples {
+            ttft,
+            tpot,
+            e2e,
+            prompt_tokens,
+            output_tokens,
+        },
+        Counts {
+            preemptions: engine.preemptions,
+            prefix_queries: engine.prefix_queries,
+            prefix_hits: engine.prefix_hits,
+            steps: engine.steps,
+            max_running,
+        },
+    ))
+}
+
+/// What the measured requests saw.
+struct Samples {
+    ttft: Vec<f64>,
+    tpot: Vec<f64>,
+    e2e: Vec<f64>,
+    prompt_tokens: u64,
+    output_tokens: u64,
+}
+
+/// What the engine did.
+struct Counts {
+    preemptions: u64,
+    prefix_queries: u64,
+    prefix_hits: u64,
+    steps: u64,
+    max_running: usize,
+}
+
+impl Summary {
+    /// The figures of `s` over `duration` seconds.
+    fn of(duration: f64, s: Samples, c: Counts) -> Summary {
+        let n = s.e2e.len() as u32;
+        Summary {
+            requests: n,
+            duration,
+            ttft_mean: mean(&s.ttft),
+            ttft_p99: p99(&s.ttft),
+            tpot_mean: mean(&s.tpot),
+            e2e_mean: mean(&s.e2e),
+            requests_per_s: f64::from(n) / duration,
+            output_tokens_per_s: s.output_tokens as f64 / duration,
+            prompt_tokens_per_s: s.prompt_tokens as f64 / duration,
+            prompt_tokens: s.prompt_tokens,
+            output_tokens: s.output_tokens,
+            preemptions: c.preemptions,
+            prefix_queries: c.prefix_queries,
+            prefix_hits: c.prefix_hits,
+            steps: c.steps,
+            max_running: c.max_running,
+            ttft_s: s.ttft,
+            tpot_s: s.tpot,
+            e2e_s: s.e2e,
+        }
+    }
 }
 
 /// The answer of [`max_users`].
@@ -599,29 +640,21 @@ pub fn simulate_replicas(
     let cat = |f: fn(&Summary) -> &Vec<f64>| -> Vec<f64> {
         parts.iter().flat_map(|p| f(p).iter().copied()).collect()
     };
-    let (ttft, tpot, e2e) = (cat(|p| &p.ttft_s), cat(|p| &p.tpot_s), cat(|p| &p.e2e_s));
-    let requests: u32 = parts.iter().map(|p| p.requests).sum();
-    let prompt_tokens: u64 = parts.iter().map(|p| p.prompt_tokens).sum();
-    let output_tokens: u64 = parts.iter().map(|p| p.output_tokens).sum();
-    Ok(Summary {
-        requests,
+    Ok(Summary::of(
         duration,
-        ttft_mean: mean(&ttft),
-        ttft_p99: p99(&ttft),
-        tpot_mean: mean(&tpot),
-        e2e_mean: mean(&e2e),
-        requests_per_s: f64::from(requests) / duration,
-        output_tokens_per_s: output_tokens as f64 / duration,
-        prompt_tokens_per_s: prompt_tokens as f64 / duration,
-        prompt_tokens,
-        output_tokens,
-        preemptions: parts.iter().map(|p| p.preemptions).sum(),
-        prefix_queries: parts.iter().map(|p| p.prefix_queries).sum(),
-        prefix_hits: parts.iter().map(|p| p.prefix_hits).sum(),
-        steps: parts.iter().map(|p| p.steps).sum(),
-        max_running: parts.iter().map(|p| p.max_running).max().unwrap_or(0),
-        ttft_s: ttft,
-        tpot_s: tpot,
-        e2e_s: e2e,
-    })
+        Samples {
+            ttft: cat(|p| &p.ttft_s),
+            tpot: cat(|p| &p.tpot_s),
+            e2e: cat(|p| &p.e2e_s),
+            prompt_tokens: parts.iter().map(|p| p.prompt_tokens).sum(),
+            output_tokens: parts.iter().map(|p| p.output_tokens).sum(),
+        },
+        Counts {
+            preemptions: parts.iter().map(|p| p.preemptions).sum(),
+            prefix_queries: parts.iter().map(|p| p.prefix_queries).sum(),
+            prefix_hits: parts.iter().map(|p| p.prefix_hits).sum(),
+            steps: parts.iter().map(|p| p.steps).sum(),
+            max_running: parts.iter().map(|p| p.max_running).max().unwrap_or(0),
+        },
+    ))
 }

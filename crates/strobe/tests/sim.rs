@@ -565,28 +565,6 @@ async fn the_served_engine_caches_shared_prefixes_and_says_so_in_vllms_names() {
     server.shutdown().await;
 }
 
-/// `strobe sim run ARGS` (with `-o`), its exit code, stderr and JSON.
-fn sim_run(args: &[&str]) -> (Option<i32>, String, serde_json::Value) {
-    let out = temp_path(&format!("sim-run-{}.json", args.join("_").len()));
-    let _ = std::fs::remove_file(&out);
-    let o = Command::new(env!("CARGO_BIN_EXE_strobe"))
-        .args(["sim", "run"])
-        .args(args)
-        .arg("-o")
-        .arg(&out)
-        .output()
-        .unwrap();
-    let json = std::fs::read(&out)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or(serde_json::Value::Null);
-    (
-        o.status.code(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-        json,
-    )
-}
-
 #[test]
 fn sim_run_replays_strobe_runs_schedules_on_the_virtual_clock() {
     // A closed loop of one shape is exactly the engine model's own closed loop.

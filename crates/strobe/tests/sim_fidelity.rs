@@ -8,9 +8,9 @@
 //! data set (scripts/setup-vllm.sh) and the tokenizer (scripts/setup-tokenizers.sh), and is
 //! required where scripts/test.sh sets STROBE_REQUIRE_REAL_TOKENIZERS=1.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -18,23 +18,9 @@ fn root() -> PathBuf {
 
 /// `strobe sim run ARGS -o FILE`, its JSON.
 fn sim_run(args: &[&str]) -> serde_json::Value {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!("strobe-fidelity-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let out = dir.join(format!("sim-{}.json", N.fetch_add(1, Ordering::Relaxed)));
-    let o = Command::new(env!("CARGO_BIN_EXE_strobe"))
-        .args(["sim", "run"])
-        .args(args)
-        .arg("-o")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "strobe sim run {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap()
+    let (code, err, v) = common::sim_run(args);
+    assert_eq!(code, Some(0), "strobe sim run {args:?}: {err}");
+    v
 }
 
 fn f(v: &serde_json::Value, path: &str) -> f64 {

@@ -104,3 +104,31 @@ pub fn temp_path(name: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir.join(name)
 }
+
+/// `strobe sim run ARGS -o FILE` as a user types it: its exit code, its stderr, and the JSON it
+/// wrote (`Null` when none).
+pub fn sim_run(args: &[&str]) -> (Option<i32>, String, serde_json::Value) {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let out = temp_path(&format!(
+        "sim-run-{}.json",
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_file(&out);
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_strobe"))
+        .args(["sim", "run"])
+        .args(args)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let json = std::fs::read(&out)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(serde_json::Value::Null);
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+        json,
+    )
+}
