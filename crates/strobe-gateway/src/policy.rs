@@ -212,21 +212,14 @@ impl Policy {
             // With users to protect, one step up per piece of evidence that the last move was
             // harmless: on a slow engine a user's request reports seconds apart, and growing once
             // per interval meanwhile overshot by several steps before the first report came.
-            let unseen = self
-                .last_move
-                .is_some_and(|t| !self.seen.iter().any(|o| o.at > t));
-            if window.requests > 0 && unseen {
+            if window.requests > 0 && self.unseen_since_move() {
                 self.reason = format!(
                     "{} interactive requests in the window, within limits; waiting for one after the last move",
                     window.requests
                 );
                 return self.cap;
             }
-            if self.cap < self.config.max {
-                self.cap += 1;
-                self.increases += 1;
-                self.last_move = Some(now);
-            }
+            self.grow(now);
             self.reason = if window.requests == 0 {
                 "no interactive traffic in the window; the engine's queue is within its limit"
                     .to_owned()
@@ -251,13 +244,8 @@ impl Policy {
             // window's older slow requests say nothing about the cap now. Grow again, one step
             // per fresh report, rather than waiting a whole window for them to be forgotten (on
             // a GPU engine that wait held the cap a third below what the users could bear).
-            let unseen = self
-                .last_move
-                .is_some_and(|t| !self.seen.iter().any(|o| o.at > t));
-            if !unseen && self.cap < self.config.max {
-                self.cap += 1;
-                self.increases += 1;
-                self.last_move = Some(now);
+            if !self.unseen_since_move() {
+                self.grow(now);
             }
             self.reason = format!(
                 "recovering after a cut: {} interactive requests since it, within limits",
@@ -276,6 +264,21 @@ impl Policy {
             self.reason = cut_on.join("; ");
         }
         self.cap
+    }
+
+    /// Whether no interactive request has reported since the cap last moved.
+    fn unseen_since_move(&self) -> bool {
+        self.last_move
+            .is_some_and(|t| !self.seen.iter().any(|o| o.at > t))
+    }
+
+    /// One step up, to the maximum.
+    fn grow(&mut self, now: Instant) {
+        if self.cap < self.config.max {
+            self.cap += 1;
+            self.increases += 1;
+            self.last_move = Some(now);
+        }
     }
 
     /// The signals over their limits, in words.

@@ -655,17 +655,17 @@ async fn completion(
         }
         // What the prompt's blocks hold, for the engine's prefix cache: its words, in order,
         // the messages' one after another.
-        let mut words = Vec::new();
-        if chat {
-            for m in request.messages.iter().flatten() {
-                if let Some(c) = m.content.as_ref() {
-                    push_words(c, &mut words);
-                }
-            }
-        } else if let Some(p) = &request.prompt {
-            push_words(p, &mut words);
-        }
         let prefix = if engine.config().enable_prefix_caching {
+            let mut words = Vec::new();
+            if chat {
+                for m in request.messages.iter().flatten() {
+                    if let Some(c) = m.content.as_ref() {
+                        push_words(c, &mut words);
+                    }
+                }
+            } else if let Some(p) = &request.prompt {
+                push_words(p, &mut words);
+            }
             strobe_sim::engine::block_hashes(words, engine.config().block_size).into()
         } else {
             std::sync::Arc::from([])
