@@ -168,7 +168,11 @@ pub async fn watch_run(
             }
         }
     }
-    d.result(stopping)
+    // The detector's clock starts at the first sample that saw a request sent; the report counts
+    // from the run's start.
+    let mut result = d.result(stopping);
+    result.at_s = result.at_s.map(|t| t + started.unwrap_or(0.0));
+    result
 }
 
 #[cfg(test)]
