@@ -62,6 +62,46 @@ pub struct Fit {
     pub evaluations: u32,
 }
 
+/// Pools repeated runs of one load (the same users, requests, warm-up and mean lengths) into one
+/// point whose figures are the medians of the repeats', keeping the first appearance's order.
+/// Runs repeated in turn with the other loads (1, 2, 4, 8, 1, 2, 4, 8, …) then see the same slow
+/// drift of a shared machine, and the median drops a run from an unlucky minute.
+pub fn pool(points: &[Observed]) -> Vec<Observed> {
+    let key = |o: &Observed| (o.concurrency, o.requests, o.warmup, o.prompt, o.output);
+    let mut groups: Vec<Vec<&Observed>> = Vec::new();
+    for o in points {
+        match groups.iter_mut().find(|g| key(g[0]) == key(o)) {
+            Some(g) => g.push(o),
+            None => groups.push(vec![o]),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|g| {
+            if g.len() == 1 {
+                return g[0].clone();
+            }
+            let median = |f: fn(&Observed) -> f64| {
+                let mut v: Vec<f64> = g.iter().map(|o| f(o)).collect();
+                v.sort_by(f64::total_cmp);
+                let n = v.len();
+                if n % 2 == 1 {
+                    v[n / 2]
+                } else {
+                    (v[n / 2 - 1] + v[n / 2]) / 2.0
+                }
+            };
+            Observed {
+                label: format!("median of {} runs ({}, …)", g.len(), g[0].label),
+                ttft_mean: median(|o| o.ttft_mean),
+                tpot_mean: median(|o| o.tpot_mean),
+                output_tokens_per_s: median(|o| o.output_tokens_per_s),
+                ..g[0].clone()
+            }
+        })
+        .collect()
+}
+
 /// The simulated figures of `obs`'s load on `config`.
 pub fn replay(config: &EngineConfig, obs: &Observed) -> Result<Summary, String> {
     simulate(
@@ -260,4 +300,53 @@ pub fn fit(base: &EngineConfig, points: &[Observed]) -> Result<Fit, String> {
         rms_log_error: (best.1 / n as f64).sqrt(),
         evaluations,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obs(label: &str, users: u32, ttft_ms: f64, tpot_ms: f64, tok_s: f64) -> Observed {
+        Observed {
+            label: label.into(),
+            concurrency: users,
+            requests: 10,
+            warmup: 1,
+            prompt: 256,
+            output: 64,
+            ttft_mean: ttft_ms / 1e3,
+            tpot_mean: tpot_ms / 1e3,
+            output_tokens_per_s: tok_s,
+        }
+    }
+
+    #[test]
+    fn repeats_of_one_load_pool_into_their_medians_and_other_loads_stay_apart() {
+        let points = [
+            obs("a1", 1, 100.0, 30.0, 30.0),
+            obs("b1", 2, 150.0, 35.0, 55.0),
+            obs("a2", 1, 300.0, 40.0, 20.0),
+            obs("b2", 2, 160.0, 36.0, 56.0),
+            obs("a3", 1, 110.0, 31.0, 29.0),
+            // The same users with another prompt length is another load.
+            Observed {
+                prompt: 512,
+                ..obs("c1", 1, 200.0, 30.0, 25.0)
+            },
+        ];
+        let pooled = pool(&points);
+        assert_eq!(pooled.len(), 3);
+        let a = &pooled[0];
+        assert_eq!((a.concurrency, a.prompt), (1, 256));
+        // Medians, each figure on its own: the slow run (300 ms) is dropped, not averaged in.
+        assert!((a.ttft_mean - 0.110).abs() < 1e-12, "{a:?}");
+        assert!((a.tpot_mean - 0.031).abs() < 1e-12, "{a:?}");
+        assert!((a.output_tokens_per_s - 29.0).abs() < 1e-12, "{a:?}");
+        assert!(a.label.starts_with("median of 3 runs (a1"), "{}", a.label);
+        // Two repeats: their mean.
+        let b = &pooled[1];
+        assert!((b.ttft_mean - 0.155).abs() < 1e-12, "{b:?}");
+        assert!((b.output_tokens_per_s - 55.5).abs() < 1e-12, "{b:?}");
+        assert_eq!(pooled[2], points[5]);
+    }
 }

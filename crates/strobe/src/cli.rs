@@ -100,14 +100,16 @@ pub enum PlanBy {
 
 #[derive(Debug, Args)]
 pub struct SimFitArgs {
-    /// Reports (or experiment summaries) of closed-loop runs against the real engine.
+    /// Reports (or experiment summaries) of closed-loop runs against the real engine. Repeats of
+    /// one load are pooled into their medians: on a noisy machine, run the loads in turn several
+    /// times (1, 2, 4, 8, 1, 2, 4, 8, …) and pass them all.
     #[arg(required = true, value_name = "REPORT")]
     pub reports: Vec<PathBuf>,
     /// The engine to start from: MODEL@GPU[xN] or a model file (.toml); use the `cpu` GPU preset
     /// for an engine on a CPU.
     #[arg(long, value_name = "MODEL@GPU|FILE.toml")]
     pub sim: String,
-    /// Reports the fit does not see, to show how well it predicts them.
+    /// Reports the fit does not see, to show how well it predicts them (repeats pooled too).
     #[arg(long, value_name = "REPORT", num_args = 1..)]
     pub predict: Vec<PathBuf>,
     /// Write the fitted engine here (TOML), for `--sim FILE.toml`.

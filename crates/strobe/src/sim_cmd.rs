@@ -341,6 +341,15 @@ fn observed(path: &std::path::Path) -> anyhow::Result<Vec<strobe_sim::Observed>>
     Ok(out)
 }
 
+/// Says how repeated runs were pooled, if they were.
+fn pooled_note(runs: usize, loads: usize) -> String {
+    if loads < runs {
+        format!(" (repeats of one load pooled: the medians of {runs} runs at {loads} loads)")
+    } else {
+        String::new()
+    }
+}
+
 fn residual_table(title: &str, rows: &[strobe_sim::Residual]) {
     println!("{title}");
     println!(
@@ -379,12 +388,15 @@ pub fn fit(a: crate::cli::SimFitArgs) -> anyhow::Result<i32> {
     for p in &a.reports {
         points.extend(observed(p)?);
     }
+    let runs = points.len();
+    let points = strobe_sim::pool(&points);
     let fit = strobe_sim::fit(&base, &points).map_err(|e| anyhow::anyhow!("{e}"))?;
     let c = &fit.config;
     println!(
-        "strobe sim fit: {} from {} measured run(s), {} simulations",
+        "strobe sim fit: {} from {} measured run(s){}, {} simulations",
         c.describe(),
-        points.len(),
+        runs,
+        pooled_note(runs, points.len()),
         fit.evaluations
     );
     println!(
@@ -406,6 +418,14 @@ pub fn fit(a: crate::cli::SimFitArgs) -> anyhow::Result<i32> {
         for p in &a.predict {
             check.extend(observed(p)?);
         }
+        let checked = check.len();
+        let check = strobe_sim::pool(&check);
+        if check.len() < checked {
+            println!(
+                "\n{checked} runs to predict{}",
+                pooled_note(checked, check.len())
+            );
+        }
         let rows = strobe_sim::fit::residuals(c, &check).map_err(|e| anyhow::anyhow!("{e}"))?;
         println!();
         residual_table(
@@ -419,9 +439,10 @@ pub fn fit(a: crate::cli::SimFitArgs) -> anyhow::Result<i32> {
     }
     if let Some(out) = &a.output {
         let mut header = format!(
-            "strobe sim fit: {} fitted to {} run(s):\n",
+            "strobe sim fit: {} fitted to {} run(s){}:\n",
             c.describe(),
-            points.len()
+            runs,
+            pooled_note(runs, points.len())
         );
         for r in &fit.residuals {
             header.push_str(&format!(
