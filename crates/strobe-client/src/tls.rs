@@ -103,6 +103,16 @@ impl TlsClient {
         })
     }
 
+    /// The rustls configuration (trust, ALPN `http/1.1`), for a TLS stream wrapper.
+    pub fn config(&self) -> Arc<ClientConfig> {
+        Arc::clone(&self.config)
+    }
+
+    /// The name the certificate is checked against (and sent as SNI).
+    pub fn server_name(&self) -> ServerName<'static> {
+        self.server_name.clone()
+    }
+
     pub(crate) fn connection(&self) -> std::io::Result<rustls::ClientConnection> {
         rustls::ClientConnection::new(Arc::clone(&self.config), self.server_name.clone())
             .map_err(std::io::Error::other)

@@ -2,8 +2,9 @@
 //! policy loop, `/metrics` and the web page.
 //!
 //! Interactive requests (`/v1/chat/completions`, `/v1/completions`, `/v1/models`) go to the
-//! upstreams round-robin, each on a fresh HTTP/1 connection (hyper's client), their bodies
-//! streamed back frame by frame as they arrive; the proxy notes each one's time to first byte,
+//! upstreams round-robin over HTTP/1 (hyper's client; TLS by rustls for `https://` upstreams),
+//! on connections kept open between requests, their bodies streamed back frame by frame as they
+//! arrive; the proxy notes each one's time to first byte,
 //! time per later frame and latency for the policy. The gateway's own key (`--api-key`) is
 //! checked and never forwarded; the upstream's (`--upstream-api-key`) is added instead.
 
@@ -41,6 +42,8 @@ pub struct GatewayConfig {
     /// Keys that may use the gateway; empty: anyone (one owner, `default`).
     pub api_keys: Vec<strobe_core::Secret>,
     pub upstream_api_key: Option<strobe_core::Secret>,
+    /// How `https://` upstreams' certificates are checked.
+    pub upstream_tls: strobe_client::TlsOptions,
     pub limits: strobe_batch::Limits,
     pub policy: PolicyConfig,
     /// Names this gateway's leases; stable across restarts so a restarted gateway resumes its
@@ -91,6 +94,7 @@ impl UpstreamState {
         let mut spec = strobe_experiment::TargetSpec::built_in();
         spec.url = Some(self.upstream.url.clone());
         spec.api_key = c.upstream_api_key.clone();
+        spec.tls = c.upstream_tls.clone();
         spec.telemetry.server_metrics = strobe_experiment::MetricsSource::Off;
         spec.first_byte_timeout = None;
         spec.idle_timeout = Some(Duration::from_secs(120));
@@ -105,26 +109,51 @@ impl UpstreamState {
     }
 }
 
-/// An upstream's address.
-#[derive(Clone, Debug)]
+/// Idle connections kept per upstream for the proxy and the `/metrics` reads.
+const IDLE_CONNECTIONS: usize = 64;
+/// An idle connection is used again only this soon: engines close idle ones after a few seconds
+/// (vLLM's server after 5 s), and a request written as the close crosses it would be lost.
+const IDLE_FOR: Duration = Duration::from_secs(2);
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// An upstream's address, how to reach it (TLS for `https://`) and its idle connections.
 pub struct Upstream {
-    /// As given, without a trailing `/`.
+    /// As given, without a trailing `/` or `/v1`.
     pub url: String,
     authority: String,
+    /// `host:port`, the port filled in.
+    addr: String,
     /// Path before `/v1` (`http://h/proxy` → `/proxy`).
     prefix: String,
+    tls: Option<strobe_client::TlsClient>,
+    /// Connections whose last response was read to its end, ready for another request, and
+    /// since when.
+    idle: Arc<Mutex<Vec<(Sender, Instant)>>>,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("url", &self.url)
+            .field("tls", &self.tls)
+            .finish()
+    }
 }
 
 impl Upstream {
-    pub fn parse(url: &str) -> Result<Upstream, String> {
+    /// `tls` says how an `https://` upstream's certificate is checked.
+    pub fn parse(url: &str, tls: &strobe_client::TlsOptions) -> Result<Upstream, String> {
         let u = url.trim_end_matches('/');
-        let rest = u.strip_prefix("http://").ok_or_else(|| {
-            if u.starts_with("https://") {
-                format!("--upstream {u}: https upstreams are not supported yet; put the gateway next to the engine and use http://")
-            } else {
-                format!("--upstream {u}: give a URL like http://127.0.0.1:8000")
-            }
-        })?;
+        let (scheme, rest) = if let Some(r) = u.strip_prefix("http://") {
+            ("http", r)
+        } else if let Some(r) = u.strip_prefix("https://") {
+            ("https", r)
+        } else {
+            return Err(format!(
+                "--upstream {u}: give a URL like http://127.0.0.1:8000 or https://engine.example:443"
+            ));
+        };
         let (authority, prefix) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, ""),
@@ -134,34 +163,128 @@ impl Upstream {
                 "--upstream {u}: give host:port (credentials go in --upstream-api-key)"
             ));
         }
+        // `[::1]:8000`, `host:8000`, `host`: the host and the port.
+        let (host, port) = match authority.strip_prefix('[') {
+            Some(r) => match r.split_once(']') {
+                Some((h, "")) => (&authority[..h.len() + 2], None),
+                Some((h, p)) if p.starts_with(':') => (&authority[..h.len() + 2], Some(&p[1..])),
+                _ => return Err(format!("--upstream {u}: `{authority}` is not host:port")),
+            },
+            None => match authority.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (authority, None),
+            },
+        };
+        let port = match port {
+            Some(p) => Some(
+                p.parse::<u16>()
+                    .map_err(|_| format!("--upstream {u}: `{p}` is not a port number"))?,
+            ),
+            None => None,
+        };
+        let port = port.unwrap_or(if scheme == "https" { 443 } else { 80 });
+        let bare_host = host.trim_start_matches('[').trim_end_matches(']');
+        let tls = match scheme {
+            "https" => Some(
+                strobe_client::TlsClient::new(bare_host, tls)
+                    .map_err(|e| format!("--upstream {u}: {e}"))?,
+            ),
+            _ => None,
+        };
         let prefix = prefix.strip_suffix("/v1").unwrap_or(prefix).to_owned();
         Ok(Upstream {
-            url: format!("http://{authority}{prefix}"),
+            url: format!("{scheme}://{authority}{prefix}"),
             authority: authority.to_owned(),
+            addr: format!("{host}:{port}"),
             prefix,
+            tls,
+            idle: Arc::new(Mutex::new(Vec::new())),
         })
     }
 
-    async fn send(&self, req: Request<Full<Bytes>>) -> Result<Response<Incoming>, String> {
-        let addr = if self.authority.contains(':') {
-            self.authority.clone()
-        } else {
-            format!("{}:80", self.authority)
-        };
-        let tcp = tokio::net::TcpStream::connect(&addr)
+    /// A new connection: TCP, then TLS for `https://`, then HTTP/1.
+    async fn connect(&self) -> Result<Sender, String> {
+        let tcp = tokio::net::TcpStream::connect(&self.addr)
             .await
             .map_err(|e| format!("upstream {}: {e}", self.url))?;
         let _ = tcp.set_nodelay(true);
-        let (mut send, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-                .await
-                .map_err(|e| format!("upstream {}: {e}", self.url))?;
+        let fail = |e: &dyn std::fmt::Display| format!("upstream {}: {e}", self.url);
+        match &self.tls {
+            None => {
+                let (send, conn) =
+                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+                        .await
+                        .map_err(|e| fail(&e))?;
+                tokio::spawn(conn);
+                Ok(send)
+            }
+            Some(tls) => {
+                let stream = tokio_rustls::TlsConnector::from(tls.config())
+                    .connect(tls.server_name(), tcp)
+                    .await
+                    .map_err(|e| fail(&format!("TLS: {e}")))?;
+                let (send, conn) =
+                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                        .await
+                        .map_err(|e| fail(&e))?;
+                tokio::spawn(conn);
+                Ok(send)
+            }
+        }
+    }
+
+    /// An idle connection that is still open, if there is one.
+    fn take_idle(&self) -> Option<Sender> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some((s, since)) = idle.pop() {
+            if since.elapsed() < IDLE_FOR && s.is_ready() && !s.is_closed() {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    /// Sends `req` on an idle connection or a new one. A reused connection the upstream closed
+    /// before the request was written is replaced by a new one and the request sent there (never
+    /// a request that may have reached the engine). The connection goes back to the idle list
+    /// once its response has been read to the end (a client that hangs up mid-stream closes it
+    /// instead).
+    async fn send(&self, req: &Request<Bytes>) -> Result<Response<Incoming>, String> {
+        let build = || {
+            let mut b = Request::builder()
+                .method(req.method().clone())
+                .uri(req.uri().clone());
+            if let Some(h) = b.headers_mut() {
+                *h = req.headers().clone();
+            }
+            b.body(Full::new(req.body().clone()))
+                .expect("a request that was valid once")
+        };
+        let (mut send, reused) = match self.take_idle() {
+            Some(s) => (s, true),
+            None => (self.connect().await?, false),
+        };
+        let resp = match send.send_request(build()).await {
+            Ok(r) => r,
+            Err(e) if reused && e.is_canceled() => {
+                send = self.connect().await?;
+                send.send_request(build())
+                    .await
+                    .map_err(|e| format!("upstream {}: {e}", self.url))?
+            }
+            Err(e) => return Err(format!("upstream {}: {e}", self.url)),
+        };
+        let idle = Arc::clone(&self.idle);
         tokio::spawn(async move {
-            let _ = conn.await;
+            if send.ready().await.is_ok() {
+                let mut idle = idle.lock().unwrap_or_else(|p| p.into_inner());
+                idle.retain(|(_, since)| since.elapsed() < IDLE_FOR);
+                if idle.len() < IDLE_CONNECTIONS {
+                    idle.push((send, Instant::now()));
+                }
+            }
         });
-        send.send_request(req)
-            .await
-            .map_err(|e| format!("upstream {}: {e}", self.url))
+        Ok(resp)
     }
 }
 
@@ -198,7 +321,7 @@ impl Gateway {
             let (steer_tx, steer) = strobe_load::Steer::new(policy.cap);
             upstreams.push(Arc::new(UpstreamState {
                 index,
-                upstream: Upstream::parse(u)?,
+                upstream: Upstream::parse(u, &config.upstream_tls)?,
                 policy: Mutex::new(policy),
                 engine: Mutex::new(EngineLoad::default()),
                 steer_tx,
@@ -781,8 +904,8 @@ async fn proxy(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
         b = b.header(header::AUTHORIZATION, format!("Bearer {}", k.expose()));
     }
     let measured = parts.method == Method::POST;
-    let upstream_req = b.body(Full::new(body)).expect("valid request");
-    match up.upstream.send(upstream_req).await {
+    let upstream_req = b.body(body).expect("valid request");
+    match up.upstream.send(&upstream_req).await {
         Ok(resp) => {
             let (mut parts, body) = resp.into_parts();
             for h in HOP_BY_HOP {
@@ -820,7 +943,7 @@ async fn engine_load(gw: &Gateway, up: &UpstreamState) -> EngineLoad {
     let Ok(resp) = tokio::time::timeout(
         Duration::from_secs(2),
         up.upstream
-            .send(b.body(Full::new(Bytes::new())).expect("valid request")),
+            .send(&b.body(Bytes::new()).expect("valid request")),
     )
     .await
     else {

@@ -177,6 +177,7 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, mut stop: watch::
             _ = stop.changed() => break,
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
+                state.truth.record_connection();
                 let _ = stream.set_nodelay(true);
                 let state = Arc::clone(&state);
                 let mut stop = stop.clone();

@@ -14,6 +14,8 @@ pub struct Truth {
     waiting: std::sync::atomic::AtomicI64,
     /// `POST /reset_prefix_cache` calls (the target has no cache; it counts them for tests).
     resets: std::sync::atomic::AtomicU64,
+    /// TCP connections accepted.
+    connections: std::sync::atomic::AtomicU64,
 }
 
 impl Inner {
@@ -160,6 +162,9 @@ pub struct TruthSummary {
     /// `POST /reset_prefix_cache` calls received.
     #[serde(default)]
     pub prefix_cache_resets: u64,
+    /// TCP connections accepted (a client that reuses its connections opens few).
+    #[serde(default)]
+    pub connections: u64,
     /// Faults injected, by name (`cut`, `http-503`, `reset`, ...).
     #[serde(default)]
     pub faults: std::collections::BTreeMap<String, u64>,
@@ -214,6 +219,7 @@ impl Default for Truth {
             running: std::sync::atomic::AtomicI64::new(0),
             waiting: std::sync::atomic::AtomicI64::new(0),
             resets: std::sync::atomic::AtomicU64::new(0),
+            connections: std::sync::atomic::AtomicU64::new(0),
         }
     }
 }
@@ -247,6 +253,12 @@ impl Truth {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// A TCP connection was accepted.
+    pub fn record_connection(&self) {
+        self.connections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub fn summary(&self) -> TruthSummary {
         let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         TruthSummary {
@@ -255,6 +267,7 @@ impl Truth {
             images: g.images,
             completed_streams: g.streams,
             prefix_cache_resets: self.resets.load(std::sync::atomic::Ordering::Relaxed),
+            connections: self.connections.load(std::sync::atomic::Ordering::Relaxed),
             faults: g.faults.clone(),
             ttft: g.ttft.summary(),
             tpot: g.tpot.summary(),

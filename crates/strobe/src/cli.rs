@@ -1046,8 +1046,8 @@ pub struct ServeArgs {
 
 #[derive(Debug, Args)]
 pub struct GatewayArgs {
-    /// The engine (OpenAI-compatible), e.g. http://127.0.0.1:8000; repeat for several (interactive
-    /// requests go round-robin, each runs its own batch worker).
+    /// The engine (OpenAI-compatible), e.g. http://127.0.0.1:8000 or https://engine:443; repeat
+    /// for several (interactive requests go round-robin, each runs its own batch worker).
     #[arg(long = "upstream", required = true, value_name = "URL")]
     pub upstreams: Vec<String>,
     /// Address to listen on.
@@ -1065,6 +1065,13 @@ pub struct GatewayArgs {
     /// Environment variable holding the engine's own API key, sent upstream instead of the client's.
     #[arg(long, value_name = "VAR")]
     pub upstream_api_key_env: Option<String>,
+    /// Trust only the CA certificates (PEM) in this file for `https://` upstreams (the platform's
+    /// and Mozilla's roots otherwise).
+    #[arg(long, value_name = "FILE")]
+    pub upstream_ca_cert: Option<PathBuf>,
+    /// Accept any certificate from `https://` upstreams (self-signed test engines only).
+    #[arg(long, conflicts_with = "upstream_ca_cert")]
+    pub upstream_insecure: bool,
     /// Most requests in one input file (OpenAI's limit by default).
     #[arg(long, default_value = "50000")]
     pub max_input_lines: usize,

@@ -74,6 +74,10 @@ pub async fn gateway(a: GatewayArgs) -> anyhow::Result<i32> {
         upstreams: a.upstreams.clone(),
         api_keys,
         upstream_api_key,
+        upstream_tls: strobe_client::TlsOptions {
+            ca_cert: a.upstream_ca_cert.clone(),
+            insecure: a.upstream_insecure,
+        },
         limits: strobe_batch::Limits {
             max_lines: a.max_input_lines,
             max_bytes: a.max_input_bytes,

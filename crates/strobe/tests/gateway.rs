@@ -3,6 +3,9 @@
 //! `custom_id` exactly once, and the adaptive policy keeping interactive TTFT near its isolated
 //! value while a batch runs (seed 000's conditions, on the built-in target).
 //!
+//! An `https://` upstream is reached with the CA it is given, refused without it, and the proxy
+//! keeps its upstream connections open between requests.
+//!
 //! The official `openai` client's workflow and the conditions against a real vLLM are in the
 //! real-engine tier (scripts/test-vllm.sh, scripts/check_gateway.py).
 
@@ -12,6 +15,8 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod common;
 
 fn strobe() -> Command {
     Command::new(env!("CARGO_BIN_EXE_strobe"))
@@ -30,10 +35,11 @@ fn address_of(child: &mut Child) -> String {
     let mut line = String::new();
     std::io::BufReader::new(out).read_line(&mut line).unwrap();
     line.split_whitespace()
-        .find(|w| w.starts_with("http://"))
+        .find(|w| w.starts_with("http://") || w.starts_with("https://"))
         .unwrap_or_else(|| panic!("no URL in {line:?}"))
         .trim_end_matches(|c: char| !c.is_ascii_digit())
         .trim_start_matches("http://")
+        .trim_start_matches("https://")
         .to_owned()
 }
 
@@ -68,7 +74,11 @@ fn gateway(
     for _ in 0..50 {
         let mut child = strobe()
             .args(["gateway", "-q", "--upstream"])
-            .arg(format!("http://{upstream}"))
+            .arg(if upstream.contains("://") {
+                upstream.to_owned()
+            } else {
+                format!("http://{upstream}")
+            })
             .args(["--listen", listen, "--store"])
             .arg(store.as_ref())
             .args(extra)
@@ -885,4 +895,90 @@ fn the_policy_times_the_first_token_not_the_first_byte() {
         (0.015..0.1).contains(&tpot),
         "TPOT p95 {tpot} s, the engine's is 0.02 s"
     );
+}
+
+#[test]
+fn an_https_upstream_is_reached_with_its_ca_and_refused_without_it() {
+    let d = dir("https");
+    let (ca, cert, key) = common::pki();
+    let (_server, up) = serve(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let port = up.rsplit(':').next().unwrap();
+    let upstream = format!("https://localhost:{port}");
+    let chat = br#"{"model":"strobe-sim","messages":[{"role":"user","content":"hi"}],"max_tokens":4,"stream":true}"#;
+
+    // Without the CA: the proxy answers 502 and says why; nothing is sent in the clear.
+    let (_gw, gw) = gateway(&upstream, d.join("untrusted.db"), "127.0.0.1:0", &[]);
+    let (status, body) = http(
+        &gw,
+        "POST",
+        "/v1/chat/completions",
+        Some("key-a"),
+        "application/json",
+        chat,
+    );
+    let body = String::from_utf8_lossy(&body).into_owned();
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("certificate"), "{body}");
+
+    // With it: interactive streams and a batch go through.
+    let (_gw, gw) = gateway(
+        &upstream,
+        d.join("trusted.db"),
+        "127.0.0.1:0",
+        &["--upstream-ca-cert", ca.to_str().unwrap()],
+    );
+    let (status, body) = http(
+        &gw,
+        "POST",
+        "/v1/chat/completions",
+        Some("key-a"),
+        "application/json",
+        chat,
+    );
+    let body = String::from_utf8_lossy(&body).into_owned();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body.matches("data: ").count(),
+        6,
+        "the role, 4 tokens and [DONE]: {body}"
+    );
+    assert!(body.trim_end().ends_with("data: [DONE]"), "{body}");
+    let (s, f) = upload(&gw, "key-a", "in.jsonl", &lines(20, 3), "batch");
+    assert_eq!(s, 200, "{f}");
+    let b = create(&gw, "key-a", f["id"].as_str().unwrap());
+    let b = finished(&gw, b["id"].as_str().unwrap(), Duration::from_secs(30));
+    assert_eq!(b["status"], "completed", "{b}");
+    assert_eq!(b["request_counts"]["completed"], 20, "{b}");
+}
+
+#[test]
+fn the_proxy_keeps_its_upstream_connections_open_between_requests() {
+    let d = dir("reuse");
+    let (_server, up) = serve(&["--ttft", "2ms", "--itl", "1ms"]);
+    let (_gw, gw) = gateway(&up, d.join("g.db"), "127.0.0.1:0", &[]);
+    let chat = br#"{"model":"strobe-sim","messages":[{"role":"user","content":"hi"}],"max_tokens":8,"stream":true}"#;
+    let whole = br#"{"model":"strobe-sim","prompt":"hi","max_tokens":8}"#;
+    for i in 0..40 {
+        let (path, body) = if i % 2 == 0 {
+            ("/v1/chat/completions", &chat[..])
+        } else {
+            ("/v1/completions", &whole[..])
+        };
+        let (status, b) = http(&gw, "POST", path, Some("key-a"), "application/json", body);
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&b));
+    }
+    let (s, truth) = http(&up, "GET", "/strobe/truth", None, "", b"");
+    assert_eq!(s, 200);
+    let truth: serde_json::Value = serde_json::from_slice(&truth).unwrap();
+    assert_eq!(truth["completed_streams"], 20, "{truth}");
+    assert_eq!(truth["accepted_requests"], 40, "{truth}");
+    // One after another, the 40 requests (and the policy's /metrics reads) share a connection
+    // or two; the one this test opened for /strobe/truth counts too.
+    let opened = truth["connections"].as_u64().unwrap();
+    assert!(opened <= 4, "{opened} connections for 40 requests: {truth}");
 }
