@@ -33,7 +33,7 @@ pub use engine::{Engine, EngineConfig, Event, Overheads, Step};
 pub use fit::{fit, pool, Fit, Observed, Residual};
 pub use plan::{
     max_rate, max_users, quantile, simulate, simulate_replicas, Arrival, Capacity, Lengths, Load,
-    RateCapacity, Summary,
+    RateCapacity, Requests, Summary,
 };
 pub use realtime::{LagStats, RealTime, Sink, Snapshot};
 pub use shape::{Gpu, Model};

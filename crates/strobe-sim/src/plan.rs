@@ -45,6 +45,39 @@ impl Lengths {
     }
 }
 
+/// The requests a capacity search sends: their lengths, and what their prompts hold for the
+/// prefix cache. Request `i` of a probe takes entry `i % len` of each.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Requests {
+    pub lengths: Lengths,
+    /// As [`Load::prefixes`]; empty: prompts share nothing.
+    pub prefixes: Arc<[Arc<[u64]>]>,
+}
+
+impl Requests {
+    /// Every request `prompt` tokens in and `output` out, sharing nothing.
+    pub fn fixed(prompt: u32, output: u32) -> Requests {
+        Requests {
+            lengths: Lengths::Fixed { prompt, output },
+            prefixes: Arc::from([]),
+        }
+    }
+
+    /// Mean prompt and output tokens.
+    pub fn means(&self) -> (f64, f64) {
+        match &self.lengths {
+            Lengths::Fixed { prompt, output } => (f64::from(*prompt), f64::from(*output)),
+            Lengths::Each(v) => {
+                let n = v.len().max(1) as f64;
+                (
+                    v.iter().map(|(p, _)| f64::from(*p)).sum::<f64>() / n,
+                    v.iter().map(|(_, o)| f64::from(*o)).sum::<f64>() / n,
+                )
+            }
+        }
+    }
+}
+
 /// A load.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Load {
@@ -424,15 +457,13 @@ pub struct Capacity {
     pub probes: u32,
 }
 
-/// The most users of a closed loop (each with one request of `prompt` and `output` tokens in
-/// flight) in `1..=max_users` whose steady state `meets` the objectives: doubling, then
-/// bisection, assuming that more users never lower latency. Each probe runs `3 × users + 100`
-/// requests and leaves the first wave of `users` out; the users start spread over the time of
-/// one request alone.
+/// The most users of a closed loop (each with one of `requests` in flight) in `1..=max_users`
+/// whose steady state `meets` the objectives: doubling, then bisection, assuming that more users
+/// never lower latency. Each probe runs `3 × users + 100` requests and leaves the first wave of
+/// `users` out; the users start spread over the mean time of a request alone.
 pub fn max_users(
     config: &EngineConfig,
-    prompt: u32,
-    output: u32,
+    requests: &Requests,
     max_users: u32,
     meets: impl Fn(&Summary) -> bool,
 ) -> Result<Capacity, String> {
@@ -444,16 +475,16 @@ pub fn max_users(
             &Load {
                 arrival: Arrival::Closed { users, stagger },
                 requests: users.saturating_mul(3).saturating_add(100),
-                lengths: Lengths::Fixed { prompt, output },
+                lengths: requests.lengths.clone(),
                 warmup: users,
                 seed: 0,
-                prefixes: Arc::from([]),
+                prefixes: Arc::clone(&requests.prefixes),
             },
         )
     };
     let max_users = max_users.max(1);
     let first = probe(1, 0.0)?;
-    // Users start spread over one request's time alone.
+    // Users start spread over one request's mean time alone.
     let stagger = first.e2e_mean;
     if !meets(&first) {
         return Ok(Capacity {
@@ -500,24 +531,23 @@ pub fn max_users(
 /// requests (at least 200) and leaves the first 10% out.
 pub fn max_rate(
     config: &EngineConfig,
-    prompt: u32,
-    output: u32,
+    requests: &Requests,
     max_rate: f64,
     meets: impl Fn(&Summary) -> bool,
 ) -> Result<RateCapacity, String> {
     let mut probes = 0;
     let mut probe = |rate: f64| {
         probes += 1;
-        let requests = ((60.0 * rate) as u32).clamp(200, 200_000);
+        let n = ((60.0 * rate) as u32).clamp(200, 200_000);
         simulate(
             config,
             &Load {
                 arrival: Arrival::Poisson { rate },
-                requests,
-                lengths: Lengths::Fixed { prompt, output },
-                warmup: requests / 10,
+                requests: n,
+                lengths: requests.lengths.clone(),
+                warmup: n / 10,
                 seed: 0,
-                prefixes: Arc::from([]),
+                prefixes: Arc::clone(&requests.prefixes),
             },
         )
     };

@@ -179,7 +179,8 @@ fn the_capacity_search_finds_the_edge_of_the_objective() {
     let c = llama8b_h100();
     let limit = 0.2;
     let meets = |s: &strobe_sim::Summary| strobe_sim::quantile(&s.ttft_s, 0.99) <= limit;
-    let cap = strobe_sim::max_users(&c, 512, 128, 4096, meets).unwrap();
+    let cap =
+        strobe_sim::max_users(&c, &strobe_sim::Requests::fixed(512, 128), 4096, meets).unwrap();
     let users = cap.users;
     let (above, miss) = cap
         .above
@@ -197,7 +198,8 @@ fn the_capacity_search_finds_the_edge_of_the_objective() {
         Model::preset("llama-3-8b").unwrap(),
         Gpu::preset("a10").unwrap(),
     );
-    let small = strobe_sim::max_users(&a10, 512, 128, 4096, meets).unwrap();
+    let small =
+        strobe_sim::max_users(&a10, &strobe_sim::Requests::fixed(512, 128), 4096, meets).unwrap();
     assert!(small.users < users / 2, "{} vs {users}", small.users);
 }
 
@@ -299,7 +301,13 @@ fn a_mixture_of_experts_reads_its_active_experts_at_batch_one_and_all_of_them_wh
 #[test]
 fn the_rate_search_finds_the_edge_and_a_faster_gpu_takes_more() {
     let meets = |s: &strobe_sim::Summary| strobe_sim::quantile(&s.ttft_s, 0.99) <= 0.3;
-    let h100 = strobe_sim::max_rate(&llama8b_h100(), 512, 128, 1000.0, meets).unwrap();
+    let h100 = strobe_sim::max_rate(
+        &llama8b_h100(),
+        &strobe_sim::Requests::fixed(512, 128),
+        1000.0,
+        meets,
+    )
+    .unwrap();
     let (above, miss) = h100.above.clone().expect("an H100 cannot take 1,000 req/s");
     assert!(
         above / h100.rate <= 1.021 && above > h100.rate,
@@ -316,7 +324,8 @@ fn the_rate_search_finds_the_edge_and_a_faster_gpu_takes_more() {
     );
     let mut h200 = llama8b_h100();
     h200.gpu = Gpu::preset("h200").unwrap();
-    let faster = strobe_sim::max_rate(&h200, 512, 128, 1000.0, meets).unwrap();
+    let faster =
+        strobe_sim::max_rate(&h200, &strobe_sim::Requests::fixed(512, 128), 1000.0, meets).unwrap();
     assert!(faster.rate > h100.rate, "{} vs {}", faster.rate, h100.rate);
 }
 

@@ -61,7 +61,7 @@ pub enum Command {
 pub enum SimCommand {
     /// For each model × GPU, the most users (a closed loop, one request each in flight) whose
     /// steady state meets --slo, on the simulated engine's virtual clock: a grid in seconds.
-    Plan(SimPlanArgs),
+    Plan(Box<SimPlanArgs>),
     /// Fit the simulated engine's overheads and efficiencies to a real engine's saved strobe
     /// reports (closed loops, e.g. -c 1 and -c 2), print the residuals, and write a model file
     /// that --sim loads; --predict checks the fit on runs it did not see.
@@ -135,12 +135,17 @@ pub struct SimPlanArgs {
     /// with a statistic), e.g. ttft_p99=200ms,tpot_p99=50ms.
     #[arg(long, required = true)]
     pub slo: String,
-    /// Prompt tokens per request.
-    #[arg(long, default_value = "512", value_parser = parse_count_u32)]
-    pub input_len: u32,
-    /// Output tokens per request.
-    #[arg(long, default_value = "128", value_parser = parse_count_u32)]
-    pub output_len: u32,
+    /// The requests: `--input-len`/`--output-len` as `strobe run` takes them (a number or a
+    /// distribution; 512 and 128 when no profile or data set gives them), a `--profile`, or a
+    /// `--dataset` with its filters and `--tokenizer`.
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+    /// Requests drawn from the workload; every probe cycles through them in order.
+    #[arg(long, default_value = "1000", value_parser = parse_count_u32, help_heading = "Workload")]
+    pub samples: u32,
+    /// Seed of the draw (length distributions, a data set's shuffle), as `strobe run --seed`.
+    #[arg(long, default_value = "0", help_heading = "Workload")]
+    pub seed: u64,
     /// What capacity is: `users` (a closed loop, each user sending its next request when the
     /// last ends, without think time) or `rate` (requests per second, Poisson arrivals).
     #[arg(long, value_enum, default_value = "users")]

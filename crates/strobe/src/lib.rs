@@ -81,7 +81,7 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<i32> {
             cli::Command::Dataset(cli::DatasetCommand::Stats(args)) => dataset_cmd::stats(args),
             cli::Command::Dataset(cli::DatasetCommand::Sample(args)) => dataset_cmd::sample(args),
             cli::Command::Profiles(args) => profiles_cmd::profiles(args),
-            cli::Command::Sim(cli::SimCommand::Plan(args)) => sim_cmd::plan(args),
+            cli::Command::Sim(cli::SimCommand::Plan(args)) => sim_cmd::plan(*args),
             cli::Command::Sim(cli::SimCommand::Fit(args)) => sim_cmd::fit(args),
             cli::Command::Sim(cli::SimCommand::Run(args)) => sim_cmd::run(*args),
         }

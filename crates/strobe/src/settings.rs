@@ -452,6 +452,33 @@ pub(crate) fn class(l: &LoadArgs, w: &WorkloadArgs) -> anyhow::Result<ClassDraft
     Ok(d)
 }
 
+/// `strobe sim plan`'s requests: `samples` drawn from the workload flags, as a closed loop of one
+/// user would send them (512 prompt and 128 output tokens when nothing else says).
+pub(crate) fn sim_plan_draft(
+    w: &WorkloadArgs,
+    seed: u64,
+    samples: u32,
+) -> anyhow::Result<ClassDraft> {
+    let mut d = ClassDraft::new("default");
+    d.concurrency = Some(1);
+    d.requests = Some(u64::from(samples));
+    d.seed = seed;
+    d.api = w.api.map(api);
+    d.stream = !w.no_stream;
+    d.ignore_eos = !w.no_ignore_eos;
+    d.workload = workload(w)?;
+    if let Some(name) = &w.profile {
+        let p = profiles::find(name).map_err(|e| anyhow::anyhow!("--profile: {e}"))?;
+        d.apply_profile(p);
+    }
+    if w.dataset.is_none() && w.profile.is_none() {
+        let fixed = |n: u32| strobe_workload::LengthSpec::parse(&n.to_string()).ok();
+        d.workload.input_len = d.workload.input_len.take().or_else(|| fixed(512));
+        d.workload.output_len = d.workload.output_len.take().or_else(|| fixed(128));
+    }
+    Ok(d)
+}
+
 /// `strobe run`: one class from the flags (one run, or one per level of a profile), or the
 /// classes of a scenario file.
 pub fn run(a: RunArgs) -> anyhow::Result<Plan> {

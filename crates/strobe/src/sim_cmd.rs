@@ -5,6 +5,7 @@ use anyhow::{bail, Context};
 use serde::Serialize;
 use strobe_metrics::slo::{SloMetric, SloStat};
 use strobe_metrics::SloTarget;
+use strobe_report::WorkloadInfo;
 use strobe_sim::{quantile, EngineConfig, Summary};
 
 use crate::cli::{PlanBy, SimPlanArgs};
@@ -79,9 +80,45 @@ fn targets(spec: &str) -> anyhow::Result<Vec<SloTarget>> {
 
 pub fn plan(a: SimPlanArgs) -> anyhow::Result<i32> {
     let slos = targets(&a.slo)?;
-    if a.output_len == 0 {
-        bail!("--output-len must be at least 1");
-    }
+    let draft = crate::settings::sim_plan_draft(&a.workload, a.seed, a.samples)?;
+    let (class, ws) = draft.resolve(0).map_err(crate::settings::draft_error)?;
+    // The requests, per prefix-cache block size (what the prompts' blocks hold depends on it).
+    let mut drawn: std::collections::HashMap<Option<u32>, (strobe_sim::Requests, WorkloadInfo)> =
+        std::collections::HashMap::new();
+    let mut draw = |blocks: Option<u32>| -> anyhow::Result<(strobe_sim::Requests, WorkloadInfo)> {
+        if let Some(d) = drawn.get(&blocks) {
+            return Ok(d.clone());
+        }
+        let sim = strobe_experiment::simulated::simulated(&class, &ws, blocks)
+            .map_err(|e| anyhow::anyhow!(e))?;
+        if drawn.is_empty() {
+            for w in &sim.warnings {
+                eprintln!("warning: {w}");
+            }
+        }
+        // One shape for all (fixed lengths): said as such.
+        let lengths = match sim.load.lengths {
+            strobe_sim::Lengths::Each(v) if v.windows(2).all(|w| w[0] == w[1]) && !v.is_empty() => {
+                strobe_sim::Lengths::Fixed {
+                    prompt: v[0].0,
+                    output: v[0].1,
+                }
+            }
+            l => l,
+        };
+        let requests = strobe_sim::Requests {
+            lengths,
+            prefixes: sim.load.prefixes,
+        };
+        if let strobe_sim::Lengths::Each(v) = &requests.lengths {
+            if v.iter().any(|(_, o)| *o == 0) {
+                bail!("--output-len: every request needs at least 1 output token");
+            }
+        }
+        drawn.insert(blocks, (requests.clone(), sim.workload.clone()));
+        Ok((requests, sim.workload))
+    };
+    let (requests, workload) = draw(None)?;
     if !(a.max_rate.is_finite() && a.max_rate > 0.0) {
         bail!(
             "--max-rate must be a positive number of requests per second, got {}",
@@ -133,21 +170,20 @@ pub fn plan(a: SimPlanArgs) -> anyhow::Result<i32> {
                 .kv_blocks()
                 .map(|b| b * u64::from(config.block_size))
                 .ok();
+            let (requests, _) = draw(config.enable_prefix_caching.then_some(config.block_size))?;
             let meets = |s: &Summary| slos.iter().all(|t| value_ms(t, s) <= t.limit_ms);
             // (users or requests/s found, its steady state, the first load up that missed)
             let (found, at, above) = if a.by == PlanBy::Rate {
-                let cap =
-                    strobe_sim::max_rate(&config, a.input_len, a.output_len, a.max_rate, meets)
-                        .map_err(|e| anyhow::anyhow!("{spec}: {e}"))?;
+                let cap = strobe_sim::max_rate(&config, &requests, a.max_rate, meets)
+                    .map_err(|e| anyhow::anyhow!("{spec}: {e}"))?;
                 (
                     cap.rate,
                     cap.at,
                     cap.above.map(|(r, s)| (format!("{r:.2} req/s"), s)),
                 )
             } else {
-                let cap =
-                    strobe_sim::max_users(&config, a.input_len, a.output_len, a.max_users, meets)
-                        .map_err(|e| anyhow::anyhow!("{spec}: {e}"))?;
+                let cap = strobe_sim::max_users(&config, &requests, a.max_users, meets)
+                    .map_err(|e| anyhow::anyhow!("{spec}: {e}"))?;
                 (
                     f64::from(cap.users),
                     cap.at,
@@ -186,10 +222,22 @@ pub fn plan(a: SimPlanArgs) -> anyhow::Result<i32> {
         .iter()
         .map(|t| format!("{}={}ms", t.name(), t.limit_ms))
         .collect();
+    let (prompt_mean, output_mean) = requests.means();
+    let lengths = match &requests.lengths {
+        strobe_sim::Lengths::Fixed { prompt, output } => {
+            format!("{prompt} prompt + {output} output tokens per request (tokenizer {})", workload.tokenizer)
+        }
+        strobe_sim::Lengths::Each(v) => format!(
+            "{} requests of {} (prompt tokens {}, output {}; means {prompt_mean:.0} and {output_mean:.0}; tokenizer {})",
+            v.len(),
+            workload.description,
+            workload.input_len,
+            workload.output_len,
+            workload.tokenizer
+        ),
+    };
     println!(
-        "strobe sim plan: {} prompt + {} output tokens per request, {}, SLO {}",
-        a.input_len,
-        a.output_len,
+        "strobe sim plan: {lengths}, {}, SLO {}",
         match a.by {
             PlanBy::Users => "users in a closed loop without think time (steady state, first wave left out)",
             PlanBy::Rate => "Poisson arrivals at the highest rate found to 2% (steady state, first 10% left out)",
@@ -278,9 +326,11 @@ pub fn plan(a: SimPlanArgs) -> anyhow::Result<i32> {
     }
     if let Some(path) = &a.output {
         let json = serde_json::json!({
-            "schema": "strobe.sim_plan.v1",
-            "input_len": a.input_len,
-            "output_len": a.output_len,
+            "schema": "strobe.sim_plan.v2",
+            "workload": workload,
+            "samples": a.samples,
+            "prompt_tokens_mean": prompt_mean,
+            "output_tokens_mean": output_mean,
             "slo": slo_text,
             "by": match a.by { PlanBy::Users => "users", PlanBy::Rate => "rate" },
             "max_users": a.max_users,

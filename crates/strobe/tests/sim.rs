@@ -386,6 +386,69 @@ fn sim_plan_answers_a_grid_and_refuses_what_it_cannot_simulate() {
     assert!(err.contains("simulates ttft, tpot and e2e"), "{err}");
 }
 
+/// `strobe sim plan` on a data set's requests: lengths come from its records (mean prompt
+/// tokens exact under the word rule), and longer prompts lower the users a TTFT target admits.
+#[test]
+fn sim_plan_takes_the_requests_of_a_data_set_or_a_distribution() {
+    let plan = |extra: &[&str], name: &str| {
+        let json = temp_path(name);
+        let out = Command::new(env!("CARGO_BIN_EXE_strobe"))
+            .args(["sim", "plan", "--model", "llama-3-8b", "--gpu", "a10"])
+            .args(["--slo", "ttft_p99=400ms", "--samples", "200", "-o"])
+            .arg(&json)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+        assert_eq!(v["schema"], "strobe.sim_plan.v2");
+        (v, String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    // Records of 100 and 300 words (mean 200), and of 1,000 and 3,000 (mean 2,000); 64 output
+    // tokens each.
+    let write = |name: &str, words: [usize; 2]| {
+        let path = temp_path(name);
+        let mut text = String::new();
+        for i in 0..20 {
+            let n = words[i % 2];
+            let prompt = vec!["word"; n].join(" ");
+            text.push_str(&format!(
+                "{{\"prompt\": \"{prompt}\", \"output_tokens\": 64}}\n"
+            ));
+        }
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let short = write("short.jsonl", [100, 300]);
+    let long = write("long.jsonl", [1000, 3000]);
+    let (s, text) = plan(&["--dataset", short.to_str().unwrap()], "plan-short.json");
+    assert_eq!(s["prompt_tokens_mean"], 200.0, "{}", s["workload"]);
+    assert_eq!(s["output_tokens_mean"], 64.0);
+    assert!(text.contains("200 requests of"), "{text}");
+    let (l, _) = plan(&["--dataset", long.to_str().unwrap()], "plan-long.json");
+    assert_eq!(l["prompt_tokens_mean"], 2000.0);
+    let users = |v: &serde_json::Value| v["cells"][0]["users"].as_u64().unwrap();
+    assert!(
+        users(&l) < users(&s),
+        "2,000-token prompts admit {} users, 200-token ones {}",
+        users(&l),
+        users(&s)
+    );
+    // A distribution: its draw's means, and the spec echoed.
+    let (d, _) = plan(
+        &["--input-len", "512", "--output-len", "uniform:64:192"],
+        "plan-dist.json",
+    );
+    assert_eq!(d["prompt_tokens_mean"], 512.0);
+    let out = d["output_tokens_mean"].as_f64().unwrap();
+    assert!((118.0..=138.0).contains(&out), "{out}");
+    assert_eq!(d["workload"]["output_len"], "uniform:64:192");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sim_fit_recovers_an_engine_from_strobe_reports_of_it() {
     // The engine to recover: an H100 whose overheads are not the defaults, measured by strobe
