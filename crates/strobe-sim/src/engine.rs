@@ -7,6 +7,8 @@
 //! newest running sequence (its blocks are freed; it waits at the front of the queue and later
 //! recomputes its prompt and what it had generated); if no one was preempted, waiting sequences
 //! are admitted first come, first served while the budget, `max_num_seqs` and free blocks allow.
+//! With `enable_chunked_prefill` off (vLLM's V0 default for contexts up to 32K), waiting prompts
+//! are admitted first, each whole, and a step that admits any runs no decode.
 //!
 //! A step's time is the larger of its compute time (2 FLOPs per active parameter per token, and
 //! attention over each token's context) and its memory time (the weights read once, the KV cache
@@ -128,6 +130,12 @@ pub struct EngineConfig {
     /// default since its V1 engine).
     #[serde(default = "yes")]
     pub enable_prefix_caching: bool,
+    /// Batch prompt chunks with decodes (vLLM's V1 engine, always). Off: vLLM's V0 scheduler
+    /// without chunked prefill (its default for models of up to 32K context until 2025): waiting
+    /// prompts go first, each whole, in steps of their own, and running sequences decode only in
+    /// steps with no prompt to admit.
+    #[serde(default = "yes")]
+    pub enable_chunked_prefill: bool,
     pub overheads: Overheads,
 }
 
@@ -153,6 +161,7 @@ impl EngineConfig {
             allreduce_bw: 450e9,
             allreduce_latency: 10e-6,
             enable_prefix_caching: true,
+            enable_chunked_prefill: true,
             overheads: Overheads::default(),
         }
     }
@@ -616,6 +625,47 @@ impl Engine {
         self.running.is_empty() && self.waiting.is_empty()
     }
 
+    /// Admits waiting sequences, first come first served, while the token budget,
+    /// `max_num_seqs` and free blocks allow: each with what fits of its prompt, or (`whole`) only
+    /// with all of it (a prompt longer than the whole budget goes alone).
+    fn admit(&mut self, budget: &mut u32, scheduled: &mut Vec<(usize, u32)>, whole: bool) {
+        let full = self.config.max_num_batched_tokens;
+        while *budget > 0 && self.running.len() < self.config.max_num_seqs as usize {
+            let Some(seq) = self.waiting.front() else {
+                break;
+            };
+            // A sequence holding no blocks (new, or preempted) first takes what the prefix
+            // cache has of its prompt.
+            let hits = self.cached_prefix(&seq.req);
+            let bs = self.config.block_size;
+            let computed = seq.computed.max(hits as u32 * bs);
+            let todo = seq.req.prompt + seq.generated - computed;
+            if whole && todo > *budget && !(scheduled.is_empty() && *budget == full) {
+                break;
+            }
+            let need = if whole { todo } else { todo.min(*budget) };
+            let want = self.config.blocks_for(computed + need) - hits as u32;
+            let hashes = seq.req.prefix[..hits].to_vec();
+            let idle_hits = hashes.iter().filter(|h| self.cache[*h].refs == 0).count();
+            if u64::from(want) + idle_hits as u64 > self.available() {
+                break;
+            }
+            let mut seq = self.waiting.pop_front().expect("front exists");
+            if self.config.enable_prefix_caching {
+                self.prefix_queries += u64::from(seq.req.prompt);
+                self.prefix_hits += u64::from(computed);
+            }
+            self.acquire(&hashes);
+            self.take(want);
+            seq.computed = computed;
+            seq.shared = hashes;
+            seq.blocks = hits as u32 + want;
+            self.running.push(seq);
+            scheduled.push((self.running.len() - 1, need));
+            *budget = budget.saturating_sub(need);
+        }
+    }
+
     /// Runs one step; `None` when there is nothing to do.
     pub fn step(&mut self) -> Option<Step> {
         if self.is_idle() {
@@ -625,9 +675,15 @@ impl Engine {
         let mut budget = self.config.max_num_batched_tokens;
         // (index in `running`, tokens computed this step)
         let mut scheduled: Vec<(usize, u32)> = Vec::new();
+        let chunked = self.config.enable_chunked_prefill;
+        if !chunked {
+            // Prompts first, whole, in a step of their own.
+            self.admit(&mut budget, &mut scheduled, true);
+        }
+        let decoding = scheduled.is_empty();
         let mut preempted = false;
         let mut i = 0;
-        while i < self.running.len() && budget > 0 {
+        while decoding && i < self.running.len() && budget > 0 {
             let need = self.running[i].todo().min(budget);
             let want = self
                 .config
@@ -659,37 +715,8 @@ impl Engine {
             budget -= need;
             i += 1;
         }
-        if !preempted {
-            while budget > 0 && self.running.len() < self.config.max_num_seqs as usize {
-                let Some(seq) = self.waiting.front() else {
-                    break;
-                };
-                // A sequence holding no blocks (new, or preempted) first takes what the prefix
-                // cache has of its prompt.
-                let hits = self.cached_prefix(&seq.req);
-                let bs = self.config.block_size;
-                let computed = seq.computed.max(hits as u32 * bs);
-                let need = (seq.req.prompt + seq.generated - computed).min(budget);
-                let want = self.config.blocks_for(computed + need) - hits as u32;
-                let hashes = seq.req.prefix[..hits].to_vec();
-                let idle_hits = hashes.iter().filter(|h| self.cache[*h].refs == 0).count();
-                if u64::from(want) + idle_hits as u64 > self.available() {
-                    break;
-                }
-                let mut seq = self.waiting.pop_front().expect("front exists");
-                if self.config.enable_prefix_caching {
-                    self.prefix_queries += u64::from(seq.req.prompt);
-                    self.prefix_hits += u64::from(computed);
-                }
-                self.acquire(&hashes);
-                self.take(want);
-                seq.computed = computed;
-                seq.shared = hashes;
-                seq.blocks = hits as u32 + want;
-                self.running.push(seq);
-                scheduled.push((self.running.len() - 1, need));
-                budget -= need;
-            }
+        if chunked && !preempted {
+            self.admit(&mut budget, &mut scheduled, false);
         }
         if scheduled.is_empty() {
             // Everything preempted itself away (only possible with a cache far too small for the

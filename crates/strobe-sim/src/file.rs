@@ -35,6 +35,8 @@ struct File {
     bw_efficiency: Option<f64>,
     allreduce_bw: Option<f64>,
     allreduce_latency: Option<f64>,
+    enable_prefix_caching: Option<bool>,
+    enable_chunked_prefill: Option<bool>,
     overheads: Option<Overheads>,
 }
 
@@ -85,6 +87,8 @@ impl EngineConfig {
             bw_efficiency,
             allreduce_bw,
             allreduce_latency,
+            enable_prefix_caching,
+            enable_chunked_prefill,
             overheads
         );
         c.validate()?;
@@ -105,6 +109,8 @@ impl EngineConfig {
             bw_efficiency: f64,
             allreduce_bw: f64,
             allreduce_latency: f64,
+            enable_prefix_caching: bool,
+            enable_chunked_prefill: bool,
             model: &'a Model,
             gpu: &'a Gpu,
             overheads: &'a Overheads,
@@ -120,6 +126,8 @@ impl EngineConfig {
             bw_efficiency: self.bw_efficiency,
             allreduce_bw: self.allreduce_bw,
             allreduce_latency: self.allreduce_latency,
+            enable_prefix_caching: self.enable_prefix_caching,
+            enable_chunked_prefill: self.enable_chunked_prefill,
             model: &self.model,
             gpu: &self.gpu,
             overheads: &self.overheads,

@@ -254,6 +254,17 @@ fn a_model_file_takes_presets_or_custom_shapes_and_names_a_bad_key() {
     let c =
         EngineConfig::parse("model = \"llama-3-8b\"\ngpu = \"h100\"\nmax_num_seqs = 64\n").unwrap();
     assert_eq!((c.model.name.as_str(), c.max_num_seqs), ("llama-3-8b", 64));
+    assert!(
+        c.enable_prefix_caching && c.enable_chunked_prefill,
+        "vLLM V1's defaults"
+    );
+    // The scheduler's switches, and a written file read back as the same engine.
+    let v0 = EngineConfig::parse(
+        "model = \"llama-3-8b\"\ngpu = \"a10\"\nenable_prefix_caching = false\nenable_chunked_prefill = false\n",
+    )
+    .unwrap();
+    assert!(!v0.enable_prefix_caching && !v0.enable_chunked_prefill);
+    assert_eq!(EngineConfig::parse(&v0.to_toml("a header")).unwrap(), v0);
     let custom = "gpu = \"h100\"\n[model]\nname = \"tiny\"\nparams = 1e9\nactive_params = 1e9\nlayers = 16\nhidden = 2048\nheads = 16\nkv_heads = 4\nhead_dim = 128\ndtype_bytes = 2.0\n";
     assert_eq!(EngineConfig::parse(custom).unwrap().model.layers, 16);
     let err = EngineConfig::parse("model = \"llama-3-8b\"\ngpu = \"h100\"\nmax_num_seq = 64\n")
@@ -437,4 +448,74 @@ fn idle_cached_blocks_are_free_to_take_and_evicted_oldest_first() {
         2032,
         "the most recent group is still cached"
     );
+}
+
+#[test]
+fn without_chunked_prefill_a_prompt_runs_whole_in_a_step_of_its_own() {
+    // Four sequences decoding, then a 6,000-token prompt arrives and the budget is 2,048.
+    let run = |chunked: bool| {
+        let mut c = llama8b_h100();
+        c.max_num_batched_tokens = 2048;
+        c.enable_chunked_prefill = chunked;
+        let mut e = Engine::new(c).unwrap();
+        for id in 0..4 {
+            e.add(Request::new(id, 100, 50)).unwrap();
+        }
+        e.step().unwrap(); // their prompts
+        e.step().unwrap(); // a decode
+        e.add(Request::new(9, 6000, 4)).unwrap();
+        (0..4).map(|_| e.step().unwrap()).collect::<Vec<_>>()
+    };
+    let v0 = run(false);
+    // The whole prompt in one step (longer than the budget, so alone), with no decode in it...
+    assert_eq!((v0[0].batched_tokens, v0[0].seqs), (6000, 1));
+    assert!(v0[0]
+        .events
+        .iter()
+        .all(|e| *e == strobe_sim::Event::FirstToken(9)));
+    // ...then decodes of all five.
+    assert_eq!((v0[1].batched_tokens, v0[1].seqs), (5, 5));
+    // Chunked: the prompt goes in budget-sized chunks beside the four decodes, which keep
+    // getting a token every step.
+    let v1 = run(true);
+    for s in &v1[..3] {
+        assert_eq!(s.seqs, 5);
+        assert!(s.batched_tokens <= 2048, "{}", s.batched_tokens);
+        let decoded = s
+            .events
+            .iter()
+            .filter(|e| matches!(e, strobe_sim::Event::Token(id) if *id < 4))
+            .count();
+        assert_eq!(decoded, 4);
+    }
+    // The decodes' longest gap: one 6,000-token step without chunking, a 2,048-token one with.
+    let longest = |v: &[strobe_sim::Step]| v.iter().map(|s| s.duration).fold(0.0, f64::max);
+    assert!(
+        longest(&v0) > 2.0 * longest(&v1),
+        "{} vs {}",
+        longest(&v0),
+        longest(&v1)
+    );
+}
+
+#[test]
+fn without_chunked_prefill_waiting_prompts_go_first_and_together() {
+    // Prompts that fit the budget together are admitted in one prefill step.
+    let mut c = llama8b_h100();
+    c.enable_chunked_prefill = false;
+    let mut e = Engine::new(c).unwrap();
+    for id in 0..3 {
+        e.add(Request::new(id, 3000, 4)).unwrap();
+    }
+    let first = e.step().unwrap();
+    // 8,192 tokens hold two 3,000-token prompts, not a part of the third.
+    assert_eq!((first.batched_tokens, first.seqs), (6000, 2));
+    let second = e.step().unwrap();
+    assert_eq!(
+        (second.batched_tokens, second.seqs),
+        (3000, 1),
+        "prefill first"
+    );
+    let third = e.step().unwrap();
+    assert_eq!((third.batched_tokens, third.seqs), (3, 3));
 }

@@ -166,6 +166,10 @@ pub struct SimPlanArgs {
     /// --sim-overheads).
     #[arg(long, value_name = "PROFILE")]
     pub overheads: Option<String>,
+    /// Schedule as vLLM's V0 engine without chunked prefill (see strobe serve
+    /// --sim-no-chunked-prefill).
+    #[arg(long)]
+    pub no_chunked_prefill: bool,
     /// Also write the grid as JSON here.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -961,6 +965,10 @@ pub struct SimArgs {
     /// The simulated engine's gpu_memory_utilization (vLLM's default 0.9).
     #[arg(long, requires = "sim", help_heading = "Simulated engine")]
     pub sim_gpu_memory_utilization: Option<f64>,
+    /// Schedule as vLLM's V0 engine without chunked prefill (its default for models of up to
+    /// 32K context before V1): waiting prompts go first, each whole, in steps without decodes.
+    #[arg(long, requires = "sim", help_heading = "Simulated engine")]
+    pub sim_no_chunked_prefill: bool,
     /// The simulated engine's overheads, by name: vllm (default: a published fit of vLLM on
     /// H100s), vllm-2024 (plus vLLM 0.4–0.5's 4 ms CPU gap per step), none (the roofline
     /// alone). Replaces a model file's.

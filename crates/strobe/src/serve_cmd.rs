@@ -79,12 +79,17 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
     let scheme = if tls.is_some() { "https" } else { "http" };
     let banner = match &sim {
         Some(e) => format!(
-            "strobe serve: listening on {scheme}://{} (model {}: simulated {}, max_num_seqs {}, max_num_batched_tokens {}, {} KV-cache blocks of {} tokens; the step clock's lag is at /strobe/truth and /metrics)",
+            "strobe serve: listening on {scheme}://{} (model {}: simulated {}, max_num_seqs {}, max_num_batched_tokens {}{}, {} KV-cache blocks of {} tokens; the step clock's lag is at /strobe/truth and /metrics)",
             handle.addr,
             config.model,
             e.describe(),
             e.max_num_seqs,
             e.max_num_batched_tokens,
+            if e.enable_chunked_prefill {
+                ""
+            } else {
+                ", chunked prefill off"
+            },
             e.kv_blocks().unwrap_or(0),
             e.block_size,
         ),

@@ -315,6 +315,9 @@ pub fn sim(a: &crate::cli::SimArgs) -> anyhow::Result<Option<strobe_sim::EngineC
     if let Some(name) = &a.sim_overheads {
         c.overheads = overheads(name, "--sim-overheads")?;
     }
+    if a.sim_no_chunked_prefill {
+        c.enable_chunked_prefill = false;
+    }
     if let Some(u) = a.sim_gpu_memory_utilization {
         if !(u > 0.0 && u <= 1.0) {
             bail!("--sim-gpu-memory-utilization must be a fraction above 0 and at most 1, got {u}");

@@ -163,6 +163,9 @@ pub fn plan(a: SimPlanArgs) -> anyhow::Result<i32> {
             if let Some(name) = &a.overheads {
                 config.overheads = crate::settings::overheads(name, "--overheads")?;
             }
+            if a.no_chunked_prefill {
+                config.enable_chunked_prefill = false;
+            }
             config.validate().map_err(|e| {
                 anyhow::anyhow!("{spec}: {e} (check --max-num-seqs and --max-num-batched-tokens)")
             })?;

@@ -2,7 +2,9 @@
 //! row is the `strobe sim run` command a user would type, its JSON output compared with the
 //! figure and its source, within 25%. The engine's defaults are not tuned to these figures: its
 //! overheads are a published fit of vLLM (BLIS) or vLLM's own measurement of its 2024 step gap,
-//! its efficiencies a datasheet share (see docs/sim.md, "Where the defaults come from").
+//! its efficiencies a datasheet share (see docs/sim.md, "Where the defaults come from"). Seed
+//! 003's rows run the scheduler of that vLLM too: no chunked prefill, its default then for
+//! models of up to 32K context (`--sim-no-chunked-prefill`).
 //!
 //! The A10 serving row replays vLLM's ShareGPT sample under Llama 3's tokenizer; it needs the
 //! data set (scripts/setup-vllm.sh) and the tokenizer (scripts/setup-tokenizers.sh), and is
@@ -57,6 +59,7 @@ fn seed_003_offline_on_an_h100() {
         "llama-3-8b@h100",
         "--sim-overheads",
         "vllm-2024",
+        "--sim-no-chunked-prefill",
         "--offline",
         "-n",
         "1000",
@@ -186,7 +189,7 @@ fn sharegpt() -> Option<(PathBuf, PathBuf)> {
 }
 
 /// Seed 003: `benchmark_serving.py` at 1 request/s, 200 ShareGPT prompts, Llama-3-8B on an A10
-/// (mean TTFT 103.74 ms, mean TPOT 43.15 ms), replayed with vLLM's own sample of ShareGPT
+/// (TTFT mean 103.74, median 76.73, p99 298.90 ms; TPOT 43.15, 42.29, 66.84 ms), replayed with vLLM's own sample of ShareGPT
 /// (strobe's reader draws the same records in the same order) under Llama 3's tokenizer.
 #[test]
 fn seed_003_serving_at_one_request_per_second_on_an_a10() {
@@ -198,6 +201,7 @@ fn seed_003_serving_at_one_request_per_second_on_an_a10() {
         "llama-3-8b@a10",
         "--sim-overheads",
         "vllm-2024",
+        "--sim-no-chunked-prefill",
         "-r",
         "1",
         "-n",
@@ -214,5 +218,9 @@ fn seed_003_serving_at_one_request_per_second_on_an_a10() {
     within(&[
         row("mean TTFT ms", 103.74, f(r, "ttft_ms.mean")),
         row("mean TPOT ms", 43.15, f(r, "tpot_ms.mean")),
+        row("median TTFT ms", 76.73, f(r, "ttft_ms.p50")),
+        row("median TPOT ms", 42.29, f(r, "tpot_ms.p50")),
+        row("p99 TTFT ms", 298.90, f(r, "ttft_ms.p99")),
+        row("p99 TPOT ms", 66.84, f(r, "tpot_ms.p99")),
     ]);
 }
