@@ -210,25 +210,13 @@ impl Upstream {
         let _ = tcp.set_nodelay(true);
         let fail = |e: &dyn std::fmt::Display| format!("upstream {}: {e}", self.url);
         match &self.tls {
-            None => {
-                let (send, conn) =
-                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-                        .await
-                        .map_err(|e| fail(&e))?;
-                tokio::spawn(conn);
-                Ok(send)
-            }
+            None => handshake(tcp).await.map_err(|e| fail(&e)),
             Some(tls) => {
                 let stream = tokio_rustls::TlsConnector::from(tls.config())
                     .connect(tls.server_name(), tcp)
                     .await
                     .map_err(|e| fail(&format!("TLS: {e}")))?;
-                let (send, conn) =
-                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                        .await
-                        .map_err(|e| fail(&e))?;
-                tokio::spawn(conn);
-                Ok(send)
+                handshake(stream).await.map_err(|e| fail(&e))
             }
         }
     }
@@ -286,6 +274,17 @@ impl Upstream {
         });
         Ok(resp)
     }
+}
+
+/// HTTP/1 over `io`, its connection driven in the background.
+async fn handshake<S>(io: S) -> hyper::Result<Sender>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (send, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io)).await?;
+    tokio::spawn(conn);
+    Ok(send)
 }
 
 /// The whole gateway.

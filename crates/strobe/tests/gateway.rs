@@ -909,19 +909,21 @@ fn an_https_upstream_is_reached_with_its_ca_and_refused_without_it() {
     ]);
     let port = up.rsplit(':').next().unwrap();
     let upstream = format!("https://localhost:{port}");
-    let chat = br#"{"model":"strobe-sim","messages":[{"role":"user","content":"hi"}],"max_tokens":4,"stream":true}"#;
+    let chat = |gw: &str| {
+        let (status, body) = http(
+            gw,
+            "POST",
+            "/v1/chat/completions",
+            Some("key-a"),
+            "application/json",
+            br#"{"model":"strobe-sim","messages":[{"role":"user","content":"hi"}],"max_tokens":4,"stream":true}"#,
+        );
+        (status, String::from_utf8_lossy(&body).into_owned())
+    };
 
     // Without the CA: the proxy answers 502 and says why; nothing is sent in the clear.
     let (_gw, gw) = gateway(&upstream, d.join("untrusted.db"), "127.0.0.1:0", &[]);
-    let (status, body) = http(
-        &gw,
-        "POST",
-        "/v1/chat/completions",
-        Some("key-a"),
-        "application/json",
-        chat,
-    );
-    let body = String::from_utf8_lossy(&body).into_owned();
+    let (status, body) = chat(&gw);
     assert_eq!(status, 502, "{body}");
     assert!(body.contains("certificate"), "{body}");
 
@@ -932,15 +934,7 @@ fn an_https_upstream_is_reached_with_its_ca_and_refused_without_it() {
         "127.0.0.1:0",
         &["--upstream-ca-cert", ca.to_str().unwrap()],
     );
-    let (status, body) = http(
-        &gw,
-        "POST",
-        "/v1/chat/completions",
-        Some("key-a"),
-        "application/json",
-        chat,
-    );
-    let body = String::from_utf8_lossy(&body).into_owned();
+    let (status, body) = chat(&gw);
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         body.matches("data: ").count(),
