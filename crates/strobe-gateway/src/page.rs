@@ -1,4 +1,5 @@
-//! The gateway's web page (`GET /`): live batches with progress, throughput and ETA, each
+//! The gateway's web page (`GET /`): live batches with progress, throughput and ETA, the
+//! batches that ended last (so one that ends between two refreshes is still seen), each
 //! upstream's batch concurrency and why, and the interactive latency the policy protects.
 //! Server-rendered HTML with inline CSS, refreshed every 5 s by a `<meta>` tag: no script, no
 //! build step, nothing fetched from elsewhere.
@@ -11,6 +12,10 @@ use http::{header, Response};
 use http_body_util::BodyExt;
 
 use crate::server::{live, Body, Gateway};
+use crate::store::Status;
+
+/// How many ended batches the page lists.
+const RECENT: usize = 10;
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -44,8 +49,8 @@ table{{border-collapse:collapse;width:100%}}th,td{{text-align:left;padding:.35em
 th{{font-weight:600;color:#445;background:#f5f6f9}}td.n{{text-align:right;font-variant-numeric:tabular-nums}}\
 .bar{{background:#e8ebf1;border-radius:3px;height:.8em;width:12em;overflow:hidden;display:inline-block;vertical-align:middle}}\
 .bar i{{display:block;height:100%;background:#3a7bd5}}.bar i.f{{background:#d9534f}}\
-.s{{padding:.1em .5em;border-radius:3px;background:#eef;font-size:.9em}}.s.in_progress{{background:#e1f0ff}}.s.cancelling{{background:#fde8d7}}\
-.empty{{color:#667;padding:1em 0}}</style></head><body>\
+.s{{padding:.1em .5em;border-radius:3px;background:#eef;font-size:.9em}}.s.in_progress{{background:#e1f0ff}}.s.cancelling{{background:#fde8d7}}.s.completed{{background:#e2f4e5}}.s.failed,.s.expired{{background:#fbe0df}}.s.cancelled{{background:#eceef2}}\
+.empty{{color:#667;padding:1em 0}}td.bad{{color:#b52b27;font-weight:600}}</style></head><body>\
 <h1>strobe gateway</h1><div class=sub>OpenAI Batch API in front of {} upstream(s); up {}; this page refreshes every 5 s.</div>",
         gw.upstreams.len(),
         duration(gw.started.elapsed().as_secs_f64())
@@ -97,12 +102,13 @@ th{{font-weight:600;color:#445;background:#f5f6f9}}td.n{{text-align:right;font-v
                 let bad = 100.0 * x.failed as f64 / total;
                 let _ = write!(
                     h,
-                    "<tr><td><code>{}</code></td><td><span class=\"s {}\">{}</span></td><td><span class=bar><i style=\"width:{ok:.1}%;float:left\"></i><i class=f style=\"width:{bad:.1}%;float:left\"></i></span> {:.0}%</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td>{}</td></tr>",
+                    "<tr><td><code>{}</code></td><td><span class=\"s {}\">{}</span></td><td><span class=bar><i style=\"width:{ok:.1}%;float:left\"></i><i class=f style=\"width:{bad:.1}%;float:left\"></i></span> {:.0}%</td><td class=n>{}</td><td class=\"n{}\">{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td>{}</td></tr>",
                     esc(&x.id),
                     x.status.as_str(),
                     x.status.as_str(),
                     ok + bad,
                     x.completed,
+                    if x.failed > 0 { " bad" } else { "" },
                     x.failed,
                     x.total,
                     b.lines_per_s.map_or("–".into(), |r| format!("{r:.1}")),
@@ -111,6 +117,56 @@ th{{font-weight:600;color:#445;background:#f5f6f9}}td.n{{text-align:right;font-v
                 );
             }
             h.push_str("</table>");
+        }
+    }
+    h.push_str("<h2>Finished recently</h2>");
+    let store = Arc::clone(&gw.store);
+    match tokio::task::spawn_blocking(move || store.recent_batches(RECENT)).await {
+        Ok(Ok(list)) if list.is_empty() => {
+            h.push_str("<div class=empty>No batch has ended yet.</div>");
+        }
+        Ok(Ok(list)) => {
+            h.push_str("<table><tr><th>batch</th><th>status</th><th>done</th><th>failed</th><th>total</th><th>took</th><th>lines/s</th><th>ended</th><th>endpoint</th></tr>");
+            let now = crate::store::now_s();
+            for x in list {
+                let at = |s: Status| x.times.iter().find(|(t, _)| *t == s).map(|(_, at)| *at);
+                let ended = [
+                    Status::Completed,
+                    Status::Failed,
+                    Status::Cancelled,
+                    Status::Expired,
+                ]
+                .into_iter()
+                .find_map(at);
+                let began = at(Status::InProgress).unwrap_or(x.created_at);
+                // Seconds are the store's resolution: a rate over less than one is not shown.
+                let took = ended.map(|e| (e - began).max(0));
+                let rate = took
+                    .filter(|&t| t >= 1)
+                    .map(|t| (x.completed + x.failed) as f64 / t as f64);
+                let _ = write!(
+                    h,
+                    "<tr><td><code>{}</code></td><td><span class=\"s {}\">{}</span></td><td class=n>{}</td><td class=\"n{}\">{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td>{}</td></tr>",
+                    esc(&x.id),
+                    x.status.as_str(),
+                    x.status.as_str(),
+                    x.completed,
+                    if x.failed > 0 { " bad" } else { "" },
+                    x.failed,
+                    x.total,
+                    took.map_or("–".into(), |t| if t < 1 { "< 1 s".into() } else { duration(t as f64) }),
+                    rate.map_or("–".into(), |r| format!("{r:.1}")),
+                    ended.map_or("–".into(), |e| format!("{} ago", duration((now - e).max(0) as f64))),
+                    esc(&x.endpoint),
+                );
+            }
+            h.push_str("</table>");
+        }
+        Ok(Err(e)) => {
+            let _ = write!(h, "<div class=empty>the store cannot be read: {}</div>", esc(&e.to_string()));
+        }
+        Err(e) => {
+            let _ = write!(h, "<div class=empty>the store cannot be read: {}</div>", esc(&e.to_string()));
         }
     }
     h.push_str("<p class=sub>Machine-readable: <a href=\"/metrics\">/metrics</a> (Prometheus), GET /v1/batches.</p></body></html>");

@@ -333,6 +333,24 @@ impl Store for PgStore {
         })
     }
 
+    fn recent_batches(&self, limit: usize) -> Result<Vec<Batch>, StoreError> {
+        self.with(|c| {
+            let rows = c.query(
+                &format!(
+                    "SELECT {BATCH_COLUMNS} FROM batches WHERE status NOT IN {LIVE} \
+                     ORDER BY COALESCE(completed_at, failed_at, cancelled_at, expired_at) DESC, \
+                     seq DESC LIMIT $1"
+                ),
+                &[&(limit as i64)],
+            )?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                out.push(batch_from_row(c, r)?);
+            }
+            Ok(out)
+        })
+    }
+
     fn cancel(&self, owner: &str, id: &str) -> Result<Option<Batch>, StoreError> {
         self.with(|c| {
             c.execute(

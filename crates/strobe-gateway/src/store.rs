@@ -227,6 +227,10 @@ pub trait Store: Send + Sync {
     ) -> Result<(Vec<Batch>, bool), StoreError>;
     /// Every live batch of every owner (for the web page and `/metrics`), oldest first.
     fn live_batches(&self) -> Result<Vec<Batch>, StoreError>;
+    /// The `limit` batches of every owner that ended last (completed, failed, cancelled or
+    /// expired), newest first: the web page lists them, so a batch that ends between two
+    /// refreshes is still seen.
+    fn recent_batches(&self, limit: usize) -> Result<Vec<Batch>, StoreError>;
     /// Asks a batch to stop: `validating` and `in_progress` become `cancelling`; other statuses
     /// are left as they are.
     fn cancel(&self, owner: &str, id: &str) -> Result<Option<Batch>, StoreError>;
@@ -562,6 +566,20 @@ impl Store for SqliteStore {
         ))?;
         let out = st
             .query_map([], |r| batch_from_row(&conn, r))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(out)
+    }
+
+    fn recent_batches(&self, limit: usize) -> Result<Vec<Batch>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn.prepare_cached(&format!(
+            "SELECT {BATCH_COLUMNS} FROM batches \
+             WHERE status NOT IN ('validating', 'in_progress', 'finalizing', 'cancelling') \
+             ORDER BY COALESCE(completed_at, failed_at, cancelled_at, expired_at) DESC, seq DESC \
+             LIMIT ?1"
+        ))?;
+        let out = st
+            .query_map([limit as i64], |r| batch_from_row(&conn, r))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(out)
     }
@@ -939,6 +957,26 @@ mod tests {
             .unwrap();
         let f = s.batch("k1", &failed.id).unwrap().unwrap().to_json();
         assert_eq!(f["errors"]["data"][0]["message"], "line 3: no body");
+    }
+
+    #[test]
+    fn the_batches_that_ended_last_are_listed_newest_first_of_every_owner() {
+        let d = dir("recent");
+        let s = SqliteStore::open(&d.join("gw.db")).unwrap();
+        let first = batch(&s, "k1", 1);
+        let second = batch(&s, "k2", 1);
+        let running = batch(&s, "k1", 1);
+        s.set_status(&running.id, Status::InProgress, None).unwrap();
+        assert!(s.recent_batches(10).unwrap().is_empty());
+        s.finalize(&first.id, Status::Completed).unwrap();
+        s.set_status(&second.id, Status::Failed, Some("no lines"))
+            .unwrap();
+        let ids = |v: Vec<Batch>| v.into_iter().map(|b| b.id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(s.recent_batches(10).unwrap()),
+            [second.id.clone(), first.id]
+        );
+        assert_eq!(ids(s.recent_batches(1).unwrap()), [second.id]);
     }
 
     #[test]

@@ -679,6 +679,18 @@ fn crash_and_resume(store: &str, name: &str) {
     }
     assert_eq!(seen.len(), n);
     assert!(seen.values().all(|&c| c == 1), "a custom_id twice");
+    // The page lists the batch once it has ended, from whichever store.
+    let (s, page) = http(&addr, "GET", "/", None, "", b"");
+    let page = String::from_utf8(page).unwrap();
+    assert_eq!(s, 200);
+    let recent = page
+        .split("Finished recently")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no ended batches on the page: {page}"));
+    assert!(
+        recent.contains(&format!("<code>{id}</code>")) && recent.contains(">completed<"),
+        "{recent}"
+    );
     let (_, truth) = http(&up, "GET", "/strobe/truth", None, "", b"");
     let truth: serde_json::Value = serde_json::from_slice(&truth).unwrap();
     let sent = truth["accepted_requests"].as_u64().unwrap();
