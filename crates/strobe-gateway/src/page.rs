@@ -163,10 +163,18 @@ th{{font-weight:600;color:#445;background:#f5f6f9}}td.n{{text-align:right;font-v
             h.push_str("</table>");
         }
         Ok(Err(e)) => {
-            let _ = write!(h, "<div class=empty>the store cannot be read: {}</div>", esc(&e.to_string()));
+            let _ = write!(
+                h,
+                "<div class=empty>the store cannot be read: {}</div>",
+                esc(&e.to_string())
+            );
         }
         Err(e) => {
-            let _ = write!(h, "<div class=empty>the store cannot be read: {}</div>", esc(&e.to_string()));
+            let _ = write!(
+                h,
+                "<div class=empty>the store cannot be read: {}</div>",
+                esc(&e.to_string())
+            );
         }
     }
     h.push_str("<p class=sub>Machine-readable: <a href=\"/metrics\">/metrics</a> (Prometheus), GET /v1/batches.</p></body></html>");

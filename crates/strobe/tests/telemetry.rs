@@ -224,6 +224,103 @@ fn sigint_sigterm_and_sighup_during_a_launched_run_stop_the_engine_too() {
     }
 }
 
+/// An engine-flag grid (2 × 2) crossed with two load levels, each engine launched by strobe:
+/// every combination reaches its engine's command line (the slower ITL shows in TPOT, the lower
+/// `--max-running` queues at four users), an engine that cannot start is recorded while the grid
+/// goes on, and nothing is left running. The real-vLLM tier runs a smaller grid on vLLM.
+#[test]
+fn an_engine_grid_launches_every_combination_and_records_one_that_fails() {
+    let dir = std::env::temp_dir().join(format!("strobe-grid-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let strobe = env!("CARGO_BIN_EXE_strobe");
+    let engine = format!("{strobe} serve --port {port} --ttft 5ms");
+    let out_path = dir.join("grid.json");
+    let out = Command::new(strobe)
+        .args(["sweep", "-q", "--url", &format!("http://127.0.0.1:{port}")])
+        .args(["--launch", &engine, "--launch-timeout", "20s"])
+        .args(["--engine-grid", "itl=2ms,8ms"])
+        .args(["--engine-grid", "max-running=1,8,not-a-number"])
+        .args(["--sweep", "concurrency=1,4", "-n", "8", "--output-len", "6"])
+        .arg("-o")
+        .arg(&out_path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // A grid with a failed engine still writes every point of the others.
+    assert!(out_path.exists(), "{stderr}");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("2 engine configuration(s) of the grid did not run"),
+        "{stderr}"
+    );
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&out_path).unwrap()).unwrap();
+    assert_eq!(s["kind"], "grid");
+    let engines = s["grid"]["engines"].as_array().unwrap();
+    assert_eq!(engines.len(), 6, "{}", s["grid"]);
+    let failed = s["grid"]["failed"].as_array().unwrap();
+    assert_eq!(failed.len(), 2, "{}", s["grid"]["failed"]);
+    assert!(
+        failed
+            .iter()
+            .all(|f| f.to_string().contains("not-a-number")),
+        "{failed:?}"
+    );
+    let points = s["points"].as_array().unwrap();
+    assert_eq!(points.len(), 4 * 2);
+    // Numeric flag values are parameters as numbers, others as strings.
+    let is = |q: &serde_json::Value, itl: &str, running: f64, c: u64| {
+        q["engine--itl"] == itl
+            && q["engine--max-running"].as_f64() == Some(running)
+            && q["concurrency"] == c
+    };
+    let tpot = |itl: &str, running: f64, c: u64| -> f64 {
+        let p = points
+            .iter()
+            .find(|p| is(&p["parameters"], itl, running, c))
+            .unwrap_or_else(|| panic!("no point itl {itl} max-running {running} c {c}"));
+        let class = &p["classes"][0];
+        assert_eq!(class["successful"], 8, "{p}");
+        assert_eq!(class["failed"], 0, "{p}");
+        class["tpot_ms"]["mean"].as_f64().unwrap()
+    };
+    let ttft = |itl: &str, running: f64| -> f64 {
+        points
+            .iter()
+            .find(|p| is(&p["parameters"], itl, running, 4))
+            .unwrap()["classes"][0]["ttft_ms"]["mean"]
+            .as_f64()
+            .unwrap()
+    };
+    for running in [1.0, 8.0] {
+        assert!(
+            tpot("8ms", running, 1) > 2.5 * tpot("2ms", running, 1),
+            "--itl reached the engine: {} vs {}",
+            tpot("8ms", running, 1),
+            tpot("2ms", running, 1)
+        );
+    }
+    // One running request at a time: three of four users wait a whole stream for their first
+    // token.
+    assert!(
+        ttft("8ms", 1.0) > 3.0 * ttft("8ms", 8.0),
+        "--max-running reached the engine: TTFT {} vs {}",
+        ttft("8ms", 1.0),
+        ttft("8ms", 8.0)
+    );
+    assert!(!s["grid"]["pareto"].as_array().unwrap().is_empty());
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "a launched engine still listens"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 fn stop_a_launched_run_with(signal: i32) {
     let dir =
         std::env::temp_dir().join(format!("strobe-launch-int-{}-{signal}", std::process::id()));
