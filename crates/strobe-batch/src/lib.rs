@@ -12,6 +12,8 @@ pub mod store;
 
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use strobe_core::{Outcome, Prompt, RawRequest, RequestRecord, RequestSpec};
 use strobe_workload::{Variation, Workload};
@@ -20,13 +22,27 @@ pub use input::{BatchLine, InputError, Limits};
 pub use store::{errors_path_for, BatchStore, FileStore, LineResult, Recovered, StoreError};
 
 /// A batch ready to run: its pending lines and the store their results go to.
+///
+/// As made by [`BatchJob::new`], request `i` of the class is pending line `i`. A
+/// [`BatchJob::share`] instead draws its lines from a pool it shares with the job's other
+/// shares: several classes (the gateway's upstreams) send one batch together, each line to one
+/// of them, a faster upstream taking more, and each class ends when the pool is empty.
 pub struct BatchJob {
-    /// Lines without a result yet, in input order; request `i` of the class is `pending[i]`.
-    pending: Arc<Vec<Pending>>,
+    lines: Arc<Lines>,
+    /// A share's requests: request index → pending line, as drawn.
+    drawn: Option<Arc<Mutex<HashMap<u64, usize>>>>,
     /// Lines in the input.
     pub total: u64,
     /// What the store held when the job was opened.
     pub recovered: Recovered,
+}
+
+/// What every share of a job has in common.
+struct Lines {
+    /// Lines without a result yet, in input order.
+    pending: Vec<Pending>,
+    /// The next line a share draws.
+    next: AtomicUsize,
     store: Mutex<Box<dyn BatchStore>>,
     /// Why storing stopped, if it did (the run goes on; nothing more is marked done).
     failure: Mutex<Option<String>>,
@@ -65,24 +81,45 @@ impl BatchJob {
             })
             .collect();
         BatchJob {
-            pending: Arc::new(pending),
+            lines: Arc::new(Lines {
+                pending,
+                next: AtomicUsize::new(0),
+                store: Mutex::new(store),
+                failure: Mutex::new(None),
+            }),
+            drawn: None,
             total,
             recovered,
-            store: Mutex::new(store),
-            failure: Mutex::new(None),
         }
     }
 
-    /// Lines still to send.
-    pub fn pending(&self) -> u64 {
-        self.pending.len() as u64
+    /// A class's view of this job that draws its lines from the pool every share of the job
+    /// draws from (the job itself keeps request `i` = line `i`; do not run both). Results go to
+    /// the one store.
+    pub fn share(&self) -> BatchJob {
+        BatchJob {
+            lines: Arc::clone(&self.lines),
+            drawn: Some(Arc::default()),
+            total: self.total,
+            recovered: self.recovered.clone(),
+        }
     }
 
-    /// The class's workload: request `i` is pending line `i`, its body sent as is (with `model`
-    /// filled in from `model` when the line names none).
+    /// Lines still to send: every pending line, or for a share those no share has drawn yet.
+    pub fn pending(&self) -> u64 {
+        let n = self.lines.pending.len();
+        match self.drawn {
+            None => n as u64,
+            Some(_) => n.saturating_sub(self.lines.next.load(Ordering::Relaxed)) as u64,
+        }
+    }
+
+    /// The class's workload: request `i` is pending line `i` (a share: the line it drew for
+    /// `i`), its body sent as is (with `model` filled in from `model` when the line names none).
     pub fn workload(&self, model: &str) -> Arc<dyn Workload> {
         Arc::new(BatchWorkload {
-            pending: Arc::clone(&self.pending),
+            lines: Arc::clone(&self.lines),
+            drawn: self.drawn.clone(),
             model: model.to_owned(),
         })
     }
@@ -90,14 +127,17 @@ impl BatchJob {
     /// Stores the result of `record` (request `record.index`) when it is final; false when it is
     /// not (stopped while still retryable, or cancelled), and the line stays pending.
     pub fn record(&self, record: &RequestRecord) -> bool {
-        let Some(line) = self.pending.get(record.index as usize) else {
+        let line = match &self.drawn {
+            None => Some(record.index as usize),
+            Some(d) => lock(d).get(&record.index).copied(),
+        };
+        let Some(line) = line.and_then(|i| self.lines.pending.get(i)) else {
             return false;
         };
         let Some(result) = result_line(&line.custom_id, record) else {
             return false;
         };
-        let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
-        match store.append(&result) {
+        match lock(&self.lines.store).append(&result) {
             Ok(stored) => stored,
             Err(e) => {
                 self.fail(e.to_string());
@@ -108,34 +148,28 @@ impl BatchJob {
 
     /// Makes every stored result durable; call whenever no record is waiting.
     pub fn commit(&self) {
-        let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = store.commit() {
+        if let Err(e) = lock(&self.lines.store).commit() {
             self.fail(e.to_string());
         }
     }
 
     /// Results in the store now (successes, failures), earlier runs' included.
     pub fn counts(&self) -> (u64, u64) {
-        self.store
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .counts()
+        lock(&self.lines.store).counts()
     }
 
     /// Why storing results failed, if it did.
     pub fn failure(&self) -> Option<String> {
-        self.failure
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        lock(&self.lines.failure).clone()
     }
 
     fn fail(&self, e: String) {
-        self.failure
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_or_insert(e);
+        lock(&self.lines.failure).get_or_insert(e);
     }
+}
+
+fn lock<T: ?Sized>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A [`BatchJob`] shared by the settings that name it (equal when it is the same job).
@@ -160,22 +194,50 @@ impl std::fmt::Debug for JobHandle {
 }
 
 struct BatchWorkload {
-    pending: Arc<Vec<Pending>>,
+    lines: Arc<Lines>,
+    drawn: Option<Arc<Mutex<HashMap<u64, usize>>>>,
     model: String,
+}
+
+impl BatchWorkload {
+    fn line(&self, index: u64) -> Option<&Pending> {
+        let i = match &self.drawn {
+            None => index as usize,
+            Some(d) => *lock(d).get(&index)?,
+        };
+        self.lines.pending.get(i)
+    }
 }
 
 impl Workload for BatchWorkload {
     fn vary(&self, _: Variation) -> Arc<dyn Workload> {
         Arc::new(BatchWorkload {
-            pending: Arc::clone(&self.pending),
+            lines: Arc::clone(&self.lines),
+            drawn: self.drawn.clone(),
             model: self.model.clone(),
         })
     }
 
+    fn claim(&self, index: u64) -> bool {
+        let Some(drawn) = &self.drawn else {
+            return (index as usize) < self.lines.pending.len();
+        };
+        let mut d = lock(drawn);
+        if d.contains_key(&index) {
+            return true;
+        }
+        let n = self.lines.next.fetch_add(1, Ordering::Relaxed);
+        if n >= self.lines.pending.len() {
+            return false;
+        }
+        d.insert(index, n);
+        true
+    }
+
     fn spec(&self, index: u64) -> RequestSpec {
-        let Some(p) = self.pending.get(index as usize) else {
-            // Past the end (the class sends exactly `pending` requests): an empty body the server
-            // rejects, never a panic.
+        let Some(p) = self.line(index) else {
+            // Past the end or never drawn (the class sends only what it drew): an empty body the
+            // server rejects, never a panic.
             return RequestSpec {
                 index,
                 class: Default::default(),
@@ -209,7 +271,7 @@ impl Workload for BatchWorkload {
     }
 
     fn describe(&self) -> String {
-        format!("batch file, {} requests", self.pending.len())
+        format!("batch file, {} requests", self.lines.pending.len())
     }
 }
 
@@ -300,6 +362,85 @@ mod tests {
             outcome,
             capture: capture.map(Box::new),
         }
+    }
+
+    /// Results in memory, for the tests.
+    #[derive(Default)]
+    struct Memory(Arc<Mutex<Vec<String>>>);
+
+    impl BatchStore for Memory {
+        fn is_done(&self, custom_id: &str) -> bool {
+            lock(&self.0).iter().any(|c| c == custom_id)
+        }
+        fn counts(&self) -> (u64, u64) {
+            (lock(&self.0).len() as u64, 0)
+        }
+        fn append(&mut self, r: &LineResult) -> Result<bool, StoreError> {
+            if self.is_done(&r.custom_id) {
+                return Ok(false);
+            }
+            lock(&self.0).push(r.custom_id.clone());
+            Ok(true)
+        }
+        fn commit(&mut self) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+
+    fn ok(index: u64) -> RequestRecord {
+        let mut r = record(
+            Outcome::Success,
+            Some(Captured {
+                status: Some(200),
+                body: b"{}".to_vec(),
+                ..Default::default()
+            }),
+        );
+        r.index = index;
+        r
+    }
+
+    #[test]
+    fn shares_draw_each_line_once_and_end_when_the_pool_is_empty() {
+        let lines = (0..5)
+            .map(|i| BatchLine {
+                line: i + 1,
+                custom_id: format!("c{i}"),
+                url: "/v1/completions".into(),
+                body: json!({"prompt": format!("p{i}"), "max_tokens": 3})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            })
+            .collect();
+        let stored = Memory::default();
+        let results = Arc::clone(&stored.0);
+        let job = BatchJob::new(lines, Box::new(stored), Recovered::default());
+        let (a, b) = (job.share(), job.share());
+        let (wa, wb) = (a.workload("m"), b.workload("m"));
+        assert_eq!(a.pending(), 5);
+        // Class a takes two requests, b three, interleaved; each request is a different line.
+        let mut prompts = vec![];
+        for (w, i) in [(&wa, 0), (&wb, 0), (&wa, 1), (&wb, 1), (&wb, 2)] {
+            assert!(w.claim(i));
+            assert!(w.claim(i), "asking again is the same request");
+            let Prompt::Raw(r) = w.spec(i).prompt else {
+                panic!()
+            };
+            prompts.push(serde_json::from_str::<Value>(&r.body).unwrap()["prompt"].clone());
+        }
+        assert_eq!(prompts, ["p0", "p1", "p2", "p3", "p4"]);
+        assert_eq!(b.pending(), 0);
+        assert!(!wa.claim(2) && !wb.claim(3), "the pool is empty");
+        // A record finds its own share's line: b's request 2 is line 4.
+        assert!(b.record(&ok(2)));
+        assert!(a.record(&ok(1)));
+        assert!(!a.record(&ok(7)), "a request a never drew stores nothing");
+        assert_eq!(*lock(&results), ["c4", "c2"]);
+        assert_eq!(job.counts(), (2, 0));
+        // The job itself maps request i to line i.
+        assert!(job.workload("m").claim(4) && !job.workload("m").claim(5));
+        assert_eq!(job.pending(), 5);
     }
 
     #[test]

@@ -43,14 +43,14 @@ pub async fn render(gw: &Arc<Gateway>) -> Response<Body> {
         h,
         "<!doctype html><html lang=en><head><meta charset=utf-8><meta http-equiv=refresh content=5>\
 <link rel=icon href=\"data:,\"><title>strobe gateway</title><style>\
-body{{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#1d2330;padding:0 1em}}\
+body{{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#1d2330;padding:0 1em}}\
 h1{{font-size:1.4em;margin:0 0 .2em}}h2{{font-size:1.1em;margin:1.6em 0 .5em}}.sub{{color:#667}}\
 table{{border-collapse:collapse;width:100%}}th,td{{text-align:left;padding:.35em .6em;border-bottom:1px solid #e3e6ec}}\
-th{{font-weight:600;color:#445;background:#f5f6f9}}td.n{{text-align:right;font-variant-numeric:tabular-nums}}\
-.bar{{background:#e8ebf1;border-radius:3px;height:.8em;width:12em;overflow:hidden;display:inline-block;vertical-align:middle}}\
+th{{font-weight:600;color:#445;background:#f5f6f9}}td.n{{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}}\
+.bar{{background:#e8ebf1;border-radius:3px;height:.8em;width:8em;overflow:hidden;display:inline-block;vertical-align:middle}}\
 .bar i{{display:block;height:100%;background:#3a7bd5}}.bar i.f{{background:#d9534f}}\
 .s{{padding:.1em .5em;border-radius:3px;background:#eef;font-size:.9em}}.s.in_progress{{background:#e1f0ff}}.s.cancelling{{background:#fde8d7}}.s.completed{{background:#e2f4e5}}.s.failed,.s.expired{{background:#fbe0df}}.s.cancelled{{background:#eceef2}}\
-.empty{{color:#667;padding:1em 0}}td.bad{{color:#b52b27;font-weight:600}}</style></head><body>\
+.empty{{color:#667;padding:1em 0}}.nw{{white-space:nowrap}}td.bad{{color:#b52b27;font-weight:600}}</style></head><body>\
 <h1>strobe gateway</h1><div class=sub>OpenAI Batch API in front of {} upstream(s); up {}; this page refreshes every 5 s.</div>",
         gw.upstreams.len(),
         duration(gw.started.elapsed().as_secs_f64())
@@ -94,15 +94,22 @@ th{{font-weight:600;color:#445;background:#f5f6f9}}td.n{{text-align:right;font-v
             h.push_str("<div class=empty>No live batches. Create one with POST /v1/files (purpose=batch), then POST /v1/batches.</div>");
         }
         Ok(list) => {
-            h.push_str("<table><tr><th>batch</th><th>status</th><th>progress</th><th>done</th><th>failed</th><th>total</th><th>lines/s</th><th>ETA</th><th>endpoint</th></tr>");
+            h.push_str("<table><tr><th>batch</th><th>status</th><th>progress</th><th>done</th><th>failed</th><th>total</th><th>lines/s</th><th>ETA</th><th>on</th><th>endpoint</th></tr>");
             for b in list {
+                let on = b
+                    .upstreams
+                    .iter()
+                    .filter_map(|&i| gw.upstreams.get(i))
+                    .map(|u| esc(u.upstream.url.split("://").last().unwrap_or_default()))
+                    .collect::<Vec<_>>()
+                    .join("<br>");
                 let x = &b.batch;
                 let total = x.total.max(1) as f64;
                 let ok = 100.0 * x.completed as f64 / total;
                 let bad = 100.0 * x.failed as f64 / total;
                 let _ = write!(
                     h,
-                    "<tr><td><code>{}</code></td><td><span class=\"s {}\">{}</span></td><td><span class=bar><i style=\"width:{ok:.1}%;float:left\"></i><i class=f style=\"width:{bad:.1}%;float:left\"></i></span> {:.0}%</td><td class=n>{}</td><td class=\"n{}\">{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td>{}</td></tr>",
+                    "<tr><td><code>{}</code></td><td><span class=\"s {}\">{}</span></td><td class=nw><span class=bar><i style=\"width:{ok:.1}%;float:left\"></i><i class=f style=\"width:{bad:.1}%;float:left\"></i></span> {:.0}%</td><td class=n>{}</td><td class=\"n{}\">{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td>{}</td><td>{}</td></tr>",
                     esc(&x.id),
                     x.status.as_str(),
                     x.status.as_str(),
@@ -113,6 +120,7 @@ th{{font-weight:600;color:#445;background:#f5f6f9}}td.n{{text-align:right;font-v
                     x.total,
                     b.lines_per_s.map_or("–".into(), |r| format!("{r:.1}")),
                     b.eta_s.map_or("–".into(), duration),
+                    if on.is_empty() { "–".into() } else { on },
                     esc(&x.endpoint),
                 );
             }

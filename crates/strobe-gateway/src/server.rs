@@ -295,6 +295,8 @@ pub struct Gateway {
     next: AtomicUsize,
     owners: Vec<(String, String)>,
     pub started: Instant,
+    /// The batches this gateway runs now, which its idle upstreams may help with.
+    pub(crate) running: crate::worker::Running,
 }
 
 /// The owner a key stands for: a hash, so the store never holds a key.
@@ -340,6 +342,7 @@ impl Gateway {
             next: AtomicUsize::new(0),
             owners,
             started: Instant::now(),
+            running: Default::default(),
         }))
     }
 
@@ -992,7 +995,8 @@ pub async fn policy_loop(gw: Arc<Gateway>, stop: Arc<Shutdown>) {
 /// What the page and `/metrics` show of one live batch.
 pub struct LiveBatch {
     pub batch: Batch,
-    pub upstream: Option<usize>,
+    /// The upstreams sending its lines now (the one that claimed it first).
+    pub upstreams: Vec<usize>,
     /// Lines per second since this run of it began.
     pub lines_per_s: Option<f64>,
     pub eta_s: Option<f64>,
@@ -1008,30 +1012,31 @@ pub async fn live(gw: &Arc<Gateway>) -> Result<Vec<LiveBatch>, String> {
     Ok(batches
         .into_iter()
         .map(|b| {
-            let on = gw.upstreams.iter().find_map(|u| {
-                let r = u
-                    .running
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clone()?;
-                (r.id == b.id).then_some((u.index, r))
+            let mut on: Vec<(usize, Running)> = gw
+                .upstreams
+                .iter()
+                .filter_map(|u| {
+                    let r = u
+                        .running
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clone()?;
+                    (r.id == b.id).then_some((u.index, r))
+                })
+                .collect();
+            on.sort_by_key(|(_, r)| r.since);
+            // The rate since the first upstream began this run of it: every helper's lines count.
+            let rate = on.first().and_then(|(_, r)| {
+                let done = (b.completed + b.failed).saturating_sub(r.done_at_start);
+                let secs = r.since.elapsed().as_secs_f64();
+                (secs > 1.0 && done > 0).then(|| done as f64 / secs)
             });
-            let (upstream, rate) = match on {
-                Some((i, r)) => {
-                    let done = (b.completed + b.failed).saturating_sub(r.done_at_start);
-                    let secs = r.since.elapsed().as_secs_f64();
-                    (
-                        Some(i),
-                        (secs > 1.0 && done > 0).then(|| done as f64 / secs),
-                    )
-                }
-                None => (None, None),
-            };
+            let upstreams = on.into_iter().map(|(i, _)| i).collect();
             let left = b.total.saturating_sub(b.completed + b.failed);
             LiveBatch {
                 eta_s: rate.map(|r| left as f64 / r),
                 lines_per_s: rate,
-                upstream,
+                upstreams,
                 batch: b,
             }
         })

@@ -2,14 +2,24 @@
 //! through strobe's batch runner (one offline class of the experiment layer, its concurrency
 //! steered by the policy), and finalizes it.
 //!
+//! With several upstreams, one that has no batch of its own helps with one this gateway runs on
+//! another: both draw the batch's lines from one pool ([`strobe_batch::BatchJob::share`]), each
+//! at the concurrency its own policy allows, so a single large batch uses every upstream and a
+//! faster one takes more lines. The upstream that claimed the batch keeps its lease and
+//! finalizes it once its helpers are done; a cancel, the window's end or a lost lease stops them
+//! all.
+//!
 //! Every result is in the store before it counts (the runner's [`strobe_batch::BatchJob`] writes
 //! through [`crate::BatchSink`]), so a gateway killed at any point loses nothing: the lease lapses
 //! (or the same worker id claims it at once on restart), the batch is claimed again, and only
 //! lines without a result are sent. A line that was in flight at the crash may reach the engine
 //! twice; its result is stored once (the store keeps one result per `custom_id`).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
 
 use strobe_experiment::draft::{ClassDraft, ScheduleKind};
 use strobe_experiment::{Experiment, ExperimentOptions, Outputs, Session, Shutdown, Silent};
@@ -23,6 +33,47 @@ pub const LEASE_MS: i64 = 30_000;
 const RENEW_EVERY: Duration = Duration::from_secs(5);
 const IDLE_POLL: Duration = Duration::from_millis(300);
 
+/// The batches one gateway runs now, by id.
+#[derive(Default)]
+pub struct Running(Mutex<HashMap<String, Arc<Shared>>>);
+
+/// A batch being run, as its helpers see it.
+pub(crate) struct Shared {
+    batch: Batch,
+    job: strobe_batch::JobHandle,
+    /// The claiming upstream's run's stop: it stops the helpers too.
+    stop: Shutdown,
+    /// Helpers running now.
+    helpers: watch::Sender<usize>,
+}
+
+/// A helper's place on a batch; leaving (dropping it) tells the claiming upstream.
+struct Helping(Arc<Shared>);
+
+impl Drop for Helping {
+    fn drop(&mut self) {
+        self.0.helpers.send_modify(|n| *n -= 1);
+    }
+}
+
+impl Running {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Shared>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The running batch with the most lines nobody has drawn yet, if any has one.
+    fn help(&self) -> Option<Helping> {
+        let map = self.lock();
+        let s = map
+            .values()
+            .filter(|s| s.job.0.pending() > 0 && !s.stop.is_requested())
+            .max_by_key(|s| s.job.0.pending())?;
+        // Counted under the lock the claiming upstream takes to end the batch's sharing.
+        s.helpers.send_modify(|n| *n += 1);
+        Some(Helping(Arc::clone(s)))
+    }
+}
+
 /// Runs batches on `up` until `stop` is requested.
 pub async fn run(gw: Arc<Gateway>, up: Arc<UpstreamState>, stop: Arc<Shutdown>) {
     let worker = format!("{}#{}", gw.config.worker_id, up.index);
@@ -33,6 +84,13 @@ pub async fn run(gw: Arc<Gateway>, up: Arc<UpstreamState>, stop: Arc<Shutdown>) 
         let batch = match claimed {
             Ok(Ok(Some(b))) => b,
             Ok(Ok(None)) => {
+                if let Some(h) = gw.running.help() {
+                    if let Err(e) = help(&gw, &up, h).await {
+                        gw.log(&e);
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                    }
+                    continue;
+                }
                 tokio::time::sleep(IDLE_POLL).await;
                 continue;
             }
@@ -147,7 +205,7 @@ async fn process(
     let pending = job.0.pending();
     up.started(&batch, succeeded + failed);
     if pending > 0 {
-        run_lines(gw, up, worker, &id, job.clone(), stop).await?;
+        run_lines(gw, up, worker, &batch, job.clone(), stop).await?;
     }
     up.finished();
     if let Some(e) = job.0.failure() {
@@ -173,26 +231,25 @@ async fn process(
     }
 }
 
-/// Sends the job's pending lines to the upstream, renewing the lease and watching for a cancel
-/// or the window's end, which stop the run (lines not yet done stay pending).
-async fn run_lines(
+/// One offline class sending a share of `job`'s lines to `up`, until the pool is empty or
+/// `run_stop` is requested.
+async fn send_share(
     gw: &Arc<Gateway>,
     up: &Arc<UpstreamState>,
-    worker: &str,
     id: &str,
-    job: strobe_batch::JobHandle,
-    stop: &Arc<Shutdown>,
+    job: &strobe_batch::JobHandle,
+    run_stop: &Shutdown,
 ) -> Result<(), String> {
+    let share = strobe_batch::JobHandle(Arc::new(job.0.share()));
     let spec = up.target_spec(&gw.config);
-    let run_stop = Shutdown::new();
-    let session = Session::open(spec, &run_stop, &mut Silent)
+    let session = Session::open(spec, run_stop, &mut Silent)
         .await
         .map_err(|e| format!("batch {id}: upstream {}: {e}", up.upstream.url))?;
     let mut draft = ClassDraft::new("batch");
     draft.schedule = Some(ScheduleKind::Offline);
     draft.max_concurrency = Some(gw.config.policy.max.max(1));
-    draft.requests = Some(job.0.pending());
-    draft.batch = Some(job.clone());
+    draft.requests = Some(share.0.pending());
+    draft.batch = Some(share);
     draft.steer = Some(up.steer.clone());
     draft.retry = strobe_load::Retry {
         max_attempts: gw.config.max_attempts,
@@ -204,18 +261,65 @@ async fn run_lines(
         max_failures: None,
     };
     draft.ignore_eos = false;
-    let (class, workload) = draft
-        .resolve(0)
-        .map_err(|e| format!("batch {id}: {} {}", e.flag(), e.message))?;
-    let options = ExperimentOptions {
-        drain_timeout: Duration::from_secs(30),
-        abort_after_failures: 0,
-        price: None,
-        outputs: Outputs::default(),
-        reset_prefix_cache: false,
-        restart: true,
+    let result = match draft.resolve(0) {
+        // Every line was drawn between the look and the share: nothing to send.
+        Err(_) if job.0.pending() == 0 => Ok(()),
+        Err(e) => Err(format!("batch {id}: {} {}", e.flag(), e.message)),
+        Ok((class, workload)) => {
+            let options = ExperimentOptions {
+                drain_timeout: Duration::from_secs(30),
+                abort_after_failures: 0,
+                price: None,
+                outputs: Outputs::default(),
+                reset_prefix_cache: false,
+                restart: true,
+            };
+            let exp = Experiment::single("batch", id, vec![(class, workload)], options);
+            match strobe_experiment::run(&session, &exp, run_stop, &mut Silent).await {
+                Ok(_) => Ok(()),
+                Err(strobe_experiment::ExperimentError::Interrupted { .. }) => Ok(()),
+                Err(e) => Err(format!("batch {id}: {e}")),
+            }
+        }
     };
-    let exp = Experiment::single("batch", id, vec![(class, workload)], options);
+    session.close().await;
+    result
+}
+
+/// Helps with a batch another upstream of this gateway runs.
+async fn help(gw: &Arc<Gateway>, up: &Arc<UpstreamState>, h: Helping) -> Result<(), String> {
+    let s = Arc::clone(&h.0);
+    let (done, failed) = s.job.0.counts();
+    up.started(&s.batch, done + failed);
+    let r = send_share(gw, up, &s.batch.id, &s.job, &s.stop).await;
+    up.finished();
+    drop(h);
+    r
+}
+
+/// Sends the job's pending lines to the upstream (and to this gateway's idle upstreams that
+/// help), renewing the lease and watching for a cancel or the window's end, which stop the run
+/// (lines not yet done stay pending).
+async fn run_lines(
+    gw: &Arc<Gateway>,
+    up: &Arc<UpstreamState>,
+    worker: &str,
+    batch: &Batch,
+    job: strobe_batch::JobHandle,
+    stop: &Arc<Shutdown>,
+) -> Result<(), String> {
+    let id = batch.id.as_str();
+    let run_stop = Shutdown::new();
+    let (helpers, mut helping) = watch::channel(0usize);
+    gw.running.lock().insert(
+        id.to_owned(),
+        Arc::new(Shared {
+            batch: batch.clone(),
+            job: job.clone(),
+            stop: run_stop.clone(),
+            helpers,
+        }),
+    );
     let watch = {
         let (gw, stop, run_stop) = (Arc::clone(gw), Arc::clone(stop), run_stop.clone());
         let (worker, id) = (worker.to_owned(), id.to_owned());
@@ -250,12 +354,11 @@ async fn run_lines(
             }
         })
     };
-    let result = strobe_experiment::run(&session, &exp, &run_stop, &mut Silent).await;
+    let result = send_share(gw, up, id, &job, &run_stop).await;
+    // No helper joins from here on; those helping finish their lines (the lease is renewed
+    // meanwhile) before the batch is counted and finalized.
+    gw.running.lock().remove(id);
+    let _ = helping.wait_for(|n| *n == 0).await;
     watch.abort();
-    session.close().await;
-    match result {
-        Ok(_) => Ok(()),
-        Err(strobe_experiment::ExperimentError::Interrupted { .. }) => Ok(()),
-        Err(e) => Err(format!("batch {id}: {e}")),
-    }
+    result
 }

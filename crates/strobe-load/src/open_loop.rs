@@ -8,7 +8,8 @@
 //! (or the run was stopped) are counted as `unsent`, never dropped silently. Offline is the same
 //! loop with every request due at the start. A class may carry a steered cap
 //! ([`crate::plan::Steer`]): the number in flight is kept at or under its current value too (0
-//! pauses the class), so a controller outside (the gateway's) can make a batch yield.
+//! pauses the class), so a controller outside (the gateway's) can make a batch yield. A workload
+//! drawn from a shared pool ends the class when it is empty ([`strobe_workload::Workload::claim`]).
 
 use std::sync::Arc;
 use strobe_client::Connection;
@@ -155,6 +156,12 @@ pub(crate) async fn run(
             }
             break;
         };
+        if !plan.workload.claim(index) {
+            // A shared pool ran dry: nothing more is due for this class.
+            gate.unadmit(warmup);
+            gate.stop_with(StopReason::RequestCount);
+            break;
+        }
         // Build the request before waiting for its arrival time, so that generating it uses the
         // idle gap instead of delaying the send.
         let prepared = Prepared::start(&plan.workload, index, plan.id);

@@ -49,6 +49,13 @@ pub trait Workload: Send + Sync {
     fn spec(&self, index: u64) -> RequestSpec;
     /// A one-line human description, for reports.
     fn describe(&self) -> String;
+    /// Takes request `index` before it is built; false when there is none: a workload drawn from
+    /// a pool that several classes share (a batch spread over upstreams) ends its class when the
+    /// pool is empty, as a request count would. The open loop and offline schedules ask (a batch
+    /// is always offline); others never end early.
+    fn claim(&self, _index: u64) -> bool {
+        true
+    }
     /// Building a spec takes long enough (generated images: milliseconds) that schedules build it
     /// on a blocking thread, off the async runtime, ahead of its send.
     fn costly(&self) -> bool {

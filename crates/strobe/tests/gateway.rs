@@ -124,13 +124,20 @@ fn gateway(
     panic!("the gateway did not start on {listen}; sockets on the port: {held:#?}");
 }
 
-/// A free port below Linux's ephemeral range, so no outgoing connection can hold it.
+/// A free port below Linux's ephemeral range, so no outgoing connection can hold it; never one
+/// handed out before in this process (tests run at once, and a port is free until its server
+/// binds it: two PostgreSQL clusters once raced for one).
 fn free_port() -> u16 {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
     let base = 20_000 + (std::process::id() % 10_000) as u16;
-    (0..2000)
+    let port = (0..2000)
         .map(|k| 20_000 + (base - 20_000 + k * 7) % 12_000)
+        .filter(|p| !given.contains(p))
         .find(|&p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
-        .expect("a free port")
+        .expect("a free port");
+    given.push(port);
+    port
 }
 
 /// One HTTP/1.1 request on a fresh connection: (status, body).
@@ -383,10 +390,35 @@ fn finished(gw: &str, id: &str, within: Duration) -> serde_json::Value {
     }
 }
 
+/// The output file of finished batch `b` (key-a's) holds `n` successful lines, each `custom_id`
+/// once.
+fn each_once_in_the_output(gw: &str, b: &serde_json::Value, n: usize) {
+    let out = b["output_file_id"].as_str().unwrap();
+    let (s, content) = http(
+        gw,
+        "GET",
+        &format!("/v1/files/{out}/content"),
+        Some("key-a"),
+        "",
+        b"",
+    );
+    assert_eq!(s, 200);
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for line in String::from_utf8(content).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["response"]["status_code"], 200, "{v}");
+        *seen
+            .entry(v["custom_id"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    assert_eq!(seen.len(), n);
+    assert!(seen.values().all(|&c| c == 1), "a custom_id twice");
+}
+
 #[test]
 fn a_gateway_killed_at_random_points_ends_with_every_custom_id_exactly_once() {
     let d = dir("crash");
-    crash_and_resume(d.join("g.db").to_str().unwrap(), "sqlite");
+    crash_and_resume(d.join("g.db").to_str().unwrap(), "sqlite", 1);
 }
 
 #[test]
@@ -416,11 +448,11 @@ fn a_store_url_password_never_reaches_the_output() {
 }
 
 #[test]
-fn the_same_on_postgresql() {
+fn the_same_on_postgresql_with_the_batch_spread_over_two_upstreams() {
     let Some(pg) = Postgres::start("crash") else {
         return;
     };
-    crash_and_resume(&pg.url, "postgres");
+    crash_and_resume(&pg.url, "postgres", 2);
 }
 
 /// Two gateways share one PostgreSQL store: both take work from it, and when one is killed the
@@ -487,25 +519,7 @@ fn two_gateways_on_postgresql_hand_a_batch_over_when_one_dies() {
         let b = finished(&b_addr, id, Duration::from_secs(120));
         assert_eq!(b["status"], "completed", "{b}");
         assert_eq!(b["request_counts"]["completed"], n as u64, "{b}");
-        let out = b["output_file_id"].as_str().unwrap();
-        let (s, content) = http(
-            &b_addr,
-            "GET",
-            &format!("/v1/files/{out}/content"),
-            Some("key-a"),
-            "",
-            b"",
-        );
-        assert_eq!(s, 200);
-        let mut seen: HashMap<String, usize> = HashMap::new();
-        for line in String::from_utf8(content).unwrap().lines() {
-            let v: serde_json::Value = serde_json::from_str(line).unwrap();
-            *seen
-                .entry(v["custom_id"].as_str().unwrap().to_owned())
-                .or_default() += 1;
-        }
-        assert_eq!(seen.len(), n, "{id}");
-        assert!(seen.values().all(|&c| c == 1), "{id}: a custom_id twice");
+        each_once_in_the_output(&b_addr, &b, n);
     }
     // The dead gateway's batch waited for its lease (30 s) before the other took it.
     let took = killed_at.elapsed();
@@ -596,17 +610,29 @@ impl Drop for Postgres {
     }
 }
 
-fn crash_and_resume(store: &str, name: &str) {
+/// `upstreams` engines behind the gateway (two: the batch is spread over both, each slower, so
+/// the work takes as long).
+fn crash_and_resume(store: &str, name: &str, upstreams: usize) {
     // ~270 ms per request, 32 at a time: 2,000 lines are ~17 s of work, so kills land mid-run.
-    let (_server, up) = serve(&["--ttft", "30ms", "--itl", "30ms"]);
+    let itl = format!("{}ms", 30 + 40 * (upstreams - 1));
+    let servers: Vec<(Proc, String)> = (0..upstreams)
+        .map(|_| serve(&["--ttft", "30ms", "--itl", &itl]))
+        .collect();
+    let up = servers[0].1.clone();
     let listen = format!("127.0.0.1:{}", free_port());
-    let flags = [
+    let mut flags: Vec<String> = [
         "--no-adaptive",
         "--batch-max-concurrency",
         "32",
         "--worker-id",
         "crash-test",
-    ];
+    ]
+    .map(String::from)
+    .to_vec();
+    for (_, other) in &servers[1..] {
+        flags.extend(["--upstream".into(), format!("http://{other}")]);
+    }
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let n = 2000;
     let (mut gw, addr) = gateway(&up, store, &listen, &flags);
     let (s, f) = upload(&addr, "key-a", "crash.jsonl", &lines(n, 8), "batch");
@@ -659,26 +685,8 @@ fn crash_and_resume(store: &str, name: &str) {
     assert_eq!(b["status"], "completed", "{b}");
     assert_eq!(b["request_counts"]["completed"], n as u64, "{b}");
     assert_eq!(b["request_counts"]["failed"], 0, "{b}");
+    each_once_in_the_output(&addr, &b, n);
     let out = b["output_file_id"].as_str().unwrap();
-    let (s, content) = http(
-        &addr,
-        "GET",
-        &format!("/v1/files/{out}/content"),
-        Some("key-a"),
-        "",
-        b"",
-    );
-    assert_eq!(s, 200);
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    for line in String::from_utf8(content).unwrap().lines() {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        assert_eq!(v["response"]["status_code"], 200, "{v}");
-        *seen
-            .entry(v["custom_id"].as_str().unwrap().to_owned())
-            .or_default() += 1;
-    }
-    assert_eq!(seen.len(), n);
-    assert!(seen.values().all(|&c| c == 1), "a custom_id twice");
     // The page lists the batch once it has ended, from whichever store.
     let (s, page) = http(&addr, "GET", "/", None, "", b"");
     let page = String::from_utf8(page).unwrap();
@@ -691,14 +699,26 @@ fn crash_and_resume(store: &str, name: &str) {
         recent.contains(&format!("<code>{id}</code>")) && recent.contains(">completed<"),
         "{recent}"
     );
-    let (_, truth) = http(&up, "GET", "/strobe/truth", None, "", b"");
-    let truth: serde_json::Value = serde_json::from_slice(&truth).unwrap();
-    let sent = truth["accepted_requests"].as_u64().unwrap();
+    let sent: Vec<u64> = servers
+        .iter()
+        .map(|(_, a)| {
+            let (_, truth) = http(a, "GET", "/strobe/truth", None, "", b"");
+            let truth: serde_json::Value = serde_json::from_slice(&truth).unwrap();
+            truth["accepted_requests"].as_u64().unwrap()
+        })
+        .collect();
+    let total: u64 = sent.iter().sum();
     eprintln!(
-        "{name}: {} kills ({mid_run} mid-run); the engine received {sent} requests for {n} lines ({} sent again after a kill), every custom_id once in the output",
+        "{name}: {} kills ({mid_run} mid-run); the engines received {sent:?} requests for {n} lines ({} sent again after a kill), every custom_id once in the output",
         done_before.len(),
-        sent - n as u64
+        total - n as u64
     );
+    if upstreams > 1 {
+        assert!(
+            sent.iter().all(|&s| s > 0),
+            "an upstream took no line: {sent:?}"
+        );
+    }
     // The rest of the store's contract, through the API: paging, owners, a finished batch's
     // cancel changing nothing.
     let (s, f2) = upload(&addr, "key-a", "two.jsonl", &lines(2, 4), "batch");
@@ -987,4 +1007,58 @@ fn the_proxy_keeps_its_upstream_connections_open_between_requests() {
     // or two; the one this test opened for /strobe/truth counts too.
     let opened = truth["connections"].as_u64().unwrap();
     assert!(opened <= 4, "{opened} connections for 40 requests: {truth}");
+}
+
+/// Two upstreams, one batch: both send its lines (the idle one helps the one that claimed it),
+/// each line to exactly one of them, the faster taking more; every custom_id once in the output.
+#[test]
+fn one_batch_is_spread_over_every_upstream_the_faster_taking_more() {
+    let d = dir("spread");
+    let (_fast, fast) = serve(&["--ttft", "5ms", "--itl", "2ms"]);
+    let (_slow, slow) = serve(&["--ttft", "5ms", "--itl", "12ms"]);
+    let slow_url = format!("http://{slow}");
+    let (_gw, gw) = gateway(
+        &fast,
+        d.join("g.db"),
+        "127.0.0.1:0",
+        &[
+            "--upstream",
+            &slow_url,
+            "--no-adaptive",
+            "--batch-max-concurrency",
+            "8",
+        ],
+    );
+    let n = 1000;
+    let (s, f) = upload(&gw, "key-a", "spread.jsonl", &lines(n, 8), "batch");
+    assert_eq!(s, 200, "{f}");
+    let b = create(&gw, "key-a", f["id"].as_str().unwrap());
+    let id = b["id"].as_str().unwrap();
+    // Both upstreams appear on the page while it runs.
+    let t0 = Instant::now();
+    let mut both = false;
+    while !both && t0.elapsed() < Duration::from_secs(20) {
+        let (_, page) = http(&gw, "GET", "/", None, "", b"");
+        let page = String::from_utf8_lossy(&page).into_owned();
+        let live = page.split("Finished recently").next().unwrap_or_default();
+        both = live.contains(&format!("{fast}<br>{slow}"))
+            || live.contains(&format!("{slow}<br>{fast}"));
+        if !both {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let b = finished(&gw, id, Duration::from_secs(120));
+    assert_eq!(b["status"], "completed", "{b}");
+    assert_eq!(b["request_counts"]["completed"], n as u64, "{b}");
+    each_once_in_the_output(&gw, &b, n);
+    let accepted = |addr: &str| -> u64 {
+        let (_, t) = http(addr, "GET", "/strobe/truth", None, "", b"");
+        let t: serde_json::Value = serde_json::from_slice(&t).unwrap();
+        t["accepted_requests"].as_u64().unwrap()
+    };
+    let (a, s) = (accepted(&fast), accepted(&slow));
+    eprintln!("spread: {a} lines to the fast upstream, {s} to the slow one");
+    assert_eq!(a + s, n as u64, "each line sent once: {a} + {s}");
+    assert!(s > 0 && a > 2 * s, "fast {a}, slow {s}");
+    assert!(both, "the page never showed both upstreams on the batch");
 }
