@@ -107,11 +107,16 @@ impl BatchJob {
 
     /// Lines still to send: every pending line, or for a share those no share has drawn yet.
     pub fn pending(&self) -> u64 {
-        let n = self.lines.pending.len();
         match self.drawn {
-            None => n as u64,
-            Some(_) => n.saturating_sub(self.lines.next.load(Ordering::Relaxed)) as u64,
+            None => self.lines.pending.len() as u64,
+            Some(_) => self.undrawn(),
         }
+    }
+
+    /// Pending lines no share of this job has drawn yet.
+    pub fn undrawn(&self) -> u64 {
+        let n = self.lines.pending.len();
+        n.saturating_sub(self.lines.next.load(Ordering::Relaxed)) as u64
     }
 
     /// The class's workload: request `i` is pending line `i` (a share: the line it drew for
@@ -430,7 +435,7 @@ mod tests {
             prompts.push(serde_json::from_str::<Value>(&r.body).unwrap()["prompt"].clone());
         }
         assert_eq!(prompts, ["p0", "p1", "p2", "p3", "p4"]);
-        assert_eq!(b.pending(), 0);
+        assert_eq!((b.pending(), job.undrawn(), job.pending()), (0, 0, 5));
         assert!(!wa.claim(2) && !wb.claim(3), "the pool is empty");
         // A record finds its own share's line: b's request 2 is line 4.
         assert!(b.record(&ok(2)));

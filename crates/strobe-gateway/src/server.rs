@@ -296,7 +296,7 @@ pub struct Gateway {
     owners: Vec<(String, String)>,
     pub started: Instant,
     /// The batches this gateway runs now, which its idle upstreams may help with.
-    pub(crate) running: crate::worker::Running,
+    pub(crate) shareable: crate::worker::Shareable,
 }
 
 /// The owner a key stands for: a hash, so the store never holds a key.
@@ -342,7 +342,7 @@ impl Gateway {
             next: AtomicUsize::new(0),
             owners,
             started: Instant::now(),
-            running: Default::default(),
+            shareable: Default::default(),
         }))
     }
 

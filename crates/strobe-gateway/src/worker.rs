@@ -35,7 +35,7 @@ const IDLE_POLL: Duration = Duration::from_millis(300);
 
 /// The batches one gateway runs now, by id.
 #[derive(Default)]
-pub struct Running(Mutex<HashMap<String, Arc<Shared>>>);
+pub struct Shareable(Mutex<HashMap<String, Arc<Shared>>>);
 
 /// A batch being run, as its helpers see it.
 pub(crate) struct Shared {
@@ -56,7 +56,7 @@ impl Drop for Helping {
     }
 }
 
-impl Running {
+impl Shareable {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Shared>>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -66,8 +66,8 @@ impl Running {
         let map = self.lock();
         let s = map
             .values()
-            .filter(|s| s.job.0.pending() > 0 && !s.stop.is_requested())
-            .max_by_key(|s| s.job.0.pending())?;
+            .filter(|s| s.job.0.undrawn() > 0 && !s.stop.is_requested())
+            .max_by_key(|s| s.job.0.undrawn())?;
         // Counted under the lock the claiming upstream takes to end the batch's sharing.
         s.helpers.send_modify(|n| *n += 1);
         Some(Helping(Arc::clone(s)))
@@ -84,7 +84,7 @@ pub async fn run(gw: Arc<Gateway>, up: Arc<UpstreamState>, stop: Arc<Shutdown>) 
         let batch = match claimed {
             Ok(Ok(Some(b))) => b,
             Ok(Ok(None)) => {
-                if let Some(h) = gw.running.help() {
+                if let Some(h) = gw.shareable.help() {
                     if let Err(e) = help(&gw, &up, h).await {
                         gw.log(&e);
                         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -240,6 +240,9 @@ async fn send_share(
     job: &strobe_batch::JobHandle,
     run_stop: &Shutdown,
 ) -> Result<(), String> {
+    if job.0.undrawn() == 0 {
+        return Ok(());
+    }
     let share = strobe_batch::JobHandle(Arc::new(job.0.share()));
     let spec = up.target_spec(&gw.config);
     let session = Session::open(spec, run_stop, &mut Silent)
@@ -263,7 +266,7 @@ async fn send_share(
     draft.ignore_eos = false;
     let result = match draft.resolve(0) {
         // Every line was drawn between the look and the share: nothing to send.
-        Err(_) if job.0.pending() == 0 => Ok(()),
+        Err(_) if job.0.undrawn() == 0 => Ok(()),
         Err(e) => Err(format!("batch {id}: {} {}", e.flag(), e.message)),
         Ok((class, workload)) => {
             let options = ExperimentOptions {
@@ -311,7 +314,7 @@ async fn run_lines(
     let id = batch.id.as_str();
     let run_stop = Shutdown::new();
     let (helpers, mut helping) = watch::channel(0usize);
-    gw.running.lock().insert(
+    gw.shareable.lock().insert(
         id.to_owned(),
         Arc::new(Shared {
             batch: batch.clone(),
@@ -357,7 +360,7 @@ async fn run_lines(
     let result = send_share(gw, up, id, &job, &run_stop).await;
     // No helper joins from here on; those helping finish their lines (the lease is renewed
     // meanwhile) before the batch is counted and finalized.
-    gw.running.lock().remove(id);
+    gw.shareable.lock().remove(id);
     let _ = helping.wait_for(|n| *n == 0).await;
     watch.abort();
     result
