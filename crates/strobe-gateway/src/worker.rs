@@ -204,10 +204,13 @@ async fn process(
     )));
     let pending = job.0.pending();
     up.started(&batch, succeeded + failed);
-    if pending > 0 {
-        run_lines(gw, up, worker, &batch, job.clone(), stop).await?;
-    }
+    let sent = if pending > 0 {
+        run_lines(gw, up, worker, &batch, job.clone(), stop).await
+    } else {
+        Ok(())
+    };
     up.finished();
+    sent?;
     if let Some(e) = job.0.failure() {
         return Err(format!("batch {id}: storing results failed: {e}"));
     }

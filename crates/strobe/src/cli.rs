@@ -1060,7 +1060,8 @@ pub struct ServeArgs {
 #[derive(Debug, Args)]
 pub struct GatewayArgs {
     /// The engine (OpenAI-compatible), e.g. http://127.0.0.1:8000 or https://engine:443; repeat
-    /// for several (interactive requests go round-robin, each runs its own batch worker).
+    /// for several (interactive requests go round-robin; each has its own batch worker and
+    /// policy, and one with no batch of its own helps send another's lines).
     #[arg(long = "upstream", required = true, value_name = "URL")]
     pub upstreams: Vec<String>,
     /// Address to listen on.
