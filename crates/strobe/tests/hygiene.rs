@@ -95,11 +95,7 @@ fn assert_clean(what: &str, text: &str) {
 fn planted_secrets_reach_no_output_file_log_line_or_message() {
     let dir = std::env::temp_dir().join(format!("strobe-secrets-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = unused_port();
     let strobe = env!("CARGO_BIN_EXE_strobe");
     let [key, env_token, header, password, body] = SECRETS;
     // The engine echoes its own arguments, as vLLM does at start-up.

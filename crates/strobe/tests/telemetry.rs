@@ -67,11 +67,7 @@ async fn the_targets_metrics_are_scraped_and_match_its_truth() {
 async fn a_server_without_metrics_is_a_note_not_an_error() {
     let server = start(fast_config()).await;
     let url = url_of(&server);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = unused_port();
     let metrics = format!("http://127.0.0.1:{port}/metrics");
     let out = run(
         &url,
@@ -114,11 +110,7 @@ async fn a_server_without_metrics_is_a_note_not_an_error() {
 fn launch_runs_the_engine_and_stops_it_and_a_failing_engine_is_a_clear_error() {
     let dir = std::env::temp_dir().join(format!("strobe-launch-bin-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = unused_port();
     let url = format!("http://127.0.0.1:{port}");
     let strobe = env!("CARGO_BIN_EXE_strobe");
 
@@ -233,11 +225,7 @@ fn an_engine_grid_launches_every_combination_and_records_one_that_fails() {
     let dir = std::env::temp_dir().join(format!("strobe-grid-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = unused_port();
     let strobe = env!("CARGO_BIN_EXE_strobe");
     let engine = format!("{strobe} serve --port {port} --ttft 5ms");
     let out_path = dir.join("grid.json");
@@ -325,11 +313,7 @@ fn stop_a_launched_run_with(signal: i32) {
     let dir =
         std::env::temp_dir().join(format!("strobe-launch-int-{}-{signal}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = unused_port();
     let strobe = env!("CARGO_BIN_EXE_strobe");
     let engine = format!("{strobe} serve --port {port} --ttft 5ms --itl 5ms");
     let report = dir.join("r.json");

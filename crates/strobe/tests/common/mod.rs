@@ -157,3 +157,14 @@ pub fn pki() -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
     std::fs::write(&key_pem, key.serialize_pem()).unwrap();
     (ca_pem, cert_pem, key_pem)
 }
+
+/// A port nothing listens on now (the system's pick, released at once): for a server a test
+/// starts, or a URL that must refuse.
+#[allow(dead_code)]
+pub fn unused_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
