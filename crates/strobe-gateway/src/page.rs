@@ -129,11 +129,15 @@ th{{font-weight:600;color:#445;background:#f5f6f9}}td.n{{text-align:right;font-v
     }
     h.push_str("<h2>Finished recently</h2>");
     let store = Arc::clone(&gw.store);
-    match tokio::task::spawn_blocking(move || store.recent_batches(RECENT)).await {
-        Ok(Ok(list)) if list.is_empty() => {
+    let recent = match tokio::task::spawn_blocking(move || store.recent_batches(RECENT)).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match recent {
+        Ok(list) if list.is_empty() => {
             h.push_str("<div class=empty>No batch has ended yet.</div>");
         }
-        Ok(Ok(list)) => {
+        Ok(list) => {
             h.push_str("<table><tr><th>batch</th><th>status</th><th>done</th><th>failed</th><th>total</th><th>took</th><th>lines/s</th><th>ended</th><th>endpoint</th></tr>");
             let now = crate::store::now_s();
             for x in list {
@@ -170,18 +174,11 @@ th{{font-weight:600;color:#445;background:#f5f6f9}}td.n{{text-align:right;font-v
             }
             h.push_str("</table>");
         }
-        Ok(Err(e)) => {
-            let _ = write!(
-                h,
-                "<div class=empty>the store cannot be read: {}</div>",
-                esc(&e.to_string())
-            );
-        }
         Err(e) => {
             let _ = write!(
                 h,
                 "<div class=empty>the store cannot be read: {}</div>",
-                esc(&e.to_string())
+                esc(&e)
             );
         }
     }
