@@ -6,10 +6,14 @@
 //!    proportion to the load (`limit / actual`), and with two probes on one side the secant of
 //!    actual / limit through them, aimed 10% past its root: from one probe ×1.5 to ×4, along
 //!    a secant ×1.15 to ×8.
-//! 2. **Close it.** Between the highest pass and the lowest fail, regula falsi on the same ratio, falling back to bisection (geometric for rates) whenever two steps in a row did not
-//!    halve the bracket or the failing end was stopped for over-saturation (its figures then measure a
-//!    queue, not the server). Done when the bracket is within the precision: one unit of
-//!    concurrency, or a relative width for rates.
+//! 2. **Close it.** Between the highest pass and the lowest fail, regula falsi on the same ratio
+//!    in its Illinois form: while one end stays put and the other keeps moving, the stuck end's
+//!    distance from the limit is halved per step, so a curve that jumps near its limit (a
+//!    scheduler's batch filling up) cannot creep toward it one unit at a time. It falls back to
+//!    bisection (geometric for rates) whenever two steps in a row did not halve the bracket or
+//!    the failing end was stopped for over-saturation (its figures then measure a queue, not the
+//!    server). Done when the bracket is within the precision: one unit of concurrency, or a
+//!    relative width for rates.
 //! 3. **Doubt.** A probe whose verdict the 95% interval does not settle, and whose statistic is
 //!    within 25% of its limit, is probed again for twice as long (at most `reprobes` times); after
 //!    that it is decided on its point estimate, and the search says so. A probe far from its limit
@@ -147,6 +151,10 @@ pub struct Decider {
     last_width: Option<f64>,
     /// Bracket steps in a row that did not halve it (regula falsi stuck at one end).
     slow_steps: u32,
+    /// The end the last decided probe moved (true: the failing end), and how many decided
+    /// probes in a row before it moved the same end (the Illinois weight's exponent).
+    last_end: Option<bool>,
+    same_end: u32,
 }
 
 impl Decider {
@@ -157,6 +165,8 @@ impl Decider {
             pending_reprobes: 0,
             last_width: None,
             slow_steps: 0,
+            last_end: None,
+            same_end: 0,
         }
     }
 
@@ -261,6 +271,15 @@ impl Decider {
         } else {
             0
         };
+        if decided_by != DecidedBy::Pending {
+            let end = !pass;
+            if self.last_end == Some(end) {
+                self.same_end += 1;
+            } else {
+                self.last_end = Some(end);
+                self.same_end = 0;
+            }
+        }
         let p = Probe {
             measured: m,
             pass,
@@ -424,8 +443,21 @@ impl Decider {
                     && mb.is_finite()
                     && mb > ma;
                 let mut x = if interpolate {
-                    let (ra, rb) = (ma.exp(), mb.exp());
-                    let t = ((1.0 - ra) / (rb - ra)).clamp(0.1, 0.9);
+                    // Distances from the limit: below it at the passing end, above at the
+                    // failing one; the end left behind is weighted down (Illinois).
+                    let (mut fa, mut fb) = (ma.exp() - 1.0, mb.exp() - 1.0);
+                    let weight = 0.5f64.powi(self.same_end.min(30) as i32);
+                    match self.last_end {
+                        Some(true) => fa *= weight,
+                        Some(false) => fb *= weight,
+                        None => {}
+                    }
+                    let t = -fa / (fb - fa);
+                    let t = if t.is_finite() {
+                        t.clamp(0.1, 0.9)
+                    } else {
+                        0.5
+                    };
                     a + t * width
                 } else {
                     bisect
@@ -647,6 +679,36 @@ mod tests {
         // Values stay decimal and within the maximum.
         let (a, _) = run_search(spec, |_, _| (1.0, SloVerdict::Met));
         assert_eq!(a, Answer::AtLeastMax { max: 12_355.0 });
+    }
+
+    #[test]
+    fn a_curve_that_jumps_just_past_its_limit_is_not_crept_up_on() {
+        // Seen on the CPU tier: TPOT flat to 9 users, then a jump (the engine's batch full) to
+        // just above the limit, rising slowly after. Plain regula falsi kept the passing end
+        // and moved the failing one down a unit at a time (28, 23, 15, 12, 11, 10, 9).
+        let spec = SearchSpec {
+            variable: Variable::Concurrency,
+            start: 1.0,
+            min: 1.0,
+            max: 32.0,
+            precision: Precision::Absolute(1.0),
+            max_probes: 30,
+            reprobes: 2,
+        };
+        let tpot = |c: f64| {
+            if c <= 9.0 {
+                36.0 + 1.5 * c
+            } else {
+                66.0 + 0.3 * (c - 10.0)
+            }
+        };
+        let (a, n) = run_search(spec, |c, _| {
+            let v = tpot(c) / 64.0 * 100.0;
+            (v, certain(v))
+        });
+        assert_eq!(a, Answer::Found { lo: 9.0, hi: 10.0 });
+        eprintln!("jump at the limit: {n} probes");
+        assert!(n <= 9, "{n} probes");
     }
 
     #[test]
