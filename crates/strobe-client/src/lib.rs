@@ -15,7 +15,9 @@ pub mod sse;
 mod target;
 pub mod tls;
 
-pub use preflight::{get, post_json, preflight, probe_body, BodyProbe, PreflightError, ServerInfo};
+pub use preflight::{
+    get, post_json, preflight, probe_body, BodyProbe, JsonCalls, PreflightError, ServerInfo,
+};
 pub use request::Connection;
 pub use target::{build_headers, BaseUrl, SocketStamps, Target, TargetError};
 pub use tls::{TlsClient, TlsOptions};

@@ -116,6 +116,29 @@ pub async fn get(
     exchange(base, addr, &Target::get_bytes(base, headers, path), true).await
 }
 
+/// The bytes of `POST path` with a JSON body; `close` asks the server to close after it.
+fn post_bytes(
+    base: &BaseUrl,
+    path: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    close: bool,
+) -> Vec<u8> {
+    let mut req = format!("POST {}{} HTTP/1.1\r\n", base.prefix, path).into_bytes();
+    for (name, value) in headers {
+        req.extend_from_slice(name.as_str().as_bytes());
+        req.extend_from_slice(b": ");
+        req.extend_from_slice(value.as_bytes());
+        req.extend_from_slice(b"\r\n");
+    }
+    if close {
+        req.extend_from_slice(b"connection: close\r\n");
+    }
+    req.extend_from_slice(format!("content-length: {}\r\n\r\n", body.len()).as_bytes());
+    req.extend_from_slice(body);
+    req
+}
+
 /// `POST path` with a JSON body on a fresh connection: status and body (up to 16 MiB).
 pub async fn post_json(
     base: &BaseUrl,
@@ -124,25 +147,103 @@ pub async fn post_json(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(u16, Vec<u8>), String> {
-    let mut req = format!("POST {}{} HTTP/1.1\r\n", base.prefix, path).into_bytes();
-    for (name, value) in headers {
-        req.extend_from_slice(name.as_str().as_bytes());
-        req.extend_from_slice(b": ");
-        req.extend_from_slice(value.as_bytes());
-        req.extend_from_slice(b"\r\n");
-    }
     // `connection: close` lets the server close first, so many short calls leave no client ports
     // in TIME_WAIT.
-    req.extend_from_slice(
-        format!(
-            "connection: close\r\ncontent-length: {}\r\n\r\n",
-            body.len()
-        )
-        .as_bytes(),
-    );
-    req.extend_from_slice(body);
+    let req = post_bytes(base, path, headers, body, true);
     let (status, answer, _) = exchange(base, addr, &req, false).await?;
     Ok((status, answer))
+}
+
+/// Many small JSON calls to one server over connections kept open between them (for
+/// `--tokenize server`, which makes one call per prompt: a fresh connection each cost a
+/// handshake and left the server hundreds of sockets to close). Idle connections are kept up
+/// to `keep`; one the server closed while idle is replaced and the call sent again (callers
+/// send idempotent requests only).
+pub struct JsonCalls {
+    base: BaseUrl,
+    addr: SocketAddr,
+    keep: usize,
+    idle: std::sync::Mutex<Vec<Http1>>,
+    opened: std::sync::atomic::AtomicU64,
+}
+
+impl JsonCalls {
+    pub fn new(base: BaseUrl, addr: SocketAddr, keep: usize) -> JsonCalls {
+        JsonCalls {
+            base,
+            addr,
+            keep,
+            idle: std::sync::Mutex::new(Vec::new()),
+            opened: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Connections opened so far.
+    pub fn opened(&self) -> u64 {
+        self.opened.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// `POST path` with a JSON body: status and body (up to 16 MiB).
+    pub async fn post(
+        &self,
+        path: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<(u16, Vec<u8>), String> {
+        let request = post_bytes(&self.base, path, headers, body, false);
+        let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        if let Some(wire) = pooled {
+            match self.exchange_on(wire, &request).await {
+                Ok(answer) => return Ok(answer),
+                // Closed while idle: nothing reached the server's handler, send it again.
+                Err((false, _)) => {}
+                Err((true, e)) => return Err(e),
+            }
+        }
+        let wire = Http1::connect(self.addr, false, self.base.tls.as_deref())
+            .await
+            .map_err(|e| e.to_string())?;
+        self.opened
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.exchange_on(wire, &request).await.map_err(|(_, e)| e)
+    }
+
+    /// One exchange on `wire`, which goes back to the pool when it can be reused. An error says
+    /// whether any of the response had arrived.
+    async fn exchange_on(
+        &self,
+        mut wire: Http1,
+        request: &[u8],
+    ) -> Result<(u16, Vec<u8>), (bool, String)> {
+        let clock = RunClock::starting_now();
+        wire.write_all(request)
+            .await
+            .map_err(|e| (false, e.to_string()))?;
+        let head = match wire.read_head(&clock).await {
+            Ok(h) => h,
+            Err(e @ crate::http1::WireError::Malformed(_)) => return Err((true, e.to_string())),
+            // Closed or reset before a whole head: nothing usable came back.
+            Err(e) => return Err((false, e.to_string())),
+        };
+        let mut body = Vec::new();
+        let end = wire
+            .read_body(head.body, &clock, |d, _| {
+                body.extend_from_slice(d);
+                if body.len() > 16 * 1024 * 1024 {
+                    return ControlFlow::Break(());
+                }
+                ControlFlow::Continue(())
+            })
+            .await
+            .map_err(|e| (true, e.to_string()))?;
+        if end == crate::http1::BodyEnd::Complete && wire.reusable {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            if idle.len() < self.keep {
+                idle.push(wire);
+            }
+        }
+        Ok((head.status, body))
+    }
 }
 
 /// What a server said to one small request with a run's exact body fields.
@@ -307,5 +408,85 @@ pub async fn preflight(
             }),
             None => Err(PreflightError::NoModels { url }),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Reads one request (head and `content-length` body) from `s`; false at end of stream.
+    async fn read_request(s: &mut tokio::net::TcpStream) -> bool {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(at) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&got[..at]).to_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .map_or(0, |v| v.trim().parse().unwrap());
+                if got.len() >= at + 4 + len {
+                    return true;
+                }
+            }
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn json_calls_reuse_a_connection_and_replace_one_the_server_dropped() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Connection 1 answers two requests and then drops, without saying it would; the
+        // next connection answers whatever comes.
+        tokio::spawn(async move {
+            let mut n = 0;
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                n += 1;
+                let first = n == 1;
+                tokio::spawn(async move {
+                    let mut answered = 0;
+                    while read_request(&mut s).await {
+                        let body = format!("{{\"count\":{answered}}}");
+                        let head =
+                            format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
+                        s.write_all(head.as_bytes()).await.unwrap();
+                        s.write_all(body.as_bytes()).await.unwrap();
+                        answered += 1;
+                        if first && answered == 2 {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let base = BaseUrl::parse(&format!("http://{addr}")).unwrap();
+        let calls = JsonCalls::new(base, addr, 4);
+        let h = HeaderMap::new();
+        let mut counts = Vec::new();
+        for _ in 0..5 {
+            let (status, body) = calls.post("/tokenize", &h, b"{}").await.unwrap();
+            assert_eq!(status, 200);
+            counts.push(String::from_utf8(body).unwrap());
+        }
+        // Two on the first connection, then (after one attempt finds it closed) three on the
+        // second.
+        assert_eq!(
+            counts,
+            [
+                "{\"count\":0}",
+                "{\"count\":1}",
+                "{\"count\":0}",
+                "{\"count\":1}",
+                "{\"count\":2}"
+            ]
+        );
+        assert_eq!(calls.opened(), 2);
     }
 }

@@ -7,7 +7,7 @@ use http::HeaderMap;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use strobe_client::{post_json, BaseUrl};
+use strobe_client::{BaseUrl, JsonCalls};
 use strobe_core::ChatMessage;
 use strobe_workload::{TokenCounter, TokenizerError};
 
@@ -16,7 +16,8 @@ const PARALLEL: usize = 8;
 
 struct Inner {
     base: BaseUrl,
-    addr: SocketAddr,
+    /// Connections kept open between calls (one per prompt otherwise).
+    calls: JsonCalls,
     headers: HeaderMap,
     model: String,
 }
@@ -38,7 +39,7 @@ impl ServerTokenizer {
     ) -> Result<ServerTokenizer, String> {
         let inner = Arc::new(Inner {
             base: base.clone(),
-            addr,
+            calls: JsonCalls::new(base.clone(), addr, PARALLEL),
             headers: headers.clone(),
             model: model.to_owned(),
         });
@@ -65,7 +66,7 @@ async fn call(inner: &Inner, body: &Value) -> Result<u32, String> {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     let (status, answer) = tokio::time::timeout(
         std::time::Duration::from_secs(30),
-        post_json(&inner.base, inner.addr, "/tokenize", &inner.headers, &bytes),
+        inner.calls.post("/tokenize", &inner.headers, &bytes),
     )
     .await
     .map_err(|_| {

@@ -111,6 +111,16 @@ async fn every_profile_resolves_and_runs_against_the_built_in_target() {
         );
         let check = r.results.input_length_check.as_ref().unwrap();
         assert_eq!((check.compared, check.exact), (3, 3), "{}", p.name);
+        // Counting through /tokenize keeps its connections open between calls; it once opened
+        // one per call, about 500 for each profile's prompts. What remains is the run's own: a
+        // connection per user at each level, and a few for the check and the telemetry.
+        let opened = after.connections - before.connections;
+        let users: u64 = p.concurrency.iter().map(|&c| u64::from(c)).sum();
+        assert!(
+            opened <= users + 8 * levels + 24,
+            "{}: {opened} connections for {users} users over {levels} levels",
+            p.name
+        );
         if p.name == "high" {
             // Context 8192 minus 2048.
             assert_eq!(r.classes[0].workload.input_len, "6144");
