@@ -12,33 +12,11 @@ Run on the lent GPU machine: python3 scripts/gpu_gemm_rows.py
 """
 import torch
 
-name = torch.cuda.get_device_name()
-# NVIDIA's datasheets, dense, SXM (the same figures as strobe-sim's presets).
-if "H200" in name:
-    bf16, fp8, bw = 989.4e12, 1978.9e12, 4.8e12
-else:
-    bf16, fp8, bw = 989.4e12, 1978.9e12, 3.35e12
+from gpu_timing import peaks, timed
+
+name, bf16, fp8, bw = peaks()
 FLOP_EFF, BW_EFF = 0.65, 0.89
-print(f"device {name}; peaks: BF16 {bf16/1e12:.1f} TFLOP/s, FP8 {fp8/1e12:.1f} TFLOP/s, {bw/1e12:.2f} TB/s")
 print(f"model: max(FLOPs / (peak x {FLOP_EFF}), bytes / (bandwidth x {BW_EFF}))")
-
-
-def timed(fn, iters):
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    start = torch.cuda.Event(enable_timing=True)
-    end = torch.cuda.Event(enable_timing=True)
-    times = []
-    for _ in range(7):
-        start.record()
-        for _ in range(iters):
-            fn()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end) / 1e3 / iters)
-    times.sort()
-    return times[len(times) // 2]
 
 
 one = torch.tensor(1.0, device="cuda")
@@ -73,7 +51,7 @@ for label, (dtype, size, peak, shapes) in SHAPES.items():
                     else:
                         torch._scaled_mm(x, ws[c], scale_a=one, scale_b=one, out_dtype=torch.bfloat16)
 
-        t = timed(layer, 10) / copies
+        t = timed(layer, 10, repeats=7) / copies
         flops = sum(2 * m * k * n for k, n in shapes)
         byts = sum(k * n * size + m * k * size + m * n * 2 for k, n in shapes)
         compute = flops / (peak * FLOP_EFF)

@@ -8,32 +8,9 @@ import time
 
 import torch
 
-name = torch.cuda.get_device_name()
-# NVIDIA's datasheets, dense, SXM (the same figures as strobe-sim's presets).
-if "H200" in name:
-    bf16, fp8, bw = 989.4e12, 1978.9e12, 4.8e12
-else:
-    bf16, fp8, bw = 989.4e12, 1978.9e12, 3.35e12
-print(f"device {name}; peaks: BF16 {bf16/1e12:.1f} TFLOP/s, FP8 {fp8/1e12:.1f} TFLOP/s, {bw/1e12:.2f} TB/s")
+from gpu_timing import peaks, timed
 
-
-def timed(fn, iters):
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    start = torch.cuda.Event(enable_timing=True)
-    end = torch.cuda.Event(enable_timing=True)
-    times = []
-    for _ in range(5):
-        start.record()
-        for _ in range(iters):
-            fn()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end) / 1e3 / iters)
-    times.sort()
-    return times[len(times) // 2]
-
+name, bf16, fp8, bw = peaks()
 
 one = torch.tensor(1.0, device="cuda")
 # Llama-3-8B: hidden 4096, QKV 6144, MLP 14336 (gate and up fused: 28672).
