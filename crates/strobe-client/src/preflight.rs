@@ -92,17 +92,30 @@ async fn exchange_tls(
         .map_err(|e| e.to_string())?;
     wire.write_all(request).await.map_err(|e| e.to_string())?;
     let head = wire.read_head(&clock).await.map_err(|e| e.to_string())?;
-    let mut body = Vec::new();
-    wire.read_body(head.body, &clock, |d, _| {
-        body.extend_from_slice(d);
-        if body.len() > 16 * 1024 * 1024 {
-            return ControlFlow::Break(());
-        }
-        ControlFlow::Continue(())
-    })
-    .await
-    .map_err(|e| e.to_string())?;
+    let (body, _) = read_capped(&mut wire, &head, &clock)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok((head.status, body, wire.kernel_stamps, wire.tls_version()))
+}
+
+/// The body of the response whose head was just read, up to 16 MiB (a longer one is cut there
+/// and its end is [`BodyEnd::Stopped`](crate::http1::BodyEnd)).
+async fn read_capped(
+    wire: &mut Http1,
+    head: &crate::http1::Head,
+    clock: &RunClock,
+) -> Result<(Vec<u8>, crate::http1::BodyEnd), crate::http1::WireError> {
+    let mut body = Vec::new();
+    let end = wire
+        .read_body(head.body, clock, |d, _| {
+            body.extend_from_slice(d);
+            if body.len() > 16 * 1024 * 1024 {
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        })
+        .await?;
+    Ok((body, end))
 }
 
 /// `GET path` (below the base URL's prefix) on a fresh connection: status, body (up to 16 MiB),
@@ -225,15 +238,7 @@ impl JsonCalls {
             // Closed or reset before a whole head: nothing usable came back.
             Err(e) => return Err((false, e.to_string())),
         };
-        let mut body = Vec::new();
-        let end = wire
-            .read_body(head.body, &clock, |d, _| {
-                body.extend_from_slice(d);
-                if body.len() > 16 * 1024 * 1024 {
-                    return ControlFlow::Break(());
-                }
-                ControlFlow::Continue(())
-            })
+        let (body, end) = read_capped(&mut wire, &head, &clock)
             .await
             .map_err(|e| (true, e.to_string()))?;
         if end == crate::http1::BodyEnd::Complete && wire.reusable {
