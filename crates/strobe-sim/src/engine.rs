@@ -10,12 +10,14 @@
 //! With `enable_chunked_prefill` off (vLLM's V0 default for contexts up to 32K), waiting prompts
 //! are admitted first, each whole, and a step that admits any runs no decode.
 //!
-//! A step's time is the larger of its compute time (2 FLOPs per active parameter per token, and
-//! attention over each token's context) and its memory time (the weights read once, the KV cache
-//! read for every context token and written for every new one), each at an efficiency of the
-//! GPU's peak, plus tensor-parallel all-reduces and the overheads of [`Overheads`]. "The larger"
-//! is a smooth maximum ([`ROOFLINE_SMOOTHING`]): where the two are close, kernels neither
-//! stream at full bandwidth nor compute at full rate. The roofline alone is known to be 20–60%
+//! A step runs two kinds of kernel, one after the other, and its time is their sum: the linear
+//! layers take the larger of their compute time (2 FLOPs per active parameter per token) and
+//! their memory time (the weights read once), and attention the larger of its compute time
+//! (over each token's context) and its memory time (the KV cache read for every context token
+//! and written for every new one), each at an efficiency of the GPU's peak; plus
+//! tensor-parallel all-reduces and the overheads of [`Overheads`]. "The larger" is a smooth
+//! maximum ([`ROOFLINE_SMOOTHING`]): where the two are close, kernels neither stream at full
+//! bandwidth nor compute at full rate. The roofline alone is known to be 20–60%
 //! too fast against a real engine; the overheads are what fitting to one sets.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -791,15 +793,25 @@ impl Engine {
             .sum();
         let attn_flops =
             4.0 * f64::from(m.layers) * f64::from(m.heads) * f64::from(m.head_dim) * attended;
-        let flops = 2.0 * m.active_params * t + attn_flops;
-        let compute = flops / (tp * c.peak_flops() * c.flops_efficiency);
+        let flop_rate = tp * c.peak_flops() * c.flops_efficiency;
+        let byte_rate = tp * c.gpu.mem_bw * c.bw_efficiency;
+        // The linear layers (their weights read once, shared by every token of the step) and
+        // attention (each sequence's own keys and values read) are separate kernels, one after
+        // the other: each is bound by its own compute or memory, and their times add. One
+        // roofline over the sum would hide a large batch's KV reads under the linear layers'
+        // compute, which no kernel does.
         let context: f64 = batch.iter().map(|&(ctx, _)| f64::from(ctx)).sum();
-        let bytes = if batch.is_empty() {
-            0.0
+        let (weights, kv) = if batch.is_empty() {
+            (0.0, 0.0)
         } else {
-            m.weight_read_bytes(tokens) + (context + t) * m.kv_bytes_per_token()
+            (
+                m.weight_read_bytes(tokens),
+                (context + t) * m.kv_bytes_per_token(),
+            )
         };
-        let memory = bytes / (tp * c.gpu.mem_bw * c.bw_efficiency);
+        let linear = (2.0 * m.active_params * t / flop_rate, weights / byte_rate);
+        let attention = (attn_flops / flop_rate, kv / byte_rate);
+        let (compute, memory) = (linear.0 + attention.0, linear.1 + attention.1);
         let allreduce = if c.tp > 1 && tokens > 0 {
             let per = 2.0 * t * f64::from(m.hidden) * m.dtype_bytes * (tp - 1.0) / tp;
             2.0 * f64::from(m.layers) * (per / c.allreduce_bw + c.allreduce_latency)
@@ -812,7 +824,10 @@ impl Engine {
             + o.per_seq * batch.len() as f64
             + o.per_output_token * f64::from(emitted);
         Step {
-            duration: smooth_max(compute, memory) + allreduce + overhead,
+            duration: smooth_max(linear.0, linear.1)
+                + smooth_max(attention.0, attention.1)
+                + allreduce
+                + overhead,
             compute,
             memory,
             batched_tokens: tokens,

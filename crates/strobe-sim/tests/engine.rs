@@ -519,3 +519,50 @@ fn without_chunked_prefill_waiting_prompts_go_first_and_together() {
     let third = e.step().unwrap();
     assert_eq!((third.batched_tokens, third.seqs), (3, 3));
 }
+
+#[test]
+fn a_large_batchs_kv_reads_add_to_its_linear_layers_compute() {
+    // Llama-2-70B in FP8 on an H200, 300 sequences decoding at 1,024 tokens of context: the
+    // linear layers are compute-bound (300 rows), attention is bound by its KV reads (300 ×
+    // 1,024 × 160 KB = 50 GB). They are separate kernels, so the step takes the two times
+    // added, not the larger.
+    let mut c = EngineConfig::new(
+        Model::preset("llama-2-70b").unwrap().in_fp8(),
+        Gpu::preset("h200").unwrap(),
+    );
+    c.overheads = strobe_sim::Overheads::none();
+    c.max_num_seqs = 300;
+    c.max_num_batched_tokens = 300 * 1024;
+    c.gpu_memory_utilization = 0.95;
+    c.enable_prefix_caching = false;
+    let mut e = Engine::new(c.clone()).unwrap();
+    for id in 0..300 {
+        e.add(Request::new(id, 1023, 4)).unwrap();
+    }
+    let prefill = e.step().unwrap();
+    assert_eq!(prefill.seqs, 300, "every prompt prefilled in one step");
+    let decode = e.step().unwrap();
+    assert_eq!(decode.batched_tokens, 300);
+    let m = &c.model;
+    let linear = 2.0 * m.active_params * 300.0 / (c.peak_flops() * c.flops_efficiency);
+    let weights = m.weight_bytes() / (c.gpu.mem_bw * c.bw_efficiency);
+    let kv = 300.0 * 1024.0 * m.kv_bytes_per_token() / (c.gpu.mem_bw * c.bw_efficiency);
+    assert!(
+        linear > weights,
+        "300 rows are compute-bound in FP8 on an H200"
+    );
+    assert!(
+        kv > 0.3 * linear,
+        "the KV reads are a large share: {kv} s vs {linear} s"
+    );
+    assert!(
+        decode.duration >= linear + kv,
+        "{} s < linear {linear} s + KV reads {kv} s",
+        decode.duration
+    );
+    assert!(
+        decode.duration < 1.25 * (linear.max(weights) + kv),
+        "{} s",
+        decode.duration
+    );
+}

@@ -81,7 +81,8 @@ fn seed_003_offline_on_an_h100() {
 /// the weights leave (`kvcache_free_gpu_mem_frac`: 0.95 of the whole GPU here). Inputs average
 /// 222 tokens (the data set's `tok_input_length`), outputs 291 (tokens/s over samples/s; the
 /// log-normal's 299 is what the cut at 1,024 brings to a draw of 291 on average). An
-/// offline run lasts at least 600 s (MLPerf's rule): three passes over the 24,576 samples.
+/// offline run is one query of 274,560 samples, as LoadGen issued it (its
+/// `mlperf_log_summary.txt`: 104 queries/s expected over the run's 2,400-s `min_duration`, and 10%).
 const MLPERF: [&str; 10] = [
     "--sim",
     "llama-2-70b:fp8@h200",
@@ -103,9 +104,9 @@ fn mlperf_llama_2_70b_offline_on_8_h200() {
         "806",
         "--offline",
         "--max-concurrency",
-        "73728",
+        "274560",
         "-n",
-        "73728",
+        "274560",
     ]);
     let v = sim_run(&args);
     within(&[row(
@@ -117,12 +118,14 @@ fn mlperf_llama_2_70b_offline_on_8_h200() {
 
 /// MLPerf's server scenario answers a capacity question: the Poisson rate at which TTFT p99
 /// stays within 2 s and TPOT p99 within 200 ms (NVIDIA ran 101.25 queries/s). Each probe is
-/// what LoadGen runs: 600 s of Poisson arrivals (MLPerf's minimum duration), every query
-/// counted from an idle start.
+/// what LoadGen ran: 2,400 s of Poisson arrivals (the run's `min_duration`, four times
+/// MLPerf's minimum, in its `mlperf_log_summary.txt`), every query counted from an idle start.
+/// At the published rate the tails are rows too: TPOT p99 within 25%, TTFT p99 printed (it
+/// misses, docs/sim.md says by how much and why).
 #[test]
 fn mlperf_llama_2_70b_server_capacity_on_8_h200() {
     let at = |rate: f64| {
-        let n = format!("{}", (rate * 600.0).round());
+        let n = format!("{}", (rate * 2400.0).round());
         let rate = format!("{rate:.3}");
         let mut args = MLPERF.to_vec();
         args.extend([
@@ -148,25 +151,31 @@ fn mlperf_llama_2_70b_server_capacity_on_8_h200() {
     // More load never lowers latency, so the capacity is within 25% of the published rate
     // exactly when 75% of it meets the constraints and 125% does not.
     let (low, high) = (0.75 * 101.25, 1.25 * 101.25);
-    let (met_low, _) = at(low);
-    let (met_high, _) = at(high);
-    let (met, v) = at(101.25);
+    // Three probes of 2,400 s each, side by side.
+    let ((met_low, _), (met_high, _), (met, v)) = std::thread::scope(|s| {
+        let (l, h) = (s.spawn(|| at(low)), s.spawn(|| at(high)));
+        let m = at(101.25);
+        (l.join().unwrap(), h.join().unwrap(), m)
+    });
     let r = &v["results"];
     eprintln!(
         "| server: constraints at {low:.1} / 101.25 / {high:.1} queries/s | met, met, missed | {met_low}, {met}, {met_high} | |"
     );
-    eprintln!(
-        "| server at 101.25 queries/s: TTFT p99 ms | 452.7 | {:.0} | |",
-        f(r, "ttft_ms.p99")
+    row(
+        "server at 101.25 queries/s: TTFT p99 ms (not checked)",
+        452.7,
+        f(r, "ttft_ms.p99"),
     );
-    eprintln!(
-        "| server at 101.25 queries/s: TPOT p99 ms | 146.0 | {:.0} | |",
-        f(r, "tpot_ms.p99")
+    let tpot = row(
+        "server at 101.25 queries/s: TPOT p99 ms",
+        146.0,
+        f(r, "tpot_ms.p99"),
     );
     assert!(
         met_low && !met_high,
         "the simulated capacity is not within 25% of 101.25 queries/s"
     );
+    within(&[tpot]);
 }
 
 fn sharegpt() -> Option<(PathBuf, PathBuf)> {
