@@ -142,21 +142,51 @@ pub fn residuals(config: &EngineConfig, points: &[Observed]) -> Result<Vec<Resid
 
 const TERMS: usize = 5;
 
-fn apply(base: &EngineConfig, x: &[f64; TERMS]) -> EngineConfig {
+/// A term [`fit`] sets, named as in model files (`[overheads]` and the efficiencies).
+pub const TERM_NAMES: [&str; TERMS] = [
+    "per_step",
+    "per_seq",
+    "per_request_api",
+    "flops_efficiency",
+    "bw_efficiency",
+];
+
+/// Which of the five terms to hold at the base engine's values instead of fitting, parsed from
+/// their names (e.g. efficiencies measured by a microbenchmark). At least one must stay free.
+pub fn held_terms(names: &[String]) -> Result<[bool; TERMS], String> {
+    let mut held = [false; TERMS];
+    for n in names {
+        let i = TERM_NAMES.iter().position(|t| t == n).ok_or_else(|| {
+            format!(
+                "{n:?} is not a fitted term; the terms are {}",
+                TERM_NAMES.join(", ")
+            )
+        })?;
+        held[i] = true;
+    }
+    if held.iter().all(|&h| h) {
+        return Err("every term is held: nothing is left to fit".into());
+    }
+    Ok(held)
+}
+
+fn apply(base: &EngineConfig, x: &[f64; TERMS], held: [bool; TERMS]) -> EngineConfig {
     let mut c = base.clone();
-    c.overheads.per_step = x[0].exp();
-    c.overheads.per_seq = x[1].exp();
-    c.overheads.per_request_api = x[2].exp();
-    c.flops_efficiency = x[3].exp().min(1.0);
-    c.bw_efficiency = x[4].exp().min(1.0);
+    let o = &base.overheads;
+    let pick = |i: usize, kept: f64, fitted: f64| if held[i] { kept } else { fitted };
+    c.overheads.per_step = pick(0, o.per_step, x[0].exp());
+    c.overheads.per_seq = pick(1, o.per_seq, x[1].exp());
+    c.overheads.per_request_api = pick(2, o.per_request_api, x[2].exp());
+    c.flops_efficiency = pick(3, base.flops_efficiency, x[3].exp().min(1.0));
+    c.bw_efficiency = pick(4, base.bw_efficiency, x[4].exp().min(1.0));
     c.overheads.per_layer = 0.0;
     c.overheads.per_output_token = 0.0;
     c.overheads.per_request_finish = 0.0;
     c
 }
 
-fn loss(base: &EngineConfig, points: &[Observed], x: &[f64; TERMS]) -> f64 {
-    let c = apply(base, x);
+fn loss(base: &EngineConfig, points: &[Observed], x: &[f64; TERMS], held: [bool; TERMS]) -> f64 {
+    let c = apply(base, x, held);
     let mut sum = 0.0;
     for o in points {
         let Ok(s) = replay(&c, o) else {
@@ -178,60 +208,61 @@ fn loss(base: &EngineConfig, points: &[Observed], x: &[f64; TERMS]) -> f64 {
     sum + over * over * 10.0
 }
 
-/// Nelder–Mead from `start` with initial steps `step`.
+/// Nelder–Mead from `start` with initial steps `step`, in as many dimensions as `start` has.
 fn nelder_mead(
-    f: &mut dyn FnMut(&[f64; TERMS]) -> f64,
-    start: [f64; TERMS],
+    f: &mut dyn FnMut(&[f64]) -> f64,
+    start: Vec<f64>,
     step: f64,
     iterations: u32,
-) -> ([f64; TERMS], f64) {
-    let mut simplex: Vec<([f64; TERMS], f64)> = Vec::with_capacity(TERMS + 1);
-    simplex.push((start, f(&start)));
-    for i in 0..TERMS {
-        let mut p = start;
+) -> (Vec<f64>, f64) {
+    let n = start.len();
+    let mut simplex: Vec<(Vec<f64>, f64)> = Vec::with_capacity(n + 1);
+    let v = f(&start);
+    simplex.push((start.clone(), v));
+    for i in 0..n {
+        let mut p = start.clone();
         p[i] += step;
-        simplex.push((p, f(&p)));
+        let v = f(&p);
+        simplex.push((p, v));
     }
     for _ in 0..iterations {
         simplex.sort_by(|a, b| a.1.total_cmp(&b.1));
-        let (best, worst) = (simplex[0].1, simplex[TERMS].1);
+        let (best, worst) = (simplex[0].1, simplex[n].1);
         if (worst - best).abs() < 1e-10 {
             break;
         }
-        let mut centroid = [0.0; TERMS];
-        for (p, _) in &simplex[..TERMS] {
-            for i in 0..TERMS {
-                centroid[i] += p[i] / TERMS as f64;
+        let mut centroid = vec![0.0; n];
+        for (p, _) in &simplex[..n] {
+            for i in 0..n {
+                centroid[i] += p[i] / n as f64;
             }
         }
-        let towards = |t: f64| {
-            let mut p = [0.0; TERMS];
-            for i in 0..TERMS {
-                p[i] = centroid[i] + t * (simplex[TERMS].0[i] - centroid[i]);
-            }
-            p
+        let towards = |t: f64| -> Vec<f64> {
+            (0..n)
+                .map(|i| centroid[i] + t * (simplex[n].0[i] - centroid[i]))
+                .collect()
         };
         let reflected = towards(-1.0);
         let fr = f(&reflected);
         if fr < simplex[0].1 {
             let expanded = towards(-2.0);
             let fe = f(&expanded);
-            simplex[TERMS] = if fe < fr {
+            simplex[n] = if fe < fr {
                 (expanded, fe)
             } else {
                 (reflected, fr)
             };
-        } else if fr < simplex[TERMS - 1].1 {
-            simplex[TERMS] = (reflected, fr);
+        } else if fr < simplex[n - 1].1 {
+            simplex[n] = (reflected, fr);
         } else {
-            let contracted = towards(if fr < simplex[TERMS].1 { -0.5 } else { 0.5 });
+            let contracted = towards(if fr < simplex[n].1 { -0.5 } else { 0.5 });
             let fc = f(&contracted);
-            if fc < simplex[TERMS].1.min(fr) {
-                simplex[TERMS] = (contracted, fc);
+            if fc < simplex[n].1.min(fr) {
+                simplex[n] = (contracted, fc);
             } else {
-                let best = simplex[0].0;
+                let best = simplex[0].0.clone();
                 for (p, v) in simplex.iter_mut().skip(1) {
-                    for i in 0..TERMS {
+                    for i in 0..n {
                         p[i] = best[i] + 0.5 * (p[i] - best[i]);
                     }
                     *v = f(p);
@@ -240,12 +271,22 @@ fn nelder_mead(
         }
     }
     simplex.sort_by(|a, b| a.1.total_cmp(&b.1));
-    simplex[0]
+    simplex.swap_remove(0)
 }
 
 /// Fits `base`'s overheads and efficiencies to `points` (at least two loads, ideally of
 /// different concurrency, so that per-sequence cost can be told from per-step cost).
 pub fn fit(base: &EngineConfig, points: &[Observed]) -> Result<Fit, String> {
+    fit_holding(base, points, [false; TERMS])
+}
+
+/// [`fit`], with the terms `held` ([`held_terms`]) kept at `base`'s values: fewer terms from
+/// the same runs, so less of their noise is read as the engine's.
+pub fn fit_holding(
+    base: &EngineConfig,
+    points: &[Observed],
+    held: [bool; TERMS],
+) -> Result<Fit, String> {
     if points.is_empty() {
         return Err("nothing to fit: give at least one measured run".into());
     }
@@ -261,11 +302,6 @@ pub fn fit(base: &EngineConfig, points: &[Observed]) -> Result<Fit, String> {
     for o in points {
         replay(base, o).map_err(|e| format!("{}: {e}", o.label))?;
     }
-    let mut evaluations = 0u32;
-    let mut f = |x: &[f64; TERMS]| {
-        evaluations += 1;
-        loss(base, points, x)
-    };
     let o = &base.overheads;
     let first = [
         o.per_step.max(1e-6).ln(),
@@ -274,6 +310,19 @@ pub fn fit(base: &EngineConfig, points: &[Observed]) -> Result<Fit, String> {
         base.flops_efficiency.ln(),
         base.bw_efficiency.ln(),
     ];
+    let free: Vec<usize> = (0..TERMS).filter(|&i| !held[i]).collect();
+    let whole = |x: &[f64]| {
+        let mut w = first;
+        for (k, &i) in free.iter().enumerate() {
+            w[i] = x[k];
+        }
+        w
+    };
+    let mut evaluations = 0u32;
+    let mut f = |x: &[f64]| {
+        evaluations += 1;
+        loss(base, points, &whole(x), held)
+    };
     // Starts spread over orders of magnitude: the step's overhead may be microseconds (a GPU's
     // graphs) or tens of milliseconds (a CPU's Python loop).
     let mut best = (first, f64::INFINITY);
@@ -282,13 +331,14 @@ pub fn fit(base: &EngineConfig, points: &[Observed]) -> Result<Fit, String> {
         start[0] += shift;
         start[1] += shift;
         start[2] += shift / 2.0;
+        let start: Vec<f64> = free.iter().map(|&i| start[i]).collect();
         let (x, _) = nelder_mead(&mut f, start, 1.0, 400);
         let (x, v) = nelder_mead(&mut f, x, 0.2, 300);
         if v < best.1 {
-            best = (x, v);
+            best = (whole(&x), v);
         }
     }
-    let config = apply(base, &best.0);
+    let config = apply(base, &best.0, held);
     let residuals = residuals(&config, points)?;
     let n: usize = points
         .iter()

@@ -30,7 +30,7 @@ pub mod realtime;
 pub mod shape;
 
 pub use engine::{Engine, EngineConfig, Event, Overheads, Step};
-pub use fit::{fit, pool, Fit, Observed, Residual};
+pub use fit::{fit, fit_holding, held_terms, pool, Fit, Observed, Residual};
 pub use plan::{
     max_rate, max_users, quantile, simulate, simulate_replicas, Arrival, Capacity, Lengths, Load,
     RateCapacity, Requests, Summary,

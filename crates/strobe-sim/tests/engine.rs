@@ -250,6 +250,76 @@ fn a_fit_recovers_an_engine_from_two_loads_and_predicts_the_others() {
 }
 
 #[test]
+fn held_terms_keep_the_base_engines_values_and_the_rest_are_fitted_around_them() {
+    let base = EngineConfig::new(
+        Model::preset("smollm2-135m").unwrap(),
+        Gpu::preset("cpu").unwrap(),
+    );
+    let mut truth = base.clone();
+    truth.overheads.per_step = 12e-3;
+    truth.overheads.per_seq = 1.5e-3;
+    truth.overheads.per_layer = 0.0;
+    truth.overheads.per_output_token = 0.0;
+    truth.overheads.per_request_finish = 0.0;
+    truth.overheads.per_request_api = 4e-3;
+    truth.flops_efficiency = 0.3;
+    truth.bw_efficiency = 0.5;
+    let observe = |users: u32| {
+        let s = simulate(&truth, &load(users, 8 * users, 256, 64)).unwrap();
+        strobe_sim::Observed {
+            label: format!("c={users}"),
+            concurrency: users,
+            requests: 8 * users,
+            warmup: 0,
+            prompt: 256,
+            output: 64,
+            ttft_mean: s.ttft_mean,
+            tpot_mean: s.tpot_mean,
+            output_tokens_per_s: s.output_tokens_per_s,
+        }
+    };
+    // The efficiencies known (as a microbenchmark would measure them), the overheads not.
+    let mut measured = base.clone();
+    measured.flops_efficiency = 0.3;
+    measured.bw_efficiency = 0.5;
+    let held =
+        strobe_sim::held_terms(&["flops_efficiency".into(), "bw_efficiency".into()]).unwrap();
+    let fit = strobe_sim::fit_holding(&measured, &[observe(1), observe(2)], held).unwrap();
+    assert_eq!(fit.config.flops_efficiency, 0.3);
+    assert_eq!(fit.config.bw_efficiency, 0.5);
+    let o = &fit.config.overheads;
+    for (name, got, want) in [
+        ("per step", o.per_step, 12e-3),
+        ("per sequence", o.per_seq, 1.5e-3),
+        ("per request", o.per_request_api, 4e-3),
+    ] {
+        assert!(
+            (got / want - 1.0).abs() < 0.05,
+            "{name}: {got} s, not {want} s"
+        );
+    }
+    // Held at wrong values, the fit cannot make up for them with the terms left.
+    measured.flops_efficiency = 0.9;
+    measured.bw_efficiency = 0.9;
+    let off = strobe_sim::fit_holding(&measured, &[observe(1), observe(2)], held).unwrap();
+    assert_eq!(off.config.flops_efficiency, 0.9);
+    assert!(off.rms_log_error > fit.rms_log_error, "{off:?}");
+    // Names are checked, and something must be left to fit.
+    let err = strobe_sim::held_terms(&["per_token".into()]).unwrap_err();
+    assert!(
+        err.contains("per_token") && err.contains("bw_efficiency"),
+        "{err}"
+    );
+    let all: Vec<String> = strobe_sim::fit::TERM_NAMES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert!(strobe_sim::held_terms(&all)
+        .unwrap_err()
+        .contains("nothing is left"));
+}
+
+#[test]
 fn a_model_file_takes_presets_or_custom_shapes_and_names_a_bad_key() {
     let c =
         EngineConfig::parse("model = \"llama-3-8b\"\ngpu = \"h100\"\nmax_num_seqs = 64\n").unwrap();

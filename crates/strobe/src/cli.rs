@@ -119,6 +119,11 @@ pub struct SimFitArgs {
     /// percent (a check of the fit, for CI).
     #[arg(long, value_name = "PERCENT", requires = "predict")]
     pub fail_above: Option<f64>,
+    /// Terms to keep at --sim's values instead of fitting, comma-separated: per_step, per_seq,
+    /// per_request_api, flops_efficiency, bw_efficiency (e.g. efficiencies a microbenchmark
+    /// measured, in a model file). Fewer terms from the same runs read less of their noise.
+    #[arg(long, value_delimiter = ',', value_name = "TERM")]
+    pub hold: Vec<String>,
 }
 
 #[derive(Debug, Args)]

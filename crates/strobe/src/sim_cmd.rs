@@ -443,7 +443,8 @@ pub fn fit(a: crate::cli::SimFitArgs) -> anyhow::Result<i32> {
     }
     let runs = points.len();
     let points = strobe_sim::pool(&points);
-    let fit = strobe_sim::fit(&base, &points).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let held = strobe_sim::held_terms(&a.hold).map_err(|e| anyhow::anyhow!("--hold: {e}"))?;
+    let fit = strobe_sim::fit_holding(&base, &points, held).map_err(|e| anyhow::anyhow!("{e}"))?;
     let c = &fit.config;
     println!(
         "strobe sim fit: {} from {} measured run(s){}, {} simulations",
@@ -452,13 +453,19 @@ pub fn fit(a: crate::cli::SimFitArgs) -> anyhow::Result<i32> {
         pooled_note(runs, points.len()),
         fit.evaluations
     );
+    let mark = |i: usize| if held[i] { " (held)" } else { "" };
     println!(
-        "  per step {:.3} ms, per sequence in a step {:.3} ms, per request at the API {:.3} ms, FLOP efficiency {:.3}, bandwidth efficiency {:.3}",
+        "  per step {:.3} ms{}, per sequence in a step {:.3} ms{}, per request at the API {:.3} ms{}, FLOP efficiency {:.3}{}, bandwidth efficiency {:.3}{}",
         c.overheads.per_step * 1e3,
+        mark(0),
         c.overheads.per_seq * 1e3,
+        mark(1),
         c.overheads.per_request_api * 1e3,
+        mark(2),
         c.flops_efficiency,
-        c.bw_efficiency
+        mark(3),
+        c.bw_efficiency,
+        mark(4)
     );
     println!("  rms log error {:.3}\n", fit.rms_log_error);
     residual_table(

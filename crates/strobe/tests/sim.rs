@@ -532,6 +532,31 @@ async fn sim_fit_recovers_an_engine_from_strobe_reports_of_it() {
     let err = String::from_utf8_lossy(&strict.stderr);
     assert_eq!(strict.status.code(), Some(1), "{err}");
     assert!(err.contains("above --fail-above 0.001%"), "{err}");
+    // Held terms stay at the base's values and say so; a term that is not one is named.
+    let held = Command::new(env!("CARGO_BIN_EXE_strobe"))
+        .args(["sim", "fit"])
+        .args(&reports[..2])
+        .args(["--sim", "llama-3-8b@h100", "--hold", "flops_efficiency"])
+        .output()
+        .unwrap();
+    let held_out = String::from_utf8_lossy(&held.stdout);
+    assert!(held.status.success(), "{held_out}");
+    assert!(
+        held_out.contains("FLOP efficiency 0.650 (held)"),
+        "{held_out}"
+    );
+    let typo = Command::new(env!("CARGO_BIN_EXE_strobe"))
+        .args(["sim", "fit"])
+        .args(&reports[..2])
+        .args(["--sim", "llama-3-8b@h100", "--hold", "per_token"])
+        .output()
+        .unwrap();
+    let typo_err = String::from_utf8_lossy(&typo.stderr);
+    assert_eq!(typo.status.code(), Some(2), "{typo_err}");
+    assert!(
+        typo_err.contains("--hold") && typo_err.contains("\"per_token\""),
+        "{typo_err}"
+    );
     // A report that is not there is named.
     let bad = Command::new(env!("CARGO_BIN_EXE_strobe"))
         .args([
