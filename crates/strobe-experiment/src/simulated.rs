@@ -13,7 +13,7 @@ use std::sync::Arc;
 use strobe_core::Prompt;
 use strobe_load::{Arrival as LoadArrival, Schedule};
 use strobe_report::WorkloadInfo;
-use strobe_sim::engine::block_hashes;
+use strobe_sim::engine::{block_hashes, block_hashes_of_ids};
 use strobe_sim::{Arrival, Lengths, Load};
 
 use crate::workloads::{build, BuildContext};
@@ -29,9 +29,10 @@ pub struct SimulatedClass {
 }
 
 /// The simulator's load for `class` with workload `ws`. With `prefix_blocks` (the engine's
-/// block size, when it caches prefixes), each prompt's words are hashed block by block, as the
-/// simulated server hashes what it receives, so that shared prefixes and resent conversation
-/// history hit the engine's prefix cache. Refuses, naming the flag, what the virtual clock does
+/// block size, when it caches prefixes), each prompt is hashed block by block so that shared
+/// prefixes and resent conversation history hit the engine's prefix cache: its token ids under
+/// a tokenizer file (blocks of tokens, as the prompt's length counts them), else its words (as
+/// the simulated server hashes what it receives). Refuses, naming the flag, what the virtual clock does
 /// not replay: a duration instead of a request count, gamma arrivals, an open loop's concurrency
 /// cap.
 pub fn simulated(
@@ -146,7 +147,13 @@ pub fn simulated(
                     .join(" "),
                 Prompt::Raw(_) => String::new(),
             };
-            prefixes.push(block_hashes(text.split_whitespace(), block).into());
+            let hashes = match built.counter.token_ids(&text) {
+                Some(ids) => {
+                    block_hashes_of_ids(&ids.map_err(|e| format!("request {i}: {e}"))?, block)
+                }
+                None => block_hashes(text.split_whitespace(), block),
+            };
+            prefixes.push(hashes.into());
         }
     }
     Ok(SimulatedClass {

@@ -116,6 +116,8 @@ pub struct Built {
     pub workload: Arc<dyn Workload>,
     pub info: WorkloadInfo,
     pub warnings: Vec<String>,
+    /// What counted the prompts' tokens.
+    pub counter: Arc<dyn TokenCounter>,
 }
 
 /// Picks the token counter: an explicit choice, else the built-in target's word rule, else the
@@ -330,6 +332,7 @@ pub fn build(ws: &WorkloadSpec, mut ctx: BuildContext) -> Result<Built, Workload
             workload: Arc::new(w),
             info,
             warnings,
+            counter,
         });
     }
 
@@ -424,5 +427,6 @@ pub fn build(ws: &WorkloadSpec, mut ctx: BuildContext) -> Result<Built, Workload
         workload: Arc::new(w),
         info,
         warnings,
+        counter,
     })
 }

@@ -381,11 +381,21 @@ impl Request {
 /// keys them: block `i`'s hash covers tokens `0..(i + 1) × block_size`. FNV-1a over each
 /// token's text, chained.
 pub fn block_hashes<'a>(tokens: impl IntoIterator<Item = &'a str>, block_size: u32) -> Vec<u64> {
+    chained(tokens.into_iter().map(str::as_bytes), block_size)
+}
+
+/// [`block_hashes`] of a tokenizer's token ids.
+pub fn block_hashes_of_ids(ids: &[u32], block_size: u32) -> Vec<u64> {
+    let bytes: Vec<[u8; 4]> = ids.iter().map(|id| id.to_le_bytes()).collect();
+    chained(bytes.iter().map(|b| &b[..]), block_size)
+}
+
+fn chained<'a>(tokens: impl Iterator<Item = &'a [u8]>, block_size: u32) -> Vec<u64> {
     let mut out = Vec::new();
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let mut in_block = 0;
     for t in tokens {
-        for b in t.bytes().chain([0xff]) {
+        for &b in t.iter().chain(&[0xff]) {
             h ^= u64::from(b);
             h = h.wrapping_mul(0x0100_0000_01b3);
         }

@@ -39,6 +39,13 @@ pub trait TokenCounter: Send + Sync {
         texts.iter().map(|t| self.count(t)).collect()
     }
 
+    /// The token ids of `text` (with special tokens, as [`count`](Self::count) counts them),
+    /// where the counter has them: a tokenizer file does; the word rule and a server's
+    /// `/tokenize` answer `None`.
+    fn token_ids(&self, _text: &str) -> Option<Result<Vec<u32>, TokenizerError>> {
+        None
+    }
+
     /// Tokens of the prompt a chat server builds from `messages` (its chat template, with the
     /// generation prompt). `None` when no template is known.
     fn count_chat(&self, messages: &[ChatMessage]) -> Result<Option<u32>, TokenizerError>;
@@ -161,6 +168,18 @@ impl TokenCounter for HfTokenizer {
 
     fn count(&self, text: &str) -> Result<u32, TokenizerError> {
         self.encode_len(text, true)
+    }
+
+    fn token_ids(&self, text: &str) -> Option<Result<Vec<u32>, TokenizerError>> {
+        Some(
+            self.tokenizer
+                .encode_fast(text, true)
+                .map(|e| e.get_ids().to_vec())
+                .map_err(|e| TokenizerError::Count {
+                    source_name: self.path.display().to_string(),
+                    problem: e.to_string(),
+                }),
+        )
     }
 
     /// Splits large batches over the machine's cores.

@@ -786,3 +786,57 @@ fn sim_run_replays_strobe_runs_schedules_on_the_virtual_clock() {
     assert_eq!(code, Some(2));
     assert!(err.contains("vllm, vllm-2024, none"), "{err}");
 }
+
+#[test]
+fn sim_run_caches_prefixes_in_blocks_of_the_tokenizers_tokens() {
+    // Prompts of a data set that share a long prefix of words the tokenizer splits into several
+    // tokens each: the prefix cache's blocks are blocks of tokens, as the prompts' lengths are.
+    let tok =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.models/llama3-tokenizer");
+    if !tok.join("tokenizer.json").exists() {
+        let required = std::env::var("STROBE_REQUIRE_REAL_TOKENIZERS").is_ok_and(|v| v == "1");
+        assert!(
+            !required,
+            "{} is missing (scripts/setup-tokenizers.sh)",
+            tok.display()
+        );
+        eprintln!("SKIPPED: no Llama 3 tokenizer (scripts/setup-tokenizers.sh)");
+        return;
+    }
+    let prefix = "antidisestablishmentarianism incomprehensibilities ".repeat(50);
+    let data = temp_path("shared-prefix.jsonl");
+    let lines: Vec<String> = (0..20)
+        .map(|i| {
+            serde_json::json!({"prompt": format!("{prefix}question number {i} about otters"), "max_tokens": 4})
+                .to_string()
+        })
+        .collect();
+    std::fs::write(&data, lines.join("\n")).unwrap();
+    let (code, err, v) = sim_run(&[
+        "--sim",
+        "llama-3-8b@h100",
+        "-c",
+        "1",
+        "-n",
+        "20",
+        "--dataset",
+        data.to_str().unwrap(),
+        "--tokenizer",
+        tok.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let r = &v["results"];
+    let (prompt, hits) = (
+        r["prompt_tokens"].as_f64().unwrap(),
+        r["prefix_cache_hits"].as_f64().unwrap(),
+    );
+    // 100 words of the prefix are several hundred tokens; counted in words, the cache would
+    // find 96 "tokens" (six blocks of 16 words) a request.
+    let per_prompt = prompt / 20.0;
+    let per_hit = hits / 19.0;
+    assert!(per_prompt > 300.0, "{per_prompt} tokens a prompt");
+    assert!(
+        per_hit > per_prompt - 32.0 && per_hit < per_prompt,
+        "{per_hit} tokens hit of {per_prompt} a prompt"
+    );
+}
