@@ -203,9 +203,9 @@ fn the_capacity_search_finds_the_edge_of_the_objective() {
     assert!(small.users < users / 2, "{} vs {users}", small.users);
 }
 
-#[test]
-fn a_fit_recovers_an_engine_from_two_loads_and_predicts_the_others() {
-    // The "real" engine: a CPU-like one whose overheads are far from the defaults.
+/// A CPU-like engine to fit from (vLLM's defaults) and the "real" one, whose overheads are far
+/// from them.
+fn cpu_base_and_truth() -> (EngineConfig, EngineConfig) {
     let base = EngineConfig::new(
         Model::preset("smollm2-135m").unwrap(),
         Gpu::preset("cpu").unwrap(),
@@ -217,20 +217,29 @@ fn a_fit_recovers_an_engine_from_two_loads_and_predicts_the_others() {
     truth.overheads.per_request_api = 4e-3;
     truth.flops_efficiency = 0.3;
     truth.bw_efficiency = 0.5;
-    let observe = |users: u32| {
-        let s = simulate(&truth, &load(users, 8 * users, 256, 64)).unwrap();
-        strobe_sim::Observed {
-            label: format!("c={users}"),
-            concurrency: users,
-            requests: 8 * users,
-            warmup: 0,
-            prompt: 256,
-            output: 64,
-            ttft_mean: s.ttft_mean,
-            tpot_mean: s.tpot_mean,
-            output_tokens_per_s: s.output_tokens_per_s,
-        }
-    };
+    (base, truth)
+}
+
+/// What a closed loop of `users` on `truth` shows, as a report would give it to the fit.
+fn observed(truth: &EngineConfig, users: u32) -> strobe_sim::Observed {
+    let s = simulate(truth, &load(users, 8 * users, 256, 64)).unwrap();
+    strobe_sim::Observed {
+        label: format!("c={users}"),
+        concurrency: users,
+        requests: 8 * users,
+        warmup: 0,
+        prompt: 256,
+        output: 64,
+        ttft_mean: s.ttft_mean,
+        tpot_mean: s.tpot_mean,
+        output_tokens_per_s: s.output_tokens_per_s,
+    }
+}
+
+#[test]
+fn a_fit_recovers_an_engine_from_two_loads_and_predicts_the_others() {
+    let (base, truth) = cpu_base_and_truth();
+    let observe = |users: u32| observed(&truth, users);
     let fit = strobe_sim::fit(&base, &[observe(1), observe(2)]).unwrap();
     for r in &fit.residuals {
         assert!(r.worst() < 0.02, "fitted points: {r:?}");
@@ -251,33 +260,11 @@ fn a_fit_recovers_an_engine_from_two_loads_and_predicts_the_others() {
 
 #[test]
 fn held_terms_keep_the_base_engines_values_and_the_rest_are_fitted_around_them() {
-    let base = EngineConfig::new(
-        Model::preset("smollm2-135m").unwrap(),
-        Gpu::preset("cpu").unwrap(),
-    );
-    let mut truth = base.clone();
-    truth.overheads.per_step = 12e-3;
-    truth.overheads.per_seq = 1.5e-3;
-    truth.overheads.per_layer = 0.0;
+    let (base, mut truth) = cpu_base_and_truth();
+    // Only terms the fit sets, so that it can find the truth exactly.
     truth.overheads.per_output_token = 0.0;
     truth.overheads.per_request_finish = 0.0;
-    truth.overheads.per_request_api = 4e-3;
-    truth.flops_efficiency = 0.3;
-    truth.bw_efficiency = 0.5;
-    let observe = |users: u32| {
-        let s = simulate(&truth, &load(users, 8 * users, 256, 64)).unwrap();
-        strobe_sim::Observed {
-            label: format!("c={users}"),
-            concurrency: users,
-            requests: 8 * users,
-            warmup: 0,
-            prompt: 256,
-            output: 64,
-            ttft_mean: s.ttft_mean,
-            tpot_mean: s.tpot_mean,
-            output_tokens_per_s: s.output_tokens_per_s,
-        }
-    };
+    let observe = |users: u32| observed(&truth, users);
     // The efficiencies known (as a microbenchmark would measure them), the overheads not.
     let mut measured = base.clone();
     measured.flops_efficiency = 0.3;
