@@ -96,18 +96,21 @@ const MLPERF: [&str; 10] = [
     "lognormal:299:250:3:1024",
 ];
 
+/// The offline scenario: 806 sequences an engine, the one query of 274,560 samples at once.
+const MLPERF_OFFLINE: [&str; 7] = [
+    "--sim-max-num-seqs",
+    "806",
+    "--offline",
+    "--max-concurrency",
+    "274560",
+    "-n",
+    "274560",
+];
+
 #[test]
 fn mlperf_llama_2_70b_offline_on_8_h200() {
     let mut args = MLPERF.to_vec();
-    args.extend([
-        "--sim-max-num-seqs",
-        "806",
-        "--offline",
-        "--max-concurrency",
-        "274560",
-        "-n",
-        "274560",
-    ]);
+    args.extend(MLPERF_OFFLINE);
     let v = sim_run(&args);
     within(&[row(
         "offline tokens/s",
@@ -189,19 +192,7 @@ fn mlperf_server_tails_under_overheads_fitted_to_two_other_figures() {
     let model = model.to_str().unwrap();
     let mut args = vec!["--sim", model];
     args.extend_from_slice(&MLPERF[2..]);
-    let offline_args: Vec<&str> = args
-        .iter()
-        .copied()
-        .chain([
-            "--sim-max-num-seqs",
-            "806",
-            "--offline",
-            "--max-concurrency",
-            "274560",
-            "-n",
-            "274560",
-        ])
-        .collect();
+    let offline_args: Vec<&str> = args.iter().copied().chain(MLPERF_OFFLINE).collect();
     let server_args: Vec<&str> = args
         .iter()
         .copied()
