@@ -121,6 +121,33 @@ pub struct ServerConfig {
     /// Time every completion by a simulated continuous-batching engine on one shared step clock
     /// instead of `ttft`/`itl`/`load` (see the `strobe-sim` crate).
     pub sim: Option<strobe_sim::EngineConfig>,
+    /// Count prompts with the model's tokenizer instead of by words: `usage.prompt_tokens`,
+    /// `/tokenize`, the context-length check and, with `sim`, the engine's prompt length and the
+    /// prefix cache's blocks (token ids, as a real engine hashes them).
+    pub tokenizer: Option<ModelTokenizer>,
+}
+
+/// A model's tokenizer, as the server needs it. This crate knows no tokenizer file format; the
+/// binary implements it over `strobe-workload`'s Hugging Face tokenizer.
+pub trait PromptTokenizer: Send + Sync {
+    /// Where it comes from, for banners and logs (e.g. `hf:PATH`).
+    fn describe(&self) -> String;
+    /// The token ids of a completions prompt, with the special tokens the tokenizer adds (as
+    /// vLLM counts `usage.prompt_tokens`).
+    fn prompt_ids(&self, text: &str) -> Result<Vec<u32>, String>;
+    /// The token ids of the prompt the model's chat template builds from `messages` (the
+    /// request's JSON array), with the generation prompt. An error when there is no template.
+    fn chat_ids(&self, messages: &serde_json::Value) -> Result<Vec<u32>, String>;
+}
+
+/// A shared [`PromptTokenizer`] (cloned with the configuration; printed by its description).
+#[derive(Clone)]
+pub struct ModelTokenizer(pub std::sync::Arc<dyn PromptTokenizer>);
+
+impl std::fmt::Debug for ModelTokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ModelTokenizer({})", self.0.describe())
+    }
 }
 
 /// A TLS configuration from a PEM certificate chain and a PEM private key.
@@ -190,6 +217,7 @@ impl Default for ServerConfig {
             read_rate: None,
             strict: false,
             sim: None,
+            tokenizer: None,
         }
     }
 }

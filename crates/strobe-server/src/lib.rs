@@ -30,6 +30,8 @@ mod service;
 mod stamped;
 mod truth;
 
-pub use config::{tls_config, Fault, FaultParseError, LoadModel, ServerConfig};
+pub use config::{
+    tls_config, Fault, FaultParseError, LoadModel, ModelTokenizer, PromptTokenizer, ServerConfig,
+};
 pub use service::{bind, serve, ServerHandle};
 pub use truth::{EngineTruth, Truth, TruthSummary};

@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::body::{Delays, EngineTokens, Plan, TokenStream};
-use crate::config::{Fault, ServerConfig};
+use crate::config::{Fault, ModelTokenizer, ServerConfig};
 use crate::stamped::{LastArrival, StampedStream};
 use crate::truth::{EngineTruth, Truth};
 
@@ -315,7 +315,8 @@ fn unknown_field(bytes: &[u8]) -> Option<String> {
 }
 
 /// `POST /tokenize` (vLLM's shape): `prompt` or `messages` → `count`, `max_model_len` and token
-/// ids (one per word; the built-in target's tokenizer is its word rule, with no chat template).
+/// ids: the model's tokenizer's, with one; else one per word (the built-in target's word rule,
+/// with no chat template).
 fn tokenize(state: &State, bytes: &[u8]) -> Response<SimBody> {
     let v: Value = match serde_json::from_slice(bytes) {
         Ok(v) => v,
@@ -323,6 +324,26 @@ fn tokenize(state: &State, bytes: &[u8]) -> Response<SimBody> {
             return error_response(StatusCode::BAD_REQUEST, &format!("invalid JSON body: {e}"))
         }
     };
+    let tokenizer = state
+        .config
+        .tokenizer
+        .as_ref()
+        .filter(|_| v.get("prompt").is_some() || v.get("messages").is_some());
+    if let Some(t) = tokenizer {
+        let chat = v.get("prompt").is_none();
+        return match tokenizer_ids(t, &v, chat) {
+            Ok(ids) => json_response(
+                StatusCode::OK,
+                serde_json::json!({
+                    "count": ids.len(),
+                    "max_model_len": state.config.max_model_len,
+                    "tokens": ids,
+                })
+                .to_string(),
+            ),
+            Err(e) => error_response(StatusCode::BAD_REQUEST, &e),
+        };
+    }
     let count = if let Some(p) = v.get("prompt") {
         count_words(p)
     } else if let Some(Value::Array(ms)) = v.get("messages") {
@@ -385,6 +406,30 @@ fn count_images(v: &Value) -> Result<u32, String> {
         n += 1;
     }
     Ok(n)
+}
+
+/// A request's prompt as token ids of the model's tokenizer: a completions prompt's strings one
+/// after another, or what the chat template builds from `messages`.
+fn tokenizer_ids(t: &ModelTokenizer, body: &Value, chat: bool) -> Result<Vec<u32>, String> {
+    if chat {
+        match body.get("messages") {
+            Some(ms @ Value::Array(_)) => t.0.chat_ids(ms),
+            _ => Err("`messages` is required".into()),
+        }
+    } else {
+        let mut ids = Vec::new();
+        match body.get("prompt") {
+            Some(Value::String(p)) => ids = t.0.prompt_ids(p)?,
+            Some(Value::Array(parts)) if parts.iter().all(Value::is_string) => {
+                for p in parts.iter().filter_map(Value::as_str) {
+                    ids.extend(t.0.prompt_ids(p)?);
+                }
+            }
+            Some(_) => return Err("with a tokenizer, `prompt` must be a string or strings".into()),
+            None => return Err("`prompt` is required".into()),
+        }
+        Ok(ids)
+    }
 }
 
 /// Counts whitespace-separated words of the text parts: the target's stand-in for prompt tokens.
@@ -569,6 +614,24 @@ async fn completion(
             None => return error_response(StatusCode::BAD_REQUEST, "`prompt` is required"),
         }
     };
+    // With the model's tokenizer, its ids are the prompt: counted, and hashed into the prefix
+    // cache's blocks.
+    let ids = match &config.tokenizer {
+        Some(t) => match serde_json::from_slice::<Value>(bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|body| tokenizer_ids(t, &body, chat))
+        {
+            Ok(ids) => Some(ids),
+            Err(e) => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    &format!("cannot tokenize the prompt: {e}"),
+                )
+            }
+        },
+        None => None,
+    };
+    let prompt_tokens = ids.as_ref().map_or(prompt_tokens, |ids| ids.len() as u32);
     let images = match &request.messages {
         Some(ms) if chat => match ms.iter().map(Message::images).sum::<Result<u32, String>>() {
             Ok(n) => n,
@@ -656,7 +719,11 @@ async fn completion(
         }
         // What the prompt's blocks hold, for the engine's prefix cache: its words, in order,
         // the messages' one after another.
-        let prefix = if engine.config().enable_prefix_caching {
+        let prefix = if !engine.config().enable_prefix_caching {
+            std::sync::Arc::from([])
+        } else if let Some(ids) = &ids {
+            strobe_sim::engine::block_hashes_of_ids(ids, engine.config().block_size).into()
+        } else {
             let mut words = Vec::new();
             if chat {
                 for m in request.messages.iter().flatten() {
@@ -668,8 +735,6 @@ async fn completion(
                 push_words(p, &mut words);
             }
             strobe_sim::engine::block_hashes(words, engine.config().block_size).into()
-        } else {
-            std::sync::Arc::from([])
         };
         let mut feed = EngineTokens::submit(engine, prompt_tokens, tokens, prefix, received);
         if request.stream {

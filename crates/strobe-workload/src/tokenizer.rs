@@ -150,6 +150,21 @@ impl HfTokenizer {
         .map_err(template_err)
     }
 
+    /// The token ids of the prompt the chat template builds from `messages` (rendered, then
+    /// encoded without adding special tokens again, as servers do). `None` without a template.
+    pub fn chat_ids(&self, messages: &[ChatMessage]) -> Result<Option<Vec<u32>>, TokenizerError> {
+        let Some(text) = self.render_chat(messages)? else {
+            return Ok(None);
+        };
+        self.tokenizer
+            .encode_fast(text.as_str(), false)
+            .map(|e| Some(e.get_ids().to_vec()))
+            .map_err(|e| TokenizerError::Count {
+                source_name: self.path.display().to_string(),
+                problem: e.to_string(),
+            })
+    }
+
     fn encode_len(&self, text: &str, special: bool) -> Result<u32, TokenizerError> {
         self.tokenizer
             .encode_fast(text, special)

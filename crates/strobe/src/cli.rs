@@ -482,7 +482,8 @@ pub struct WorkloadArgs {
     pub output_len: Option<String>,
     /// How tokens are counted for exact lengths: a tokenizer.json or model folder, `server` (the
     /// server's /tokenize), or `words`. Default: `words` for the built-in target, else the
-    /// server's /tokenize when it has one, else approximate lengths.
+    /// server's /tokenize when it has one, else approximate lengths. With --sim, the simulated
+    /// engine counts and caches prompts by the same tokenizer file.
     #[arg(long, value_name = "PATH|server|words", help_heading = "Workload")]
     pub tokenizer: Option<String>,
     /// Send prompts from this data set instead of synthetic ones.
@@ -1041,6 +1042,11 @@ pub struct ServeArgs {
     /// Prompt tokens each image adds to usage.prompt_tokens.
     #[arg(long, default_value = "0")]
     pub image_tokens: u32,
+    /// Count prompts with this tokenizer (a tokenizer.json or model folder, with its chat
+    /// template) instead of by words: usage.prompt_tokens, /tokenize, the context-length check
+    /// and, with --sim, the simulated engine's prompt lengths and prefix-cache blocks.
+    #[arg(long, value_name = "FILE")]
+    pub tokenizer: Option<String>,
     /// Require this API key (read from the named environment variable) as a Bearer token.
     #[arg(long, value_name = "NAME")]
     pub api_key_env: Option<String>,

@@ -39,6 +39,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         _ => None,
     };
     let sim = crate::settings::sim(&args.sim)?;
+    let tokenizer = args
+        .tokenizer
+        .as_deref()
+        .map(|p| crate::settings::model_tokenizer(p, "--tokenizer"))
+        .transpose()?;
     let config = ServerConfig {
         model: match (&sim, args.model.as_str()) {
             // The default name gives way to the simulated model's.
@@ -46,6 +51,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
             _ => args.model,
         },
         sim: sim.clone(),
+        tokenizer: tokenizer.clone(),
         ttft: args.ttft,
         itl: args.itl,
         jitter: args.jitter,
@@ -112,6 +118,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         },
         if config.faults.is_empty() { String::new() } else { format!(", faults {:?}", config.faults) }
     ),
+    };
+    let banner = match &tokenizer {
+        Some(t) => format!("{banner}; prompts counted by {}", t.0.describe()),
+        None => banner,
     };
     println!("{banner}");
     use std::io::Write;

@@ -840,3 +840,171 @@ fn sim_run_caches_prefixes_in_blocks_of_the_tokenizers_tokens() {
         "{per_hit} tokens hit of {per_prompt} a prompt"
     );
 }
+
+/// Llama 3's tokenizer, where scripts/setup-tokenizers.sh put it (required where
+/// STROBE_REQUIRE_REAL_TOKENIZERS=1).
+fn llama3_tokenizer() -> Option<std::path::PathBuf> {
+    let tok =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.models/llama3-tokenizer");
+    if tok.join("tokenizer.json").exists() {
+        return Some(tok);
+    }
+    let required = std::env::var("STROBE_REQUIRE_REAL_TOKENIZERS").is_ok_and(|v| v == "1");
+    assert!(
+        !required,
+        "{} is missing (scripts/setup-tokenizers.sh)",
+        tok.display()
+    );
+    eprintln!("SKIPPED: no Llama 3 tokenizer (scripts/setup-tokenizers.sh)");
+    None
+}
+
+/// A JSON POST over one TCP connection: the status code and the body.
+async fn http_post(url: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').unwrap();
+    let body = body.to_string();
+    let mut s = tokio::net::TcpStream::connect(host).await.unwrap();
+    s.write_all(
+        format!(
+            "POST /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head[9..12].parse().unwrap();
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_served_engine_counts_prompts_with_the_models_tokenizer_when_given_one() {
+    // `strobe serve --sim … --tokenizer FILE`: usage, /tokenize and the context check count the
+    // model's tokens (chat through its template), not words.
+    let Some(tok) = llama3_tokenizer() else {
+        return;
+    };
+    let (mut config, _) = sim("llama-3-8b@h100");
+    config.tokenizer =
+        Some(strobe::settings::model_tokenizer(tok.to_str().unwrap(), "--tokenizer").unwrap());
+    config.max_model_len = 40;
+    let server = start(config).await;
+    let url = url_of(&server);
+    let reference = strobe_workload::HfTokenizer::load(&tok).unwrap();
+    use strobe_workload::TokenCounter;
+    let text = "antidisestablishmentarianism incomprehensibilities among the otters";
+    let ids = reference.token_ids(text).unwrap().unwrap();
+    assert!(ids.len() > 2 * text.split_whitespace().count(), "{ids:?}");
+
+    let (status, v) = http_post(
+        &format!("{url}/tokenize"),
+        &serde_json::json!({"prompt": text}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["count"], ids.len(), "{v}");
+    assert_eq!(v["tokens"], serde_json::json!(ids), "{v}");
+
+    let (status, v) = http_post(
+        &format!("{url}/v1/completions"),
+        &serde_json::json!({"model": "llama-3-8b", "prompt": text, "max_tokens": 2}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["usage"]["prompt_tokens"], ids.len(), "{v}");
+
+    let messages = [strobe_core::ChatMessage::text("user", text)];
+    let chat = reference.count_chat(&messages).unwrap().unwrap();
+    assert!(chat as usize > ids.len(), "the template adds tokens");
+    let (status, v) = http_post(
+        &format!("{url}/v1/chat/completions"),
+        &serde_json::json!({"model": "llama-3-8b", "messages": messages, "max_tokens": 2}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["usage"]["prompt_tokens"], chat, "{v}");
+
+    // The context check counts tokens: 8 words and 30 more tokens fit 40 by words, not by
+    // tokens.
+    let (status, v) = http_post(
+        &format!("{url}/v1/completions"),
+        &serde_json::json!({"model": "llama-3-8b", "prompt": text, "max_tokens": 30}),
+    )
+    .await;
+    assert_eq!(status, 400, "{v}");
+    assert!(v.to_string().contains("maximum context length"), "{v}");
+
+    // What a tokenizer cannot read is refused, saying why.
+    let (status, v) = http_post(
+        &format!("{url}/v1/completions"),
+        &serde_json::json!({"model": "llama-3-8b", "prompt": [1, 2, 3], "max_tokens": 2}),
+    )
+    .await;
+    assert_eq!(status, 400, "{v}");
+    assert!(v.to_string().contains("must be a string"), "{v}");
+    server.shutdown().await;
+}
+
+#[test]
+fn strobe_run_on_the_simulated_engine_counts_and_caches_by_the_runs_tokenizer() {
+    // `strobe run --sim … --tokenizer FILE`: the simulated server counts what the workload
+    // counted, and its prefix cache finds a shared prefix in blocks of those tokens (counted in
+    // words, the server saw 105 tokens a prompt and the cache 96 of them).
+    let Some(tok) = llama3_tokenizer() else {
+        return;
+    };
+    let prefix = "antidisestablishmentarianism incomprehensibilities ".repeat(50);
+    let data = temp_path("served-shared-prefix.jsonl");
+    let lines: Vec<String> = (0..20)
+        .map(|i| {
+            serde_json::json!({"prompt": format!("{prefix}question number {i} about otters"), "max_tokens": 4})
+                .to_string()
+        })
+        .collect();
+    std::fs::write(&data, lines.join("\n")).unwrap();
+    let report = temp_path("served-shared-prefix.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_strobe"))
+        .args([
+            "run",
+            "--sim",
+            "llama-3-8b@h100",
+            "-c",
+            "1",
+            "-n",
+            "20",
+            "--dataset",
+        ])
+        .arg(&data)
+        .arg("--tokenizer")
+        .arg(&tok)
+        .arg("-o")
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let check = &v["results"]["input_length_check"];
+    assert_eq!(check["exact"], 20, "{check}");
+    let counters = &v["server_metrics"]["counters"];
+    let prompt = counters["prompt_tokens"].as_f64().unwrap();
+    let hits = counters["prefix_cache_hits"].as_f64().unwrap();
+    let (per_prompt, per_hit) = (prompt / 20.0, hits / 19.0);
+    assert!(per_prompt > 300.0, "{per_prompt} tokens a prompt");
+    assert!(
+        per_hit > per_prompt - 32.0 && per_hit < per_prompt,
+        "{per_hit} tokens hit of {per_prompt} a prompt"
+    );
+}
