@@ -791,27 +791,10 @@ fn sim_run_replays_strobe_runs_schedules_on_the_virtual_clock() {
 fn sim_run_caches_prefixes_in_blocks_of_the_tokenizers_tokens() {
     // Prompts of a data set that share a long prefix of words the tokenizer splits into several
     // tokens each: the prefix cache's blocks are blocks of tokens, as the prompts' lengths are.
-    let tok =
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.models/llama3-tokenizer");
-    if !tok.join("tokenizer.json").exists() {
-        let required = std::env::var("STROBE_REQUIRE_REAL_TOKENIZERS").is_ok_and(|v| v == "1");
-        assert!(
-            !required,
-            "{} is missing (scripts/setup-tokenizers.sh)",
-            tok.display()
-        );
-        eprintln!("SKIPPED: no Llama 3 tokenizer (scripts/setup-tokenizers.sh)");
+    let Some(tok) = llama3_tokenizer() else {
         return;
-    }
-    let prefix = "antidisestablishmentarianism incomprehensibilities ".repeat(50);
-    let data = temp_path("shared-prefix.jsonl");
-    let lines: Vec<String> = (0..20)
-        .map(|i| {
-            serde_json::json!({"prompt": format!("{prefix}question number {i} about otters"), "max_tokens": 4})
-                .to_string()
-        })
-        .collect();
-    std::fs::write(&data, lines.join("\n")).unwrap();
+    };
+    let data = shared_prefix_data("shared-prefix.jsonl");
     let (code, err, v) = sim_run(&[
         "--sim",
         "llama-3-8b@h100",
@@ -857,6 +840,21 @@ fn llama3_tokenizer() -> Option<std::path::PathBuf> {
     );
     eprintln!("SKIPPED: no Llama 3 tokenizer (scripts/setup-tokenizers.sh)");
     None
+}
+
+/// A data set of 20 prompts sharing a prefix of 100 words that Llama 3's tokenizer splits into
+/// several tokens each, written to a temporary file `name`.
+fn shared_prefix_data(name: &str) -> std::path::PathBuf {
+    let prefix = "antidisestablishmentarianism incomprehensibilities ".repeat(50);
+    let data = temp_path(name);
+    let lines: Vec<String> = (0..20)
+        .map(|i| {
+            serde_json::json!({"prompt": format!("{prefix}question number {i} about otters"), "max_tokens": 4})
+                .to_string()
+        })
+        .collect();
+    std::fs::write(&data, lines.join("\n")).unwrap();
+    data
 }
 
 /// A JSON POST over one TCP connection: the status code and the body.
@@ -962,15 +960,7 @@ fn strobe_run_on_the_simulated_engine_counts_and_caches_by_the_runs_tokenizer() 
     let Some(tok) = llama3_tokenizer() else {
         return;
     };
-    let prefix = "antidisestablishmentarianism incomprehensibilities ".repeat(50);
-    let data = temp_path("served-shared-prefix.jsonl");
-    let lines: Vec<String> = (0..20)
-        .map(|i| {
-            serde_json::json!({"prompt": format!("{prefix}question number {i} about otters"), "max_tokens": 4})
-                .to_string()
-        })
-        .collect();
-    std::fs::write(&data, lines.join("\n")).unwrap();
+    let data = shared_prefix_data("served-shared-prefix.jsonl");
     let report = temp_path("served-shared-prefix.json");
     let out = Command::new(env!("CARGO_BIN_EXE_strobe"))
         .args([
