@@ -19,6 +19,7 @@ mod experiment;
 pub mod grid;
 pub mod interference;
 pub mod levels;
+mod model_tokenizer;
 mod observer;
 pub mod outputs;
 pub mod presets;
@@ -40,6 +41,7 @@ pub use experiment::{
     run, ClassSpec, CompareKind, ComparisonSpec, Experiment, ExperimentOptions, Outcome,
     RequestOptions, RunSpec,
 };
+pub use model_tokenizer::model_tokenizer;
 pub use observer::{LiveRun, Observer, Silent, Stage};
 pub use outputs::{Export, Outputs};
 pub use server_tokenizer::ServerTokenizer;

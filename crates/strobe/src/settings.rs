@@ -290,44 +290,9 @@ pub fn target(a: &TargetArgs, output: Option<&Path>) -> anyhow::Result<TargetSpe
 }
 
 /// The model's tokenizer for the built-in target (`strobe serve --tokenizer`, or `strobe run
-/// --sim … --tokenizer FILE`): it counts prompts, answers `/tokenize` and fills the simulated
-/// engine's prefix-cache blocks with token ids.
+/// --sim … --tokenizer FILE`), its errors naming `flag`.
 pub fn model_tokenizer(path: &str, flag: &str) -> anyhow::Result<strobe_server::ModelTokenizer> {
-    let t = strobe_workload::HfTokenizer::load(Path::new(path))
-        .with_context(|| format!("{flag} {path}"))?;
-    Ok(strobe_server::ModelTokenizer(std::sync::Arc::new(
-        ServedTokenizer(t),
-    )))
-}
-
-/// [`strobe_workload::HfTokenizer`] as the built-in target asks for it.
-struct ServedTokenizer(strobe_workload::HfTokenizer);
-
-impl strobe_server::PromptTokenizer for ServedTokenizer {
-    fn describe(&self) -> String {
-        strobe_workload::TokenCounter::describe(&self.0)
-    }
-
-    fn prompt_ids(&self, text: &str) -> Result<Vec<u32>, String> {
-        match strobe_workload::TokenCounter::token_ids(&self.0, text) {
-            Some(ids) => ids.map_err(|e| e.to_string()),
-            None => Err("this tokenizer gives no token ids".into()),
-        }
-    }
-
-    fn chat_ids(&self, messages: &Value) -> Result<Vec<u32>, String> {
-        let messages: Vec<strobe_core::ChatMessage> = serde_json::from_value(messages.clone())
-            .map_err(|e| format!("`messages` is not a list of chat messages: {e}"))?;
-        self.0
-            .chat_ids(&messages)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| {
-                format!(
-                    "{} has no chat template (chat_template.jinja or tokenizer_config.json beside it)",
-                    self.describe()
-                )
-            })
-    }
+    strobe_experiment::model_tokenizer(Path::new(path)).with_context(|| format!("{flag} {path}"))
 }
 
 /// A named set of the simulated engine's overheads.
