@@ -717,8 +717,8 @@ async fn completion(
         if let Err(e) = engine.fits(prompt_tokens, tokens) {
             return error_response(StatusCode::BAD_REQUEST, &e);
         }
-        // What the prompt's blocks hold, for the engine's prefix cache: its words, in order,
-        // the messages' one after another.
+        // What the prompt's blocks hold, for the engine's prefix cache: its token ids under the
+        // model's tokenizer; else its words, in order, the messages' one after another.
         let prefix = if !engine.config().enable_prefix_caching {
             std::sync::Arc::from([])
         } else if let Some(ids) = &ids {
